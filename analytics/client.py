@@ -1,0 +1,29 @@
+"""One code path to ClickHouse: clickhouse-connect over HTTP to a server, or its chDB backend.
+
+chDB runs a real ClickHouse engine inside this process. It lets one OS process own a data
+directory, so in embedded mode the API and the worker share one process (``bulkops up``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+
+def connect(*, dsn: str | None, chdb_path: Path, database: str) -> Client:
+    """A client on ``database``, creating the database first if it is missing."""
+    if dsn:
+        bootstrap = clickhouse_connect.get_client(dsn=dsn)
+    else:
+        chdb_path.mkdir(parents=True, exist_ok=True)
+        bootstrap = clickhouse_connect.get_client(interface="chdb", path=str(chdb_path))
+    try:
+        # ``database`` is configuration, validated by its settings pattern, never user input.
+        bootstrap.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+    finally:
+        bootstrap.close()
+    if dsn:
+        return clickhouse_connect.get_client(dsn=dsn, database=database)
+    return clickhouse_connect.get_client(interface="chdb", path=str(chdb_path), database=database)

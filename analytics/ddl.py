@@ -1,0 +1,78 @@
+"""Table definitions, created on start (idempotent).
+
+Every table is a ReplacingMergeTree whose sorting key is the natural identity of a row
+(the item key ``(sponsor_id, operation_id, item_index)``, or the operation), so rows written
+twice by a replayed batch collapse into one; readers use ``FINAL`` or ``uniqExact`` where exact
+counts matter before background merges have run. ``version`` picks the newest operation row.
+"""
+
+from __future__ import annotations
+
+OPERATIONS = """
+CREATE TABLE IF NOT EXISTS operations
+(
+    operation_id String,
+    sponsor_id UInt64,
+    operation_type LowCardinality(String),
+    operation_name String,
+    status LowCardinality(String),
+    total_items UInt64,
+    processed_items UInt64,
+    successful_items UInt64,
+    failed_items UInt64,
+    skipped_items UInt64,
+    created_at DateTime64(3, 'UTC'),
+    started_at Nullable(DateTime64(3, 'UTC')),
+    completed_at Nullable(DateTime64(3, 'UTC')),
+    requested_by String,
+    subscription_tier_id Nullable(UInt32),
+    code_prefix Nullable(String),
+    channel Nullable(String),
+    total_cost Float64 DEFAULT 0,
+    request_json String,
+    version UInt64
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY (sponsor_id, operation_id)
+"""
+
+ITEMS = """
+CREATE TABLE IF NOT EXISTS items
+(
+    sponsor_id UInt64,
+    operation_id String,
+    item_index UInt32,
+    item_id String,
+    operation_type LowCardinality(String),
+    status LowCardinality(String),
+    result_data Nullable(String),
+    error_code Nullable(String),
+    error_message Nullable(String),
+    error_category LowCardinality(Nullable(String)),
+    is_retryable Bool DEFAULT false,
+    retry_count UInt16 DEFAULT 0,
+    processed_at DateTime64(3, 'UTC'),
+    processing_duration_ms Float64
+)
+ENGINE = ReplacingMergeTree(processed_at)
+ORDER BY (sponsor_id, operation_id, item_index)
+"""
+
+CODES = """
+CREATE TABLE IF NOT EXISTS codes
+(
+    sponsor_id UInt64,
+    operation_id String,
+    item_index UInt32,
+    code String,
+    subscription_tier_id UInt32,
+    batch_name Nullable(String),
+    created_at DateTime64(3, 'UTC'),
+    expires_at DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (sponsor_id, operation_id, item_index)
+"""
+
+ALL = (OPERATIONS, ITEMS, CODES)
+TABLES = ("operations", "items", "codes")

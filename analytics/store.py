@@ -1,0 +1,299 @@
+"""The sink writer and the read queries, over one ClickHouse client per direction.
+
+clickhouse-connect clients are synchronous and not meant to be shared between threads, so
+the store keeps one client for writes and one for reads, each behind a lock; async callers go
+through ``asyncio.to_thread``. Inserts are column-oriented and batched by the caller.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from clickhouse_connect.driver.client import Client
+
+from analytics import ddl
+from analytics.client import connect
+from schemas.common import ItemStatus, OperationType
+from schemas.messages import OperationRequested, OperationSnapshot, ResultBatch
+
+_ITEM_COLUMNS = (
+    "sponsor_id",
+    "operation_id",
+    "item_index",
+    "item_id",
+    "operation_type",
+    "status",
+    "result_data",
+    "error_code",
+    "error_message",
+    "error_category",
+    "is_retryable",
+    "retry_count",
+    "processed_at",
+    "processing_duration_ms",
+)
+_CODE_COLUMNS = (
+    "sponsor_id",
+    "operation_id",
+    "item_index",
+    "code",
+    "subscription_tier_id",
+    "batch_name",
+    "created_at",
+    "expires_at",
+)
+_OPERATION_COLUMNS = (
+    "operation_id",
+    "sponsor_id",
+    "operation_type",
+    "operation_name",
+    "status",
+    "total_items",
+    "processed_items",
+    "successful_items",
+    "failed_items",
+    "skipped_items",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "requested_by",
+    "subscription_tier_id",
+    "code_prefix",
+    "channel",
+    "total_cost",
+    "request_json",
+    "version",
+)
+
+_HISTORY = """
+SELECT operation_id, operation_name, operation_type, status, total_items, processed_items,
+       successful_items, failed_items, skipped_items, created_at, started_at, completed_at,
+       requested_by, subscription_tier_id, code_prefix, channel, total_cost, sponsor_id
+FROM operations FINAL
+WHERE ({sponsor:Nullable(UInt64)} IS NULL OR sponsor_id = {sponsor:Nullable(UInt64)})
+ORDER BY created_at DESC, operation_id DESC
+LIMIT {limit:UInt32} OFFSET {offset:UInt64}
+"""
+_HISTORY_COUNT = """
+SELECT uniqExact(operation_id) FROM operations
+WHERE ({sponsor:Nullable(UInt64)} IS NULL OR sponsor_id = {sponsor:Nullable(UInt64)})
+"""
+_CODES_PAGE = """
+SELECT item_index, code, subscription_tier_id, batch_name, expires_at
+FROM codes FINAL
+WHERE sponsor_id = {sponsor:UInt64} AND operation_id = {operation:String}
+  AND item_index >= {after:UInt32}
+ORDER BY item_index
+LIMIT {limit:UInt32}
+"""
+_CODE_COUNTS = """
+SELECT uniqExact(item_index), uniqExact(code), count()
+FROM codes
+WHERE sponsor_id = {sponsor:UInt64} AND operation_id = {operation:String}
+"""
+_ITEM_COUNTS = """
+SELECT status, count() FROM items FINAL
+WHERE sponsor_id = {sponsor:UInt64} AND operation_id = {operation:String}
+GROUP BY status
+"""
+_DUPLICATE_CODES = """
+SELECT count() FROM (SELECT code FROM codes FINAL GROUP BY code HAVING count() > 1)
+"""
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """chDB returns naive datetimes for UTC columns; make them aware again."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    operation_id: str
+    operation_name: str
+    operation_type: str
+    status: str
+    total_items: int
+    processed_items: int
+    successful_items: int
+    failed_items: int
+    skipped_items: int
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    requested_by: str
+    subscription_tier_id: int | None
+    code_prefix: str | None
+    channel: str | None
+    total_cost: float
+    sponsor_id: int
+
+
+@dataclass(frozen=True)
+class CodeCounts:
+    items: int
+    unique_codes: int
+    rows: int
+
+
+class AnalyticsStore:
+    """Writes the flow's outcomes to ClickHouse and answers the history queries."""
+
+    def __init__(self, writer: Client, reader: Client) -> None:
+        self._writer = writer
+        self._reader = reader
+        self._write_lock = threading.Lock()
+        self._read_lock = threading.Lock()
+
+    @classmethod
+    def open(cls, *, dsn: str | None, chdb_path: Path, database: str) -> AnalyticsStore:
+        writer = connect(dsn=dsn, chdb_path=chdb_path, database=database)
+        reader = connect(dsn=dsn, chdb_path=chdb_path, database=database)
+        store = cls(writer, reader)
+        store.ensure_schema()
+        return store
+
+    def close(self) -> None:
+        self._writer.close()
+        self._reader.close()
+
+    def ensure_schema(self) -> None:
+        with self._write_lock:
+            for statement in ddl.ALL:
+                self._writer.command(statement)
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def insert_results(self, batches: Sequence[ResultBatch]) -> int:
+        """Store item outcomes (and codes) of several result batches in one insert per table."""
+        items: list[list[Any]] = [[] for _ in _ITEM_COLUMNS]
+        codes: list[list[Any]] = [[] for _ in _CODE_COLUMNS]
+        for batch in batches:
+            self._collect(batch, items, codes)
+        with self._write_lock:
+            if items[0]:
+                self._writer.insert(
+                    "items", items, column_names=_ITEM_COLUMNS, column_oriented=True
+                )
+            if codes[0]:
+                self._writer.insert(
+                    "codes", codes, column_names=_CODE_COLUMNS, column_oriented=True
+                )
+        return len(items[0])
+
+    @staticmethod
+    def _collect(batch: ResultBatch, items: list[list[Any]], codes: list[list[Any]]) -> None:
+        n = len(batch.statuses)
+        op = batch.operation_id
+        start = batch.start_index
+        indexes = range(start, start + n)
+        errors = {e.item_index: e for e in batch.errors}
+        per_item_ms = batch.duration_ms / n if n else 0.0
+        items[0].extend([batch.sponsor_id] * n)
+        items[1].extend([op] * n)
+        items[2].extend(indexes)
+        items[3].extend(f"{op}:{i}" for i in indexes)
+        items[4].extend([batch.operation_type.value] * n)
+        items[5].extend(s.value for s in batch.statuses)
+        items[6].extend(batch.results)
+        for i in indexes:
+            error = errors.get(i)
+            items[7].append(error.error_code if error else None)
+            items[8].append(error.error_message if error else None)
+            items[9].append(error.error_category.value if error else None)
+            items[10].append(error.is_retryable if error else False)
+            items[11].append(error.retry_count if error else 0)
+        items[12].extend([batch.processed_at] * n)
+        items[13].extend([per_item_ms] * n)
+        if batch.operation_type is OperationType.CODE_GENERATION:
+            assert batch.tier_id is not None and batch.expires_at is not None
+            for offset, (status, code) in enumerate(zip(batch.statuses, batch.results, strict=True)):
+                if status is ItemStatus.SUCCESS and code is not None:
+                    codes[0].append(batch.sponsor_id)
+                    codes[1].append(op)
+                    codes[2].append(start + offset)
+                    codes[3].append(code)
+                    codes[4].append(batch.tier_id)
+                    codes[5].append(batch.batch_name)
+                    codes[6].append(batch.processed_at)
+                    codes[7].append(batch.expires_at)
+
+    def upsert_operation(self, snapshot: OperationSnapshot, request_json: str) -> None:
+        """Write the operation's current row; the highest ``version`` wins on merge."""
+        request = OperationRequested.model_validate_json(request_json)
+        codegen = request.code_generation
+        row = [
+            snapshot.operation_id,
+            snapshot.sponsor_id,
+            snapshot.operation_type.value,
+            snapshot.operation_name,
+            snapshot.status.value,
+            snapshot.total_items,
+            snapshot.processed_items,
+            snapshot.successful_items,
+            snapshot.failed_items,
+            snapshot.skipped_items,
+            snapshot.created_at,
+            snapshot.started_at,
+            snapshot.completed_at,
+            snapshot.requested_by,
+            codegen.subscription_tier_id if codegen else None,
+            codegen.code_prefix if codegen else None,
+            None,
+            0.0,
+            request_json,
+            snapshot.version,
+        ]
+        with self._write_lock:
+            self._writer.insert("operations", [row], column_names=_OPERATION_COLUMNS)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def _query(self, sql: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]:
+        with self._read_lock:
+            return list(self._reader.query(sql, parameters=parameters).result_rows)
+
+    def history(self, sponsor_id: int | None, *, limit: int, offset: int) -> list[HistoryRow]:
+        rows = self._query(_HISTORY, {"sponsor": sponsor_id, "limit": limit, "offset": offset})
+        result = []
+        for row in rows:
+            values = list(row)
+            for i in (9, 10, 11):
+                values[i] = _utc(values[i])
+            result.append(HistoryRow(*values))
+        return result
+
+    def history_count(self, sponsor_id: int | None) -> int:
+        return int(self._query(_HISTORY_COUNT, {"sponsor": sponsor_id})[0][0])
+
+    def codes_page(
+        self, sponsor_id: int, operation_id: str, *, after_index: int, limit: int
+    ) -> list[tuple[int, str, int, str | None, datetime]]:
+        rows = self._query(
+            _CODES_PAGE,
+            {"sponsor": sponsor_id, "operation": operation_id, "after": after_index, "limit": limit},
+        )
+        return [(r[0], r[1], r[2], r[3], _utc(r[4])) for r in rows]  # type: ignore[misc]
+
+    def code_counts(self, sponsor_id: int, operation_id: str) -> CodeCounts:
+        row = self._query(_CODE_COUNTS, {"sponsor": sponsor_id, "operation": operation_id})[0]
+        return CodeCounts(items=int(row[0]), unique_codes=int(row[1]), rows=int(row[2]))
+
+    def item_counts(self, sponsor_id: int, operation_id: str) -> dict[str, int]:
+        rows = self._query(_ITEM_COUNTS, {"sponsor": sponsor_id, "operation": operation_id})
+        return {str(status): int(count) for status, count in rows}
+
+    def duplicate_codes(self) -> int:
+        """Codes stored for more than one item anywhere in the system (should be 0)."""
+        return int(self._query(_DUPLICATE_CODES, {})[0][0])
+
+    @staticmethod
+    def encode_metadata(value: dict[str, Any]) -> str:
+        return orjson.dumps(value).decode()

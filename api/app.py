@@ -1,0 +1,111 @@
+"""The FastAPI application factory.
+
+``create_api`` wires routes, errors, the body-size guard and the lifespan. What the lifespan
+starts is passed in, so the same app serves in three shapes: API only (server ClickHouse),
+API + Faust worker in one process (embedded chDB: ``bulkops up``), and tests with fakes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.errors import install_error_handlers
+from api.routes import router
+from bulkops.settings import ApiSettings
+from schemas.responses import ErrorBody
+
+log = logging.getLogger("bulkops.api")
+
+Lifespan = Callable[[FastAPI], Any]
+
+
+class BodySizeLimit:
+    """413 for bodies over ``max_bytes``, by Content-Length or while streaming a chunked body."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await self._reject(scope, receive, send)
+                return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _TooLarge:
+            await self._reject(scope, receive, send)
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = ErrorBody(
+            error="PAYLOAD_TOO_LARGE",
+            message=f"Request body over {self.max_bytes} bytes",
+            details={"maxBytes": self.max_bytes},
+        )
+        await JSONResponse(status_code=413, content=body.model_dump(mode="json"))(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_api(
+    settings: ApiSettings,
+    *,
+    start: Callable[[FastAPI], Awaitable[None]],
+    stop: Callable[[FastAPI], Awaitable[None]],
+) -> FastAPI:
+    """``start`` must set ``app.state.message_sink``, ``status_view`` and ``store``."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await start(app)
+        log.info("API ready: docs at http://%s:%d/docs", settings.host, settings.port)
+        try:
+            yield
+        finally:
+            await stop(app)
+
+    app = FastAPI(
+        title="Bulkops",
+        version="0.1.0",
+        summary="Bulk operations on Kafka: one request, many items, live progress, history.",
+        description=(
+            "Authenticate with `Authorization: Bearer <JWT>` (role `Sponsor` with a `sponsorId` "
+            "claim, or `Admin`). Mint a dev token with `bulkops token --sponsor-id 7`. Every "
+            "error has the envelope `{success: false, error, message, details}`."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(router)
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness and status-view readiness")
+    def healthz() -> dict[str, Any]:
+        view = getattr(app.state, "status_view", None)
+        return {"status": "ok", "statusViewReady": bool(view and view.ready.is_set())}
+
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app

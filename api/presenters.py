@@ -1,0 +1,137 @@
+"""Turn snapshots and history rows into the seed's response shapes (percentages, TimeSpans)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from analytics.store import HistoryRow
+from schemas.common import OperationStatus, OperationType
+from schemas.messages import ItemError, OperationSnapshot
+from schemas.responses import (
+    BulkError,
+    HistoryEntry,
+    HistorySummary,
+    Metrics,
+    OperationStatusOut,
+    RecentResultOut,
+)
+
+API_PREFIX = "/api/v1/bulk-operations"
+
+
+def timespan(delta: timedelta | None) -> str | None:
+    """.NET ``TimeSpan`` text as in the seed: ``HH:MM:SS`` plus up to 7 fraction digits."""
+    if delta is None:
+        return None
+    ticks = max(round(delta.total_seconds() * 10_000_000), 0)
+    seconds, fraction = divmod(ticks, 10_000_000)
+    hours, rest = divmod(seconds, 3600)
+    minutes, whole = divmod(rest, 60)
+    text = f"{hours:02d}:{minutes:02d}:{whole:02d}"
+    if fraction:
+        text += "." + f"{fraction:07d}".rstrip("0")
+    return text
+
+
+def status_url(operation_id: str) -> str:
+    return f"{API_PREFIX}/status/{operation_id}"
+
+
+def _error(error: ItemError) -> BulkError:
+    return BulkError.model_validate(error.model_dump())
+
+
+def metrics(snapshot: OperationSnapshot, now: datetime) -> Metrics:
+    total = snapshot.total_items
+    processed = snapshot.processed_items
+    progress = round(processed / total * 100, 1) if total else 0.0
+    success_rate = round(snapshot.successful_items / processed * 100, 1) if processed else 0.0
+    average = (
+        timedelta(milliseconds=snapshot.processing_ms_total / processed) if processed else None
+    )
+    return Metrics(
+        total_items=total,
+        processed_items=processed,
+        successful_items=snapshot.successful_items,
+        failed_items=snapshot.failed_items,
+        skipped_items=snapshot.skipped_items,
+        progress_percentage=progress,
+        success_rate=success_rate,
+        average_processing_time=timespan(average),
+        estimated_time_remaining=timespan(time_remaining(snapshot, now)),
+        errors=[_error(e) for e in snapshot.errors],
+    )
+
+
+def time_remaining(snapshot: OperationSnapshot, now: datetime) -> timedelta | None:
+    """From the rate observed since the operation started; zero once it is finished."""
+    if snapshot.status.is_terminal:
+        return timedelta(0)
+    if snapshot.started_at is None or snapshot.processed_items == 0:
+        return None
+    elapsed = (now - snapshot.started_at).total_seconds()
+    if elapsed <= 0:
+        return None
+    rate = snapshot.processed_items / elapsed
+    return timedelta(seconds=(snapshot.total_items - snapshot.processed_items) / rate)
+
+
+def status_out(snapshot: OperationSnapshot, now: datetime) -> OperationStatusOut:
+    return OperationStatusOut(
+        operation_id=snapshot.operation_id,
+        operation_type=snapshot.operation_type,
+        operation_name=snapshot.operation_name,
+        status=snapshot.status,
+        total_items=snapshot.total_items,
+        metrics=metrics(snapshot, now),
+        created_at=snapshot.created_at,
+        started_at=snapshot.started_at,
+        completed_at=snapshot.completed_at,
+        last_updated=snapshot.last_updated,
+        current_phase=snapshot.current_phase,
+        status_message=snapshot.status_message,
+        recent_results=[
+            RecentResultOut(
+                index=r.index,
+                item_id=r.item_id,
+                status=r.status,
+                result_data=r.result_data,
+                processed_at=r.processed_at,
+                processing_duration=timespan(timedelta(milliseconds=r.processing_duration_ms))
+                or "00:00:00",
+            )
+            for r in snapshot.recent_results
+        ],
+    )
+
+
+def history_entry(row: HistoryRow, live: OperationSnapshot | None) -> HistoryEntry:
+    """A history row; counts and status come from the live view when it is newer."""
+    status = OperationStatus(row.status)
+    successful, failed, skipped = row.successful_items, row.failed_items, row.skipped_items
+    completed_at = row.completed_at
+    if live is not None and not status.is_terminal:
+        status = live.status
+        successful, failed, skipped = live.successful_items, live.failed_items, live.skipped_items
+        completed_at = live.completed_at
+    started = row.started_at or row.created_at
+    return HistoryEntry(
+        operation_id=row.operation_id,
+        operation_name=row.operation_name,
+        operation_type=OperationType(row.operation_type),
+        status=status,
+        total_items=row.total_items,
+        successful_items=successful,
+        failed_items=failed,
+        skipped_items=skipped,
+        created_at=row.created_at,
+        completed_at=completed_at,
+        duration=timespan(completed_at - started) if completed_at else None,
+        created_by=row.requested_by,
+        summary=HistorySummary(
+            channel=row.channel,
+            total_cost=row.total_cost,
+            subscription_tier_id=row.subscription_tier_id,
+            code_prefix=row.code_prefix,
+        ),
+    )

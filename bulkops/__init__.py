@@ -1,0 +1,1 @@
+"""Bulkops command line, settings and the local development runtime."""

@@ -1,0 +1,200 @@
+"""``bulkops``: run the system locally, manage the dev broker, mint dev tokens."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+from bulkops import localkafka
+from bulkops.settings import ApiSettings, WorkerSettings
+from streams.topics import Topics
+
+log = logging.getLogger("bulkops")
+BROKER_DIR = Path(".data/kafka")
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _ensure_topics(settings: ApiSettings | WorkerSettings) -> None:
+    created = localkafka.create_topics(
+        settings.kafka_bootstrap,
+        Topics(settings.topic_prefix).all(),
+        partitions=settings.partitions,
+        replication_factor=settings.replication_factor,
+    )
+    if created:
+        log.info("created topics: %s", ", ".join(created))
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Broker (started here unless one already answers) + topics + API and worker in one process."""
+    import uvicorn
+
+    from bulkops.runtime import combined_app
+
+    api_settings = ApiSettings()
+    worker_settings = WorkerSettings()
+    started_broker = False
+    if not localkafka.is_reachable(api_settings.kafka_bootstrap, timeout=2):
+        host, _, port = api_settings.kafka_bootstrap.rpartition(":")
+        if host not in ("127.0.0.1", "localhost"):
+            log.error("no Kafka broker answers at %s", api_settings.kafka_bootstrap)
+            return 1
+        localkafka.start(args.broker_dir, port=int(port))
+        started_broker = True
+    try:
+        _ensure_topics(api_settings)
+        app = combined_app(api_settings, worker_settings)
+        print(
+            f"Bulkops API on http://{api_settings.host}:{api_settings.port} — "
+            f"docs at http://{api_settings.host}:{api_settings.port}/docs",
+            flush=True,
+        )
+        uvicorn.run(app, host=api_settings.host, port=api_settings.port, log_level="info")
+    finally:
+        if started_broker and not args.keep_broker:
+            localkafka.stop(args.broker_dir)
+    return 0
+
+
+def cmd_serve(_: argparse.Namespace) -> int:
+    """API + worker in one process against an existing broker (what ``up`` runs)."""
+    import uvicorn
+
+    from bulkops.runtime import combined_app
+
+    api_settings = ApiSettings()
+    _ensure_topics(api_settings)
+    uvicorn.run(
+        combined_app(api_settings, WorkerSettings()),
+        host=api_settings.host,
+        port=api_settings.port,
+        log_level="info",
+    )
+    return 0
+
+
+def cmd_api(_: argparse.Namespace) -> int:
+    import uvicorn
+
+    from bulkops.runtime import api_only_app
+
+    settings = ApiSettings()
+    if settings.clickhouse_dsn is None:
+        log.error("the API alone needs BULKOPS_CLICKHOUSE_DSN (embedded chDB is single-process: use `serve`)")
+        return 2
+    uvicorn.run(api_only_app(settings), host=settings.host, port=settings.port, log_level="info")
+    return 0
+
+
+def cmd_worker(_: argparse.Namespace) -> int:
+    from bulkops.runtime import run_worker
+
+    settings = WorkerSettings()
+    if settings.clickhouse_dsn is None:
+        log.error("the worker alone needs BULKOPS_CLICKHOUSE_DSN (embedded chDB is single-process: use `serve`)")
+        return 2
+    _ensure_topics(settings)
+    sys.argv = [sys.argv[0], "worker"]
+    run_worker(settings)
+    return 0
+
+
+def cmd_kafka(args: argparse.Namespace) -> int:
+    if args.action == "fetch":
+        print(localkafka.fetch())
+    elif args.action == "start":
+        broker = localkafka.start(args.broker_dir, port=args.port)
+        print(broker.bootstrap)
+    elif args.action == "stop":
+        if not localkafka.stop(args.broker_dir):
+            print("no broker was running", file=sys.stderr)
+    return 0
+
+
+def cmd_topics(_: argparse.Namespace) -> int:
+    settings = ApiSettings()
+    _ensure_topics(settings)
+    for spec in Topics(settings.topic_prefix).all():
+        print(spec.name)
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from api.auth import Role, mint_token
+
+    settings = ApiSettings()
+    role = Role(args.role)
+    if role is Role.SPONSOR and args.sponsor_id is None:
+        print("--sponsor-id is required for a Sponsor token", file=sys.stderr)
+        return 2
+    print(
+        mint_token(
+            settings.jwt_secret,
+            subject=args.subject or (f"sponsor_user_{args.sponsor_id}" if args.sponsor_id else "admin"),
+            role=role,
+            sponsor_id=args.sponsor_id,
+            ttl=timedelta(hours=args.hours),
+        )
+    )
+    return 0
+
+
+def cmd_export_schemas(args: argparse.Namespace) -> int:
+    from schemas.export import write_schemas
+
+    print(write_schemas(args.output))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="bulkops", description=__doc__)
+    sub = root.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="start broker + API + worker locally (embedded ClickHouse)")
+    up.add_argument("--broker-dir", type=Path, default=BROKER_DIR)
+    up.add_argument("--keep-broker", action="store_true", help="leave the broker running on exit")
+    up.set_defaults(func=cmd_up)
+
+    sub.add_parser("serve", help="API + worker in one process, broker already running").set_defaults(func=cmd_serve)
+    sub.add_parser("api", help="the API alone (ClickHouse server mode)").set_defaults(func=cmd_api)
+    sub.add_parser("worker", help="the Faust worker alone (ClickHouse server mode)").set_defaults(func=cmd_worker)
+
+    kafka = sub.add_parser("kafka", help="the local development broker")
+    kafka.add_argument("action", choices=["fetch", "start", "stop"])
+    kafka.add_argument("--broker-dir", type=Path, default=BROKER_DIR)
+    kafka.add_argument("--port", type=int, default=9092)
+    kafka.set_defaults(func=cmd_kafka)
+
+    sub.add_parser("topics", help="create the topics (idempotent) and list them").set_defaults(func=cmd_topics)
+
+    token = sub.add_parser("token", help="mint a bearer token signed with BULKOPS_JWT_SECRET")
+    token.add_argument("--role", choices=["Sponsor", "Admin"], default="Sponsor")
+    token.add_argument("--sponsor-id", type=int)
+    token.add_argument("--subject")
+    token.add_argument("--hours", type=float, default=12)
+    token.set_defaults(func=cmd_token)
+
+    export = sub.add_parser("export-schemas", help="write the JSON Schemas of requests and messages")
+    export.add_argument("--output", type=Path, default=Path("schemas/jsonschema/v1.json"))
+    export.set_defaults(func=cmd_export_schemas)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    configure_logging(ApiSettings().log_level)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,291 @@
+"""A single-node Apache Kafka 4.0 broker (KRaft) for development and tests, from Maven Central jars.
+
+``fetch`` resolves the broker jars with Maven into ``.cache/kafka/libs`` (reused when present);
+``start`` writes the configuration, formats storage, launches the JVM on 127.0.0.1 and waits
+until the broker answers a metadata request; ``stop`` ends it by PID. No Docker needed.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from streams.topics import TopicSpec
+
+log = logging.getLogger("bulkops.kafka")
+
+ROOT = Path(__file__).resolve().parent.parent
+POM = ROOT / "scripts" / "kafka" / "pom.xml"
+CACHE = ROOT / ".cache" / "kafka"
+LIBS = CACHE / "libs"
+
+_LOG4J = """\
+status = warn
+appender.file.type = File
+appender.file.name = FILE
+appender.file.fileName = {log_file}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = {level}
+rootLogger.appenderRef.file.ref = FILE
+logger.kafka.name = kafka
+logger.kafka.level = {level}
+logger.apache.name = org.apache.kafka
+logger.apache.level = {level}
+"""
+
+
+class BrokerError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Broker:
+    data_dir: Path
+    port: int
+    controller_port: int
+    pid: int
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def fetch(libs: Path = LIBS) -> Path:
+    """Resolve the broker jars into ``libs`` unless they are already there."""
+    if any(libs.glob("kafka_2.13-*.jar")) and any(libs.glob("log4j-core-*.jar")):
+        return libs
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise BrokerError("Maven (mvn) is needed to fetch the Kafka jars from Maven Central")
+    libs.mkdir(parents=True, exist_ok=True)
+    log.info("fetching Apache Kafka jars into %s", libs)
+    subprocess.run(
+        [
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(POM),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={libs}",
+            "-DincludeScope=runtime",
+        ],
+        check=True,
+    )
+    return libs
+
+
+def _properties(data_dir: Path, port: int, controller_port: int) -> str:
+    settings = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": str(data_dir / "logs"),
+        "auto.create.topics.enable": "false",
+        "num.partitions": "8",
+        "default.replication.factor": "1",
+        "min.insync.replicas": "1",
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "8",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        "log.retention.hours": "168",
+        "log.segment.bytes": "67108864",
+        "log.cleaner.dedupe.buffer.size": "16777216",
+        "message.max.bytes": "1048588",
+    }
+    return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+
+def _java() -> str:
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home and (Path(java_home) / "bin" / "java").exists():
+        return str(Path(java_home) / "bin" / "java")
+    java = shutil.which("java")
+    if java is None:
+        raise BrokerError("Java 17+ is needed to run the Kafka broker")
+    return java
+
+
+def _classpath(libs: Path) -> str:
+    return f"{libs}/*"
+
+
+def start(
+    data_dir: Path,
+    *,
+    port: int | None = None,
+    controller_port: int | None = None,
+    heap: str = "768m",
+    timeout: float = 90.0,
+    log_level: str = "WARN",
+) -> Broker:
+    """Format (first time only) and start a broker; return once it answers metadata requests."""
+    libs = fetch()
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    controller_port = controller_port or free_port()
+    props = data_dir / "server.properties"
+    props.write_text(_properties(data_dir, port, controller_port))
+    log4j = data_dir / "log4j2.properties"
+    log4j.write_text(_LOG4J.format(log_file=data_dir / "server.log", level=log_level))
+    java = _java()
+    jvm = [
+        java,
+        f"-Xmx{heap}",
+        f"-Xms{heap}",
+        "-XX:+UseG1GC",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={log4j}",
+        f"-Dkafka.logs.dir={data_dir}",
+        "-cp",
+        _classpath(libs),
+    ]
+    if not (data_dir / "logs" / "meta.properties").exists():
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        subprocess.run(
+            [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    stdout = (data_dir / "broker.out").open("ab")
+    process = subprocess.Popen(
+        [*jvm, "kafka.Kafka", str(props)],
+        stdout=stdout,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    (data_dir / "broker.pid").write_text(str(process.pid))
+    broker = Broker(data_dir, port, controller_port, process.pid)
+    try:
+        wait_ready(broker.bootstrap, timeout=timeout, process=process)
+    except BaseException:
+        stop(data_dir)
+        raise
+    log.info("Kafka broker ready at %s (pid %d, data %s)", broker.bootstrap, process.pid, data_dir)
+    return broker
+
+
+def wait_ready(bootstrap: str, *, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Poll with metadata requests until the broker answers, the process dies or time runs out."""
+    deadline = time.monotonic() + timeout
+    admin = AdminClient(
+        {"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 2000, "log_level": 0}
+    )
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise BrokerError(f"Kafka broker exited with code {process.returncode} while starting")
+        try:
+            metadata = admin.list_topics(timeout=2)
+            if metadata.brokers:
+                return
+        except KafkaException as exc:
+            last_error = exc
+        time.sleep(0.2)
+    raise BrokerError(f"Kafka broker at {bootstrap} not ready after {timeout:.0f}s: {last_error}")
+
+
+def is_reachable(bootstrap: str, timeout: float = 3.0) -> bool:
+    try:
+        wait_ready(bootstrap, timeout=timeout)
+    except BrokerError:
+        return False
+    return True
+
+
+def stop(data_dir: Path, timeout: float = 30.0) -> bool:
+    """SIGTERM the broker recorded in ``data_dir`` (SIGKILL after ``timeout``); False if none ran."""
+    pid_file = data_dir / "broker.pid"
+    if not pid_file.exists():
+        return False
+    pid = int(pid_file.read_text())
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pid_file.unlink(missing_ok=True)
+        return False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            break
+        time.sleep(0.1)
+    else:
+        log.warning("Kafka broker %d did not stop in %.0fs; killing it", pid, timeout)
+        os.kill(pid, signal.SIGKILL)
+    pid_file.unlink(missing_ok=True)
+    return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+        if reaped == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def create_topics(
+    bootstrap: str, specs: list[TopicSpec], *, partitions: int, replication_factor: int = 1
+) -> list[str]:
+    """Create missing topics (existing ones are left alone); return the names created."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = set(admin.list_topics(timeout=10).topics)
+    wanted = []
+    for spec in specs:
+        if spec.name in existing:
+            continue
+        config = {"cleanup.policy": "compact"} if spec.compacted else {}
+        wanted.append(
+            NewTopic(
+                spec.name,
+                num_partitions=partitions,
+                replication_factor=replication_factor,
+                config=config,
+            )
+        )
+    if not wanted:
+        return []
+    created = []
+    for name, future in admin.create_topics(wanted, operation_timeout=30).items():
+        try:
+            future.result()
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    return created

@@ -1,0 +1,89 @@
+"""Process shapes: API + worker in one process (embedded chDB), API only, worker only."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import faust
+from fastapi import FastAPI
+
+from analytics.store import AnalyticsStore
+from api.app import create_api
+from api.producer import KafkaMessageSink
+from api.status_view import KafkaStatusFollower, StatusView
+from bulkops.settings import ApiSettings, WorkerSettings
+from streams.app import build_worker
+from streams.topics import Topics
+
+log = logging.getLogger("bulkops")
+
+
+def open_store(settings: ApiSettings | WorkerSettings) -> AnalyticsStore:
+    return AnalyticsStore.open(
+        dsn=settings.clickhouse_dsn,
+        chdb_path=settings.chdb_path,
+        database=settings.clickhouse_database,
+    )
+
+
+async def _start_api_parts(app: FastAPI, settings: ApiSettings) -> None:
+    view = StatusView()
+    follower = KafkaStatusFollower(
+        settings.kafka_bootstrap, Topics(settings.topic_prefix).status.name, view
+    )
+    follower.start()
+    app.state.status_view = view
+    app.state.status_follower = follower
+    app.state.message_sink = KafkaMessageSink(settings.kafka_bootstrap)
+    caught_up = await asyncio.to_thread(view.ready.wait, settings.status_view_ready_timeout_seconds)
+    if not caught_up:
+        log.warning("status view not caught up after %.0fs; serving anyway", settings.status_view_ready_timeout_seconds)
+
+
+async def _stop_api_parts(app: FastAPI) -> None:
+    app.state.message_sink.close()
+    app.state.status_follower.close()
+
+
+def combined_app(api_settings: ApiSettings, worker_settings: WorkerSettings) -> FastAPI:
+    """The API and the Faust worker sharing one process and one embedded ClickHouse."""
+
+    async def start(app: FastAPI) -> None:
+        store = await asyncio.to_thread(open_store, worker_settings)
+        app.state.store = store
+        worker: faust.App = build_worker(worker_settings, store)
+        app.state.worker = worker
+        await worker.start()
+        await _start_api_parts(app, api_settings)
+
+    async def stop(app: FastAPI) -> None:
+        await _stop_api_parts(app)
+        await app.state.worker.stop()
+        app.state.store.close()
+
+    return create_api(api_settings, start=start, stop=stop)
+
+
+def api_only_app(settings: ApiSettings) -> FastAPI:
+    """The API alone; needs a ClickHouse server (``BULKOPS_CLICKHOUSE_DSN``) shared with workers."""
+
+    async def start(app: FastAPI) -> None:
+        app.state.store = await asyncio.to_thread(open_store, settings)
+        await _start_api_parts(app, settings)
+
+    async def stop(app: FastAPI) -> None:
+        await _stop_api_parts(app)
+        app.state.store.close()
+
+    return create_api(settings, start=start, stop=stop)
+
+
+def run_worker(settings: WorkerSettings) -> None:
+    """The Faust worker alone, with Faust's own signal handling and shutdown."""
+    store = open_store(settings)
+    app = build_worker(settings, store)
+    try:
+        faust.Worker(app, loglevel=settings.log_level).execute_from_commandline()
+    finally:
+        store.close()

@@ -1,0 +1,78 @@
+"""Shared building blocks: the statuses and error categories of the main seed, and the base model."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+
+class OperationStatus(StrEnum):
+    QUEUED = "Queued"
+    VALIDATING = "Validating"
+    PROCESSING = "Processing"
+    PAUSED = "Paused"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+    PARTIALLY_COMPLETED = "PartiallyCompleted"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset(
+    {
+        OperationStatus.COMPLETED,
+        OperationStatus.FAILED,
+        OperationStatus.CANCELLED,
+        OperationStatus.PARTIALLY_COMPLETED,
+    }
+)
+
+
+class ItemStatus(StrEnum):
+    PENDING = "Pending"
+    PROCESSING = "Processing"
+    SUCCESS = "Success"
+    FAILED = "Failed"
+    SKIPPED = "Skipped"
+    RETRYING = "Retrying"
+
+
+class ErrorCategory(StrEnum):
+    VALIDATION = "Validation"
+    PROCESSING = "Processing"
+    NETWORK = "Network"
+    SYSTEM = "System"
+    BUSINESS = "Business"
+
+
+class OperationType(StrEnum):
+    CODE_GENERATION = "BulkCodeGeneration"
+    LINK_SEND = "BulkLinkSend"
+
+
+class ApiModel(BaseModel):
+    """camelCase on the wire as in the seed; snake_case accepted too; unknown fields refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        serialize_by_alias=True,
+        extra="forbid",
+        str_strip_whitespace=True,
+    )
+
+
+class WireModel(BaseModel):
+    """Kafka messages: camelCase, and tolerant of fields added by newer producers."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        serialize_by_alias=True,
+        extra="ignore",
+    )

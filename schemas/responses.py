@@ -1,0 +1,129 @@
+"""REST response bodies in the seed's envelope (``success``, ``data`` / ``error``, ``message``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from schemas.common import ErrorCategory, ItemStatus, OperationStatus, OperationType
+
+
+class OutModel(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True
+    )
+
+
+class ErrorBody(OutModel):
+    success: bool = False
+    error: str = Field(examples=["VALIDATION_FAILED"])
+    message: str
+    details: Any = None
+
+
+class BulkError(OutModel):
+    item_index: int
+    item_id: str
+    error_code: str
+    error_message: str
+    error_category: ErrorCategory
+    is_retryable: bool
+    retry_count: int
+
+
+class Metrics(OutModel):
+    total_items: int
+    processed_items: int
+    successful_items: int
+    failed_items: int
+    skipped_items: int = 0
+    progress_percentage: float
+    success_rate: float
+    average_processing_time: str | None = None
+    estimated_time_remaining: str | None = None
+    errors: list[BulkError] = Field(default_factory=list)
+
+
+class OperationAccepted(OutModel):
+    operation_id: str
+    operation_type: OperationType
+    status: OperationStatus
+    total_items: int
+    created_at: datetime
+    estimated_completion_time: datetime | None = None
+    status_url: str
+    metrics: Metrics
+    validation_warnings: list[str] = Field(default_factory=list)
+
+
+class RecentResultOut(OutModel):
+    index: int
+    item_id: str
+    status: ItemStatus
+    result_data: str | None
+    processed_at: datetime
+    processing_duration: str
+
+
+class OperationStatusOut(OutModel):
+    operation_id: str
+    operation_type: OperationType
+    operation_name: str
+    status: OperationStatus
+    total_items: int
+    metrics: Metrics
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    last_updated: datetime
+    current_phase: str
+    status_message: str
+    recent_results: list[RecentResultOut]
+
+
+class HistorySummary(OutModel):
+    channel: str | None = None
+    total_cost: float = 0.0
+    average_delivery_time: str | None = None
+    subscription_tier_id: int | None = None
+    code_prefix: str | None = None
+
+
+class HistoryEntry(OutModel):
+    operation_id: str
+    operation_name: str
+    operation_type: OperationType
+    status: OperationStatus
+    total_items: int
+    successful_items: int
+    failed_items: int
+    skipped_items: int
+    created_at: datetime
+    completed_at: datetime | None
+    duration: str | None
+    created_by: str
+    summary: HistorySummary
+
+
+class Pagination(OutModel):
+    page_size: int
+    page: int
+    has_more: bool
+    total_count: int
+
+
+class GeneratedCode(OutModel):
+    item_index: int
+    code: str
+    subscription_tier_id: int
+    batch_name: str | None
+    expires_at: datetime
+
+
+class Envelope(OutModel):
+    success: bool = True
+    message: str | None = None
+    data: Any = None

@@ -1,0 +1,55 @@
+"""How an operation explodes into item batches: a pure function of the request."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from schemas.requests import BulkCodeGenerationRequest
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A run of consecutive item indexes sharing a prefix (one request ``batches`` entry, or the rest)."""
+
+    start: int
+    count: int
+    prefix: str
+    batch_name: str | None
+
+
+@dataclass(frozen=True)
+class PlannedBatch:
+    batch_index: int
+    start_index: int
+    count: int
+    segment: Segment
+
+
+def code_segments(request: BulkCodeGenerationRequest) -> list[Segment]:
+    """The request's named batches first, in order, then the remainder under ``codePrefix``."""
+    segments: list[Segment] = []
+    start = 0
+    for batch in request.batches:
+        prefix = batch.custom_prefix or request.code_prefix
+        segments.append(Segment(start, batch.quantity, prefix, batch.batch_name))
+        start += batch.quantity
+    if start < request.quantity:
+        segments.append(Segment(start, request.quantity - start, request.code_prefix, None))
+    return segments
+
+
+def plan_code_batches(request: BulkCodeGenerationRequest, batch_size: int) -> Iterator[PlannedBatch]:
+    """Item batches of at most ``batch_size``; a batch never spans two segments."""
+    index = 0
+    for segment in code_segments(request):
+        offset = 0
+        while offset < segment.count:
+            count = min(batch_size, segment.count - offset)
+            yield PlannedBatch(index, segment.start + offset, count, segment)
+            index += 1
+            offset += count
+
+
+def count_code_batches(request: BulkCodeGenerationRequest, batch_size: int) -> int:
+    return sum(-(-segment.count // batch_size) for segment in code_segments(request))

@@ -1,0 +1,125 @@
+"""Per-operation progress: pure arithmetic, kept in a Faust table by ``streams.app``.
+
+Delivery is at-least-once, so the same ``BatchSunk`` may arrive twice. Each operation keeps a
+bitmap with one bit per item batch; a batch's counts are added only when its bit flips, so
+every item's final outcome is counted exactly once however often a batch is replayed. The
+bitmap lives in the same table value as the counters, so one changelog write carries both.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import base64
+
+from pydantic import Field, field_serializer, field_validator
+
+from schemas.common import OperationStatus
+from schemas.messages import BatchSunk, OperationRequested, OperationSnapshot
+
+MAX_RECENT_RESULTS = 10
+
+
+class OperationState(OperationSnapshot):
+    """A snapshot plus what only the worker needs: the batch bitmap and the serial range."""
+
+    done: bytes = b""
+    serial_base: int = 0
+    request_json: str = Field(default="", description="The original request, for the sink.")
+
+    @field_serializer("done", when_used="json")
+    def _done_as_base64(self, value: bytes) -> str:
+        return base64.b64encode(value).decode()
+
+    @field_validator("done", mode="before")
+    @classmethod
+    def _done_from_base64(cls, value: object) -> object:
+        return base64.b64decode(value) if isinstance(value, str) else value
+
+    def snapshot(self) -> OperationSnapshot:
+        return OperationSnapshot.model_validate(
+            self.model_dump(exclude={"done", "serial_base", "request_json"})
+        )
+
+
+def register(
+    request: OperationRequested, *, batches_total: int, serial_base: int, now: datetime
+) -> OperationState:
+    """The state of an operation the worker has just exploded: Processing, nothing counted."""
+    return OperationState(
+        operation_id=request.operation_id,
+        sponsor_id=request.sponsor_id,
+        operation_type=request.operation_type,
+        operation_name=request.operation_name,
+        requested_by=request.requested_by,
+        status=OperationStatus.PROCESSING,
+        total_items=request.total_items,
+        batches_total=batches_total,
+        created_at=request.requested_at,
+        started_at=now,
+        last_updated=now,
+        current_phase="Processing",
+        status_message=_running_message(0, request.total_items),
+        done=bytes((batches_total + 7) // 8),
+        serial_base=serial_base,
+        request_json=request.model_dump_json(),
+        version=1,
+    )
+
+
+def is_batch_done(state: OperationState, batch_index: int) -> bool:
+    return bool(state.done[batch_index >> 3] & (1 << (batch_index & 7)))
+
+
+def apply_batch(
+    state: OperationState, sunk: BatchSunk, *, now: datetime, max_errors: int
+) -> bool:
+    """Count one stored batch into ``state``; ``False`` (and no change) for a duplicate."""
+    if not 0 <= sunk.batch_index < state.batches_total:
+        raise ValueError(
+            f"batch {sunk.batch_index} outside 0..{state.batches_total - 1} "
+            f"of operation {state.operation_id}"
+        )
+    if is_batch_done(state, sunk.batch_index) or state.status.is_terminal:
+        return False
+    done = bytearray(state.done)
+    done[sunk.batch_index >> 3] |= 1 << (sunk.batch_index & 7)
+    state.done = bytes(done)
+    state.batches_done += 1
+    state.processed_items += sunk.count
+    state.successful_items += sunk.succeeded
+    state.failed_items += sunk.failed
+    state.skipped_items += sunk.skipped
+    state.processing_ms_total += sunk.duration_ms
+    if sunk.errors and len(state.errors) < max_errors:
+        state.errors = [*state.errors, *sunk.errors][:max_errors]
+    state.last_updated = now
+    state.version += 1
+    if state.batches_done == state.batches_total:
+        _finish(state, now)
+    else:
+        state.status_message = _running_message(state.processed_items, state.total_items)
+    return True
+
+
+def final_status(state: OperationSnapshot) -> OperationStatus:
+    """Completed when every item succeeded, Failed when none did, PartiallyCompleted between."""
+    if state.successful_items == state.total_items:
+        return OperationStatus.COMPLETED
+    if state.successful_items == 0:
+        return OperationStatus.FAILED
+    return OperationStatus.PARTIALLY_COMPLETED
+
+
+def _finish(state: OperationState, now: datetime) -> None:
+    state.status = final_status(state)
+    state.completed_at = now
+    state.current_phase = "Completed"
+    state.status_message = (
+        f"Finished: {state.successful_items} succeeded, {state.failed_items} failed, "
+        f"{state.skipped_items} skipped of {state.total_items}"
+    )
+
+
+def _running_message(processed: int, total: int) -> str:
+    return f"Processing items... ({processed}/{total})"

@@ -1,0 +1,74 @@
+"""Every topic name of the system, in one place.
+
+All flow topics are keyed by sponsor id and share one partition count, so one sponsor's
+operations, batches, results and progress land on the same partition of the same worker
+(Faust's assignor co-partitions topics with equal partition counts). The status topic is
+keyed by operation id and compacted: the latest snapshot of every operation survives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    compacted: bool = False
+    keyed_by_sponsor: bool = True
+
+
+@dataclass(frozen=True)
+class Topics:
+    prefix: str
+
+    @property
+    def operations(self) -> TopicSpec:
+        """Submitted operations (``OperationRequested``)."""
+        return TopicSpec(f"{self.prefix}.operations")
+
+    @property
+    def items(self) -> TopicSpec:
+        """Item batches exploded from an operation (``ItemBatch``)."""
+        return TopicSpec(f"{self.prefix}.items")
+
+    @property
+    def results(self) -> TopicSpec:
+        """Outcomes of item batches (``ResultBatch``)."""
+        return TopicSpec(f"{self.prefix}.results")
+
+    @property
+    def progress(self) -> TopicSpec:
+        """Result batches stored in ClickHouse (``BatchSunk``): what progress counts."""
+        return TopicSpec(f"{self.prefix}.progress")
+
+    @property
+    def control(self) -> TopicSpec:
+        """Cancel / pause / resume commands (``ControlCommand``)."""
+        return TopicSpec(f"{self.prefix}.control")
+
+    @property
+    def status(self) -> TopicSpec:
+        """Latest snapshot per operation (``OperationSnapshot``), compacted."""
+        return TopicSpec(f"{self.prefix}.operation-status", compacted=True, keyed_by_sponsor=False)
+
+    @property
+    def dead_letter(self) -> TopicSpec:
+        """Messages the worker could not use (``DeadLetter``)."""
+        return TopicSpec(f"{self.prefix}.dead-letter", keyed_by_sponsor=False)
+
+    def all(self) -> list[TopicSpec]:
+        return [
+            self.operations,
+            self.items,
+            self.results,
+            self.progress,
+            self.control,
+            self.status,
+            self.dead_letter,
+        ]
+
+
+def sponsor_key(sponsor_id: int) -> bytes:
+    """The message key of every sponsor-keyed topic."""
+    return str(sponsor_id).encode()
