@@ -105,7 +105,7 @@ def create_api(
     @app.get("/healthz", tags=["ops"], summary="Liveness and status-view readiness")
     def healthz() -> dict[str, Any]:
         view = getattr(app.state, "status_view", None)
-        return {"status": "ok", "statusViewReady": bool(view and view.ready.is_set())}
+        return {"status": "ok", "statusViewReady": view is not None and view.ready.is_set()}
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -47,6 +47,10 @@ logger.apache.level = {level}
 """
 
 
+# Brokers started by this process, so stop() can reap them (and Python doesn't warn about them).
+_STARTED: dict[int, subprocess.Popen[bytes]] = {}
+
+
 class BrokerError(RuntimeError):
     pass
 
@@ -176,13 +180,14 @@ def start(
             check=True,
             stdout=subprocess.DEVNULL,
         )
-    stdout = (data_dir / "broker.out").open("ab")
-    process = subprocess.Popen(
-        [*jvm, "kafka.Kafka", str(props)],
-        stdout=stdout,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    with (data_dir / "broker.out").open("ab") as stdout:
+        process = subprocess.Popen(
+            [*jvm, "kafka.Kafka", str(props)],
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    _STARTED[process.pid] = process
     (data_dir / "broker.pid").write_text(str(process.pid))
     broker = Broker(data_dir, port, controller_port, process.pid)
     try:
@@ -242,6 +247,9 @@ def stop(data_dir: Path, timeout: float = 30.0) -> bool:
         log.warning("Kafka broker %d did not stop in %.0fs; killing it", pid, timeout)
         os.kill(pid, signal.SIGKILL)
     pid_file.unlink(missing_ok=True)
+    process = _STARTED.pop(pid, None)
+    if process is not None:
+        process.wait(timeout=10)
     return True
 
 

@@ -10,6 +10,7 @@ Dev defaults for secrets are labelled as such and refused unless ``BULKOPS_ENV=d
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -82,7 +83,11 @@ class WorkerSettings(BulkopsSettings):
     sink_max_messages: int = Field(default=200, ge=1, le=10000)
     sink_within_seconds: float = Field(default=0.25, gt=0, le=10)
     max_errors_in_status: int = Field(default=50, ge=0, le=1000)
-    web_port: int = Field(default=0, ge=0, le=65535)
+    # Static group membership: a worker restarted with the same id takes its partitions back
+    # at once instead of waiting for the broker to time the old member out. Give every worker
+    # process on one host its own id (the default is the host name).
+    instance_id: str = Field(default_factory=socket.gethostname, pattern=r"^[A-Za-z0-9._-]{1,200}$")
+    session_timeout_seconds: float = Field(default=10.0, ge=6, le=300)
 
 
 class ApiSettings(BulkopsSettings):

@@ -83,6 +83,9 @@ def build_worker(settings: WorkerSettings, store: AnalyticsStore) -> faust.App:
         producer_linger_ms=5,
         table_standby_replicas=0,
         web_enabled=False,
+        consumer_group_instance_id=f"{settings.app_id}-{settings.instance_id}",
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=settings.session_timeout_seconds / 4,
         broker_commit_every=1000,
         broker_commit_interval=1.0,
     )

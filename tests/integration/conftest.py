@@ -1,0 +1,194 @@
+"""Integration fixtures: a real Kafka broker for the session, and Bulkops server processes.
+
+Each test gets its own topic prefix (so its own topics, consumer group and table changelogs)
+and its own chDB data directory: no test sees another's data, in any order.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from api.auth import Role, mint_token
+from bulkops import localkafka
+from streams.topics import Topics
+from tests.support import wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The broker of BULKOPS_TEST_KAFKA_BOOTSTRAP, or one started (and stopped) for this session."""
+    external = os.environ.get("BULKOPS_TEST_KAFKA_BOOTSTRAP")
+    if external:
+        yield external
+        return
+    data_dir = tmp_path_factory.mktemp("kafka")
+    broker = localkafka.start(data_dir)
+    try:
+        yield broker.bootstrap
+    finally:
+        localkafka.stop(data_dir)
+
+
+@dataclass
+class Server:
+    """One ``bulkops serve`` process (API + worker + embedded ClickHouse)."""
+
+    env: dict[str, str]
+    log_path: Path
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+    jwt_secret: str = ""
+    _clients: list[httpx.Client] = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.env["BULKOPS_TOPIC_PREFIX"])
+
+    @property
+    def chdb_path(self) -> Path:
+        return Path(self.env["BULKOPS_CHDB_PATH"])
+
+    def start(self, timeout: float = 90.0) -> Server:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "bulkops.cli", "serve"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+        def ready() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited early:\n{self.log_tail()}")
+            try:
+                body = httpx.get(f"{self.base_url}/healthz", timeout=1).json()
+            except httpx.HTTPError:
+                return False
+            return bool(body.get("statusViewReady"))
+
+        wait_for(ready, timeout=timeout, interval=0.2, message="server ready")
+        return self
+
+    def stop(self, *, kill: bool = False, timeout: float = 30.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGKILL if kill else signal.SIGINT)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def token(self, sponsor_id: int | None = 7, role: Role = Role.SPONSOR, ttl: float = 3600) -> str:
+        return mint_token(
+            self.jwt_secret,
+            subject=f"user_{sponsor_id or 'admin'}",
+            role=role,
+            sponsor_id=sponsor_id,
+            ttl=timedelta(seconds=ttl),
+        )
+
+    def client(self, sponsor_id: int | None = 7, role: Role = Role.SPONSOR) -> httpx.Client:
+        client = httpx.Client(
+            base_url=f"{self.base_url}/api/v1/bulk-operations",
+            headers={"Authorization": f"Bearer {self.token(sponsor_id, role)}"},
+            timeout=30,
+        )
+        self._clients.append(client)
+        return client
+
+    def close_clients(self) -> None:
+        for client in self._clients:
+            client.close()
+
+
+@pytest.fixture
+def make_server(
+    kafka_bootstrap: str, tmp_path: Path
+) -> Iterator[Any]:
+    """Build (not start) a server with a fresh topic prefix and chDB directory."""
+    servers: list[Server] = []
+
+    def make(**overrides: str) -> Server:
+        prefix = f"t{uuid.uuid4().hex[:12]}"
+        port = localkafka.free_port()
+        env = {
+            **os.environ,
+            "BULKOPS_ENV": "test",
+            "BULKOPS_KAFKA_BOOTSTRAP": kafka_bootstrap,
+            "BULKOPS_TOPIC_PREFIX": prefix,
+            "BULKOPS_PARTITIONS": "4",
+            "BULKOPS_CHDB_PATH": str(tmp_path / f"chdb-{prefix}"),
+            "BULKOPS_PORT": str(port),
+            "BULKOPS_JWT_SECRET": secrets.token_urlsafe(48),
+            "BULKOPS_CODE_SECRET": secrets.token_urlsafe(48),
+            "BULKOPS_LOG_LEVEL": "INFO",
+            **overrides,
+        }
+        server = Server(
+            env=env,
+            log_path=tmp_path / f"server-{prefix}.log",
+            port=port,
+            jwt_secret=env["BULKOPS_JWT_SECRET"],
+        )
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.close_clients()
+        server.stop()
+
+
+@pytest.fixture
+def server(make_server: Any) -> Server:
+    """A started server with default settings."""
+    return make_server().start()
+
+
+def run_probe(chdb_path: Path, operation_id: str, sponsor_id: int) -> dict[str, int]:
+    """Count rows straight from a stopped server's chDB directory, in a separate process."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.integration.chdb_probe",
+            str(chdb_path),
+            operation_id,
+            str(sponsor_id),
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    import json
+
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
