@@ -38,24 +38,37 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+            if name == b"content-length" and value.isdigit():
+                if int(value) > self.max_bytes:
+                    await self._reject(scope, receive, send)
+                    return
+                await self.app(scope, receive, send)
+                return
+        # No Content-Length (chunked): read the body up to the limit before the app sees it.
+        chunks: list[bytes] = []
+        seen = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.max_bytes:
                 await self._reject(scope, receive, send)
                 return
-        seen = 0
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        replayed = False
 
-        async def limited_receive() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge
-            return message
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            await self._reject(scope, receive, send)
+        await self.app(scope, replay, send)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = ErrorBody(
@@ -64,10 +77,6 @@ class BodySizeLimit:
             details={"maxBytes": self.max_bytes},
         )
         await JSONResponse(status_code=413, content=body.model_dump(mode="json"))(scope, receive, send)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def create_api(

@@ -104,7 +104,6 @@ def cmd_worker(_: argparse.Namespace) -> int:
         log.error("the worker alone needs BULKOPS_CLICKHOUSE_DSN (embedded chDB is single-process: use `serve`)")
         return 2
     _ensure_topics(settings)
-    sys.argv = [sys.argv[0], "worker"]
     run_worker(settings)
     return 0
 

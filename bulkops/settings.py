@@ -22,10 +22,6 @@ DEV_CODE_SECRET = "dev-only-code-secret-change-me-0123456789"  # noqa: S105 - la
 _DEV_SECRETS = {DEV_JWT_SECRET, DEV_CODE_SECRET}
 
 
-class InsecureSettingsError(ValueError):
-    """A dev-only default secret was found outside dev mode."""
-
-
 class BulkopsSettings(BaseSettings):
     """What the worker and the API share: where Kafka and ClickHouse are, and the topic layout."""
 
@@ -60,12 +56,12 @@ class BulkopsSettings(BaseSettings):
             for name in ("jwt_secret", "code_secret"):
                 value = getattr(self, name)
                 if value in _DEV_SECRETS:
-                    raise InsecureSettingsError(
+                    raise ValueError(
                         f"BULKOPS_{name.upper()} still has its dev-only default; "
                         f"set a real secret or run with BULKOPS_ENV=dev"
                     )
                 if len(value) < 32:
-                    raise InsecureSettingsError(
+                    raise ValueError(
                         f"BULKOPS_{name.upper()} must be at least 32 characters"
                     )
         return self

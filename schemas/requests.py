@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Self
+from typing import Annotated, Any
 
 import orjson
-from pydantic import AfterValidator, AnyHttpUrl, Field, model_validator
+from pydantic import AfterValidator, AnyHttpUrl, Field, ValidationInfo, field_validator
 
 from schemas.common import ApiModel
 
@@ -74,14 +74,16 @@ class BulkCodeGenerationRequest(ApiModel):
     batches: list[CodeGenerationBatch] = Field(default_factory=list, max_length=100)
     metadata: BoundedMetadata = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _batches_fit_in_quantity(self) -> Self:
-        carved = sum(batch.quantity for batch in self.batches)
-        if carved > self.quantity:
-            raise ValueError(
-                f"batches add up to {carved} codes, more than quantity ({self.quantity})"
-            )
-        return self
+    @field_validator("batches")
+    @classmethod
+    def _batches_fit_in_quantity(
+        cls, batches: list[CodeGenerationBatch], info: ValidationInfo
+    ) -> list[CodeGenerationBatch]:
+        quantity = info.data.get("quantity")
+        carved = sum(batch.quantity for batch in batches)
+        if quantity is not None and carved > quantity:
+            raise ValueError(f"batches add up to {carved} codes, more than quantity ({quantity})")
+        return batches
 
 
 SEED_CODE_GENERATION_EXAMPLE: dict[str, Any] = {

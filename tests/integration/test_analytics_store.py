@@ -1,0 +1,168 @@
+"""The ClickHouse layer on the real engine: chDB in this process, or a server over HTTP.
+
+chDB allows one data directory per process, so every test here shares one directory and
+gets its own database instead. Set BULKOPS_TEST_CLICKHOUSE_URL (``http://user:pass@host:8123``)
+to run the same tests against a ClickHouse server too.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from analytics.store import AnalyticsStore
+from schemas.common import ErrorCategory, ItemStatus, OperationStatus, OperationType
+from schemas.messages import ItemError, OperationRequested, OperationSnapshot, ResultBatch
+
+NOW = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+HTTP_URL = os.environ.get("BULKOPS_TEST_CLICKHOUSE_URL")
+
+
+@pytest.fixture(scope="session")
+def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("chdb-store")
+
+
+@pytest.fixture(
+    params=[
+        "chdb",
+        pytest.param(
+            "http",
+            marks=[
+                pytest.mark.clickhouse_http,
+                pytest.mark.skipif(not HTTP_URL, reason="BULKOPS_TEST_CLICKHOUSE_URL is not set"),
+            ],
+        ),
+    ]
+)
+def store(request: pytest.FixtureRequest, chdb_dir: Path) -> Iterator[AnalyticsStore]:
+    database = f"t_{uuid.uuid4().hex[:12]}"
+    dsn = HTTP_URL if request.param == "http" else None
+    opened = AnalyticsStore.open(dsn=dsn, chdb_path=chdb_dir, database=database)
+    try:
+        yield opened
+    finally:
+        opened._writer.command(f"DROP DATABASE IF EXISTS `{database}` SYNC")
+        opened.close()
+
+
+def result(op: str, batch: int, start: int, n: int, sponsor: int = 7, failed: set[int] | None = None) -> ResultBatch:
+    failed = failed or set()
+    statuses = [ItemStatus.FAILED if i in failed else ItemStatus.SUCCESS for i in range(start, start + n)]
+    return ResultBatch(
+        operation_id=op,
+        sponsor_id=sponsor,
+        operation_type=OperationType.CODE_GENERATION,
+        batch_index=batch,
+        start_index=start,
+        statuses=statuses,
+        results=[None if i in failed else f"P-{op[-6:]}-{i:06d}" for i in range(start, start + n)],
+        errors=[
+            ItemError(
+                item_index=i,
+                item_id=f"{op}:{i}",
+                error_code="TEST",
+                error_message="x",
+                error_category=ErrorCategory.PROCESSING,
+            )
+            for i in sorted(failed)
+        ],
+        processed_at=NOW,
+        duration_ms=5.0,
+        tier_id=2,
+        expires_at=NOW + timedelta(days=30),
+        batch_name="North",
+    )
+
+
+def op_id() -> str:
+    return f"codegen_{uuid.uuid4().hex}"
+
+
+def test_schema_creation_is_idempotent(store: AnalyticsStore) -> None:
+    store.ensure_schema()
+    store.ensure_schema()
+
+
+def test_replayed_batches_do_not_duplicate_rows(store: AnalyticsStore) -> None:
+    op = op_id()
+    batches = [result(op, b, b * 100, 100, failed={5} if b == 0 else None) for b in range(5)]
+    store.insert_results(batches)
+    store.insert_results(batches[1:3])  # a replay after a crash
+    store.insert_results([batches[4]])
+    counts = store.code_counts(7, op)
+    assert (counts.items, counts.unique_codes) == (499, 499)
+    assert store.item_counts(7, op) == {"Success": 499, "Failed": 1}
+    assert store.duplicate_codes() == 0
+    page = store.codes_page(7, op, after_index=98, limit=3)
+    assert [row[0] for row in page] == [98, 99, 100]
+    assert page[0][4] == NOW + timedelta(days=30)
+
+
+def snapshot(op: str, sponsor: int, status: OperationStatus, version: int, created: datetime) -> OperationSnapshot:
+    return OperationSnapshot(
+        operation_id=op,
+        sponsor_id=sponsor,
+        operation_type=OperationType.CODE_GENERATION,
+        operation_name=f"name {op[-4:]}",
+        requested_by="u",
+        status=status,
+        total_items=10,
+        processed_items=10 if status.is_terminal else 0,
+        successful_items=10 if status.is_terminal else 0,
+        created_at=created,
+        started_at=created,
+        completed_at=created + timedelta(seconds=3) if status.is_terminal else None,
+        last_updated=created,
+        current_phase="x",
+        status_message="x",
+        version=version,
+    )
+
+
+def request_json(op: str, sponsor: int) -> str:
+    return OperationRequested.model_validate(
+        {
+            "operationId": op,
+            "operationType": "BulkCodeGeneration",
+            "sponsorId": sponsor,
+            "requestedBy": "u",
+            "requestedAt": NOW,
+            "totalItems": 10,
+            "codeGeneration": {"subscriptionTierId": 3, "quantity": 10, "codePrefix": "ZZ"},
+        }
+    ).model_dump_json()
+
+
+def test_history_keeps_the_newest_version_pages_newest_first_and_isolates_sponsors(
+    store: AnalyticsStore,
+) -> None:
+    ops = [op_id() for _ in range(5)]
+    for i, op in enumerate(ops):
+        created = NOW + timedelta(minutes=i)
+        sponsor = 7 if i < 4 else 8
+        store.upsert_operation(snapshot(op, sponsor, OperationStatus.PROCESSING, 1, created), request_json(op, sponsor))
+        store.upsert_operation(snapshot(op, sponsor, OperationStatus.COMPLETED, 9, created), request_json(op, sponsor))
+        store.upsert_operation(snapshot(op, sponsor, OperationStatus.PROCESSING, 1, created), request_json(op, sponsor))
+
+    first = store.history(7, limit=3, offset=0)
+    second = store.history(7, limit=3, offset=3)
+    assert [r.operation_id for r in first + second] == list(reversed(ops[:4]))
+    assert {r.status for r in first + second} == {"Completed"}
+    assert first[0].subscription_tier_id == 3 and first[0].code_prefix == "ZZ"
+    assert first[0].created_at.tzinfo is not None
+    assert store.history_count(7) == 4
+    assert store.history_count(8) == 1
+    assert store.history_count(None) == 5
+    assert [r.operation_id for r in store.history(8, limit=10, offset=0)] == [ops[4]]
+
+
+def test_user_strings_are_bound_not_spliced(store: AnalyticsStore) -> None:
+    hostile = "x' OR 1=1 --"
+    assert store.codes_page(7, hostile, after_index=0, limit=10) == []
+    assert store.code_counts(7, hostile).items == 0

@@ -1,0 +1,236 @@
+"""Bad input at the REST edge, with a fake producer that implements the real interface."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from api.app import create_api
+from api.auth import Role, mint_token
+from api.producer import ProduceError
+from api.status_view import StatusView
+from bulkops.settings import ApiSettings
+from schemas.messages import OperationRequested, OperationSnapshot
+from schemas.requests import SEED_CODE_GENERATION_EXAMPLE
+from streams.topics import Topics
+
+SECRET = "unit-jwt-secret-" + "x" * 32
+
+
+class FakeMessageSink:
+    """Records what would go to Kafka; can be told to fail like an unreachable broker."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, bytes]] = []
+        self.fail = False
+
+    async def send(self, topic: str, key: bytes, value: bytes) -> None:
+        if self.fail:
+            raise ProduceError("Local: Message timed out")
+        self.sent.append((topic, key, value))
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def sink() -> FakeMessageSink:
+    return FakeMessageSink()
+
+
+@pytest.fixture
+def client(sink: FakeMessageSink) -> Iterator[TestClient]:
+    settings = ApiSettings(
+        env="test",
+        jwt_secret=SECRET,
+        code_secret="c" * 40,
+        topic_prefix="unit",
+        max_items_per_operation=5000,
+        max_body_bytes=64 * 1024,
+    )
+
+    async def start(app: FastAPI) -> None:
+        app.state.message_sink = sink
+        app.state.status_view = StatusView()
+        app.state.status_view.ready.set()
+        app.state.store = None
+
+    async def stop(_: FastAPI) -> None:
+        pass
+
+    with TestClient(create_api(settings, start=start, stop=stop)) as test_client:
+        yield test_client
+
+
+def auth(sponsor_id: int | None = 7, role: Role = Role.SPONSOR) -> dict[str, str]:
+    return {"Authorization": f"Bearer {mint_token(SECRET, subject='u', role=role, sponsor_id=sponsor_id)}"}
+
+
+def post(client: TestClient, body: Any, headers: dict[str, str] | None = None) -> Any:
+    return client.post(
+        "/api/v1/bulk-operations/generate-codes", json=body, headers=auth() if headers is None else headers
+    )
+
+
+def seed() -> dict[str, Any]:
+    return copy.deepcopy(SEED_CODE_GENERATION_EXAMPLE)
+
+
+def test_accepted_request_is_produced_keyed_by_sponsor(client: TestClient, sink: FakeMessageSink) -> None:
+    response = post(client, seed())
+    assert response.status_code == 202
+    data = response.json()["data"]
+    topics = Topics("unit")
+    operations = [m for m in sink.sent if m[0] == topics.operations.name]
+    assert len(operations) == 1
+    _, key, value = operations[0]
+    assert key == b"7"
+    message = OperationRequested.model_validate_json(value)
+    assert message.operation_id == data["operationId"]
+    assert message.code_generation is not None and message.code_generation.sponsor_id == 7
+    status = client.get(f"/api/v1/bulk-operations/status/{data['operationId']}", headers=auth())
+    assert status.json()["data"]["status"] == "Queued"
+
+
+def assert_invalid(response: Any, field: str, status: int = 422) -> None:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["success"] is False
+    assert body["error"] == "VALIDATION_FAILED"
+    assert field in [e["field"] for e in body["details"]["errors"]], body
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"unknownField": 1}, "unknownField"),
+        ({"quantity": 0, "batches": []}, "quantity"),
+        ({"quantity": -3, "batches": []}, "quantity"),
+        ({"quantity": 5001, "batches": []}, "quantity"),
+        ({"quantity": 600}, "batches"),
+        ({"codePrefix": "bad prefix"}, "codePrefix"),
+        ({"codePrefix": "X" * 21}, "codePrefix"),
+        ({"subscriptionTierId": "three"}, "subscriptionTierId"),
+        ({"processing": {"batchSize": 0}}, "processing.batchSize"),
+        ({"processing": {"batchSize": 6000}}, "processing.batchSize"),
+    ],
+)
+def test_bad_bodies_name_the_field_and_create_nothing(
+    client: TestClient, sink: FakeMessageSink, change: dict[str, Any], field: str
+) -> None:
+    assert_invalid(post(client, {**seed(), **change}), field)
+    assert sink.sent == []
+
+
+def test_malformed_json(client: TestClient, sink: FakeMessageSink) -> None:
+    response = client.post(
+        "/api/v1/bulk-operations/generate-codes",
+        content=b'{"quantity": ',
+        headers={**auth(), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422
+    assert response.json()["error"] == "VALIDATION_FAILED"
+    assert sink.sent == []
+
+
+def test_oversized_body_is_413(client: TestClient, sink: FakeMessageSink) -> None:
+    body = {**seed(), "operationName": "x" * 100_000}
+    response = post(client, body)
+    assert response.status_code == 413
+    assert response.json()["error"] == "PAYLOAD_TOO_LARGE"
+    assert sink.sent == []
+
+
+def test_oversized_chunked_body_is_413(client: TestClient, sink: FakeMessageSink) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"operationName": "'
+        for _ in range(100):
+            yield b"x" * 1024
+        yield b'"}'
+
+    response = client.post(
+        "/api/v1/bulk-operations/generate-codes",
+        content=chunks(),
+        headers={**auth(), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 413
+    assert sink.sent == []
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer nonsense"}, {"Authorization": "Basic dTpw"}])
+def test_missing_or_bad_tokens_are_401(client: TestClient, sink: FakeMessageSink, headers: dict[str, str]) -> None:
+    response = post(client, seed(), headers=headers)
+    assert response.status_code == 401
+    assert response.json()["error"] == "UNAUTHORIZED"
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert sink.sent == []
+
+
+def test_sponsor_cannot_submit_for_another_sponsor(client: TestClient, sink: FakeMessageSink) -> None:
+    response = post(client, {**seed(), "sponsorId": 8})
+    assert response.status_code == 403
+    assert sink.sent == []
+
+
+def test_admin_must_name_the_sponsor(client: TestClient, sink: FakeMessageSink) -> None:
+    assert_invalid(post(client, seed(), headers=auth(None, Role.ADMIN)), "sponsorId")
+    assert post(client, {**seed(), "sponsorId": 9}, headers=auth(None, Role.ADMIN)).status_code == 202
+    assert sink.sent[0][1] == b"9"
+
+
+def test_broker_down_is_503_and_nothing_is_visible(client: TestClient, sink: FakeMessageSink) -> None:
+    sink.fail = True
+    response = post(client, seed())
+    assert response.status_code == 503
+    assert response.json()["error"] == "SYSTEM_ERROR"
+    assert client.app.state.status_view._snapshots == {}  # type: ignore[attr-defined]
+
+
+def test_duplicate_submissions_are_distinct_operations(client: TestClient, sink: FakeMessageSink) -> None:
+    first = post(client, seed()).json()["data"]["operationId"]
+    second = post(client, seed()).json()["data"]["operationId"]
+    assert first != second
+
+
+def test_status_of_foreign_unknown_or_malformed_ids(client: TestClient) -> None:
+    operation_id = post(client, seed()).json()["data"]["operationId"]
+    url = "/api/v1/bulk-operations/status/"
+    assert client.get(url + operation_id, headers=auth(8)).status_code == 404
+    assert client.get(url + "codegen_" + "f" * 32, headers=auth()).status_code == 404
+    assert client.get(url + "../../etc", headers=auth()).status_code in (404, 422)
+    assert client.get(url + "x" * 300, headers=auth()).status_code == 422
+    assert client.get(url + operation_id, headers=auth(None, Role.ADMIN)).status_code == 200
+
+
+def test_status_view_keeps_the_newest_snapshot() -> None:
+    view = StatusView()
+    base: dict[str, Any] = {
+        "operationId": "codegen_" + "b" * 32,
+        "sponsorId": 1,
+        "operationType": "BulkCodeGeneration",
+        "operationName": "n",
+        "requestedBy": "u",
+        "totalItems": 10,
+        "createdAt": "2026-01-01T00:00:00Z",
+        "currentPhase": "p",
+        "statusMessage": "m",
+    }
+    newer = OperationSnapshot.model_validate({**base, "status": "Completed", "version": 5, "lastUpdated": "2026-01-01T00:00:05Z"})
+    older = OperationSnapshot.model_validate({**base, "status": "Queued", "version": 0, "lastUpdated": "2026-01-01T00:00:09Z"})
+    view.apply(newer)
+    view.apply(older)
+    snapshot = view.get(newer.operation_id)
+    assert snapshot is not None and snapshot.status == "Completed"
+
+
+def test_openapi_documents_the_seed_example(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    operation = spec["paths"]["/api/v1/bulk-operations/generate-codes"]["post"]
+    examples = operation["requestBody"]["content"]["application/json"]["examples"]
+    assert examples["seed"]["value"]["quantity"] == 1000
+    assert "202" in operation["responses"] and "422" in operation["responses"]

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import jwt
+import pytest
+
+from api.auth import Role, decode_token, mint_token
+from api.errors import ApiError
+from pydantic import ValidationError
+
+from bulkops.settings import DEV_JWT_SECRET, ApiSettings, WorkerSettings
+
+SECRET = "s" * 40
+
+
+def test_round_trip() -> None:
+    principal = decode_token(mint_token(SECRET, subject="u1", role=Role.SPONSOR, sponsor_id=7), SECRET)
+    assert (principal.subject, principal.role, principal.sponsor_id) == ("u1", Role.SPONSOR, 7)
+    assert principal.can_see(7) and not principal.can_see(8)
+    admin = decode_token(mint_token(SECRET, subject="a", role=Role.ADMIN, sponsor_id=None), SECRET)
+    assert admin.can_see(8) and admin.sponsor_scope is None
+
+
+def _status(token: str) -> tuple[int, str]:
+    with pytest.raises(ApiError) as info:
+        decode_token(token, SECRET, leeway=0)
+    return info.value.status_code, info.value.message
+
+
+def test_expired_token() -> None:
+    old = datetime.now(UTC) - timedelta(hours=2)
+    token = mint_token(SECRET, subject="u", role=Role.SPONSOR, sponsor_id=7, ttl=timedelta(hours=1), now=old)
+    assert _status(token) == (401, "Token expired")
+
+
+def test_forged_token() -> None:
+    token = mint_token("another-secret-" + "x" * 30, subject="u", role=Role.ADMIN, sponsor_id=None)
+    assert _status(token)[0] == 401
+
+
+def test_unsigned_token() -> None:
+    now = datetime.now(UTC)
+    claims = {"iss": "bulkops", "sub": "u", "role": "Admin", "iat": now, "exp": now + timedelta(hours=1)}
+    token = jwt.encode(claims, key=None, algorithm="none")
+    assert _status(token)[0] == 401
+
+
+def test_unknown_role_is_forbidden() -> None:
+    now = datetime.now(UTC)
+    token = jwt.encode(
+        {"iss": "bulkops", "sub": "u", "role": "Farmer", "iat": now, "exp": now + timedelta(hours=1)},
+        SECRET,
+        algorithm="HS256",
+    )
+    assert _status(token)[0] == 403
+
+
+def test_sponsor_token_needs_a_sponsor_id() -> None:
+    token = mint_token(SECRET, subject="u", role=Role.SPONSOR, sponsor_id=None)
+    assert _status(token) == (401, "Invalid token: a Sponsor token needs a sponsorId claim")
+
+
+def test_garbage_token() -> None:
+    assert _status("not.a.jwt")[0] == 401
+
+
+def test_dev_secrets_are_refused_outside_dev(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BULKOPS_ENV", "prod")
+    with pytest.raises(ValidationError, match="BULKOPS_JWT_SECRET"):
+        ApiSettings()
+    monkeypatch.setenv("BULKOPS_JWT_SECRET", "short")
+    monkeypatch.setenv("BULKOPS_CODE_SECRET", "c" * 40)
+    with pytest.raises(ValidationError, match="at least 32"):
+        WorkerSettings()
+    monkeypatch.setenv("BULKOPS_JWT_SECRET", "j" * 40)
+    assert WorkerSettings().jwt_secret == "j" * 40
+
+
+def test_dev_mode_uses_labelled_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BULKOPS_JWT_SECRET", raising=False)
+    monkeypatch.setenv("BULKOPS_ENV", "dev")
+    assert ApiSettings().jwt_secret == DEV_JWT_SECRET
+    assert "dev-only" in DEV_JWT_SECRET
