@@ -214,7 +214,9 @@ class AnalyticsStore:
         items[13].extend([per_item_ms] * n)
         if batch.operation_type is OperationType.CODE_GENERATION:
             assert batch.tier_id is not None and batch.expires_at is not None
-            for offset, (status, code) in enumerate(zip(batch.statuses, batch.results, strict=True)):
+            for offset, (status, code) in enumerate(
+                zip(batch.statuses, batch.results, strict=True)
+            ):
                 if status is ItemStatus.SUCCESS and code is not None:
                     codes[0].append(batch.sponsor_id)
                     codes[1].append(op)
@@ -278,7 +280,12 @@ class AnalyticsStore:
     ) -> list[tuple[int, str, int, str | None, datetime]]:
         rows = self._query(
             _CODES_PAGE,
-            {"sponsor": sponsor_id, "operation": operation_id, "after": after_index, "limit": limit},
+            {
+                "sponsor": sponsor_id,
+                "operation": operation_id,
+                "after": after_index,
+                "limit": limit,
+            },
         )
         return [(r[0], r[1], r[2], r[3], _utc(r[4])) for r in rows]  # type: ignore[misc]
 

@@ -76,7 +76,9 @@ class BodySizeLimit:
             message=f"Request body over {self.max_bytes} bytes",
             details={"maxBytes": self.max_bytes},
         )
-        await JSONResponse(status_code=413, content=body.model_dump(mode="json"))(scope, receive, send)
+        await JSONResponse(status_code=413, content=body.model_dump(mode="json"))(
+            scope, receive, send
+        )
 
 
 def create_api(

@@ -84,7 +84,9 @@ def decode_token(token: str, secret: str, *, leeway: int = 10) -> Principal:
     try:
         role = Role(claims["role"])
     except ValueError as exc:
-        raise ApiError(403, "FORBIDDEN", "Only Sponsor and Admin roles may use bulk operations") from exc
+        raise ApiError(
+            403, "FORBIDDEN", "Only Sponsor and Admin roles may use bulk operations"
+        ) from exc
     sponsor_id = claims.get("sponsorId")
     if sponsor_id is not None and (not isinstance(sponsor_id, int) or sponsor_id < 1):
         raise _unauthorised("Invalid token: sponsorId must be a positive integer")

@@ -47,7 +47,9 @@ def not_found(operation_id: str) -> ApiError:
     return ApiError(404, "OPERATION_NOT_FOUND", f"No operation {operation_id} for this caller")
 
 
-def _render(status_code: int, body: ErrorBody, headers: dict[str, str] | None = None) -> JSONResponse:
+def _render(
+    status_code: int, body: ErrorBody, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(
         status_code=status_code, content=body.model_dump(mode="json"), headers=headers
     )
@@ -81,7 +83,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
-            {"field": _field(tuple(e.get("loc", ()))), "message": e.get("msg", ""), "type": e.get("type")}
+            {
+                "field": _field(tuple(e.get("loc", ()))),
+                "message": e.get("msg", ""),
+                "type": e.get("type"),
+            }
             for e in exc.errors()
         ]
         first = errors[0] if errors else {"field": "body", "message": "invalid"}
@@ -98,7 +104,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return _render(
             exc.status_code,
-            ErrorBody(error=_STATUS_CODES.get(exc.status_code, "HTTP_ERROR"), message=str(exc.detail)),
+            ErrorBody(
+                error=_STATUS_CODES.get(exc.status_code, "HTTP_ERROR"), message=str(exc.detail)
+            ),
             getattr(exc, "headers", None),
         )
 

@@ -45,7 +45,9 @@ class KafkaMessageSink:
     def __init__(self, bootstrap: str) -> None:
         self._producer = Producer(producer_config(bootstrap))
         self._stop = threading.Event()
-        self._poller = threading.Thread(target=self._poll, name="bulkops-producer-poll", daemon=True)
+        self._poller = threading.Thread(
+            target=self._poll, name="bulkops-producer-poll", daemon=True
+        )
         self._poller.start()
 
     def _poll(self) -> None:

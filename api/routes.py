@@ -119,7 +119,11 @@ async def generate_codes(
     principal: CurrentPrincipal,
     body: Annotated[
         BulkCodeGenerationRequest,
-        Body(openapi_examples={"seed": {"summary": "The seed's example", "value": SEED_CODE_GENERATION_EXAMPLE}}),
+        Body(
+            openapi_examples={
+                "seed": {"summary": "The seed's example", "value": SEED_CODE_GENERATION_EXAMPLE}
+            }
+        ),
     ],
 ) -> Envelope[OperationAccepted]:
     """Queue one operation that generates ``quantity`` codes and answer at once with its id.
@@ -164,7 +168,9 @@ async def generate_codes(
     sink = _sink(request)
     try:
         await asyncio.wait_for(
-            sink.send(topics.operations.name, sponsor_key(sponsor_id), message.model_dump_json().encode()),
+            sink.send(
+                topics.operations.name, sponsor_key(sponsor_id), message.model_dump_json().encode()
+            ),
             timeout=settings.produce_timeout_seconds,
         )
     except (ProduceError, TimeoutError) as exc:
@@ -174,7 +180,9 @@ async def generate_codes(
         ) from exc
     _view(request).apply(snapshot)
     try:
-        await sink.send(topics.status.name, operation_id.encode(), snapshot.model_dump_json().encode())
+        await sink.send(
+            topics.status.name, operation_id.encode(), snapshot.model_dump_json().encode()
+        )
     except ProduceError as exc:  # the worker publishes its own snapshot soon after
         log.warning("operation %s: queued snapshot not published: %s", operation_id, exc)
     log.info(
@@ -206,7 +214,9 @@ async def generate_codes(
     responses={404: {"model": ErrorBody, "description": "Unknown, or another sponsor's"}},
 )
 def get_status(
-    request: Request, principal: CurrentPrincipal, operationId: OperationId  # noqa: N803
+    request: Request,
+    principal: CurrentPrincipal,
+    operationId: OperationId,
 ) -> Envelope[OperationStatusOut]:
     """From the live view of the status topic: refreshed at least every second while running."""
     snapshot = _visible(request, principal, operationId)
@@ -250,7 +260,7 @@ def get_history(
 def get_codes(
     request: Request,
     principal: CurrentPrincipal,
-    operationId: OperationId,  # noqa: N803
+    operationId: OperationId,
     after_index: Annotated[int, Query(alias="afterIndex", ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> Envelope[CodesPage]:

@@ -96,7 +96,11 @@ class KafkaStatusFollower:
             try:
                 self._view.apply(OperationSnapshot.model_validate_json(message.value() or b""))
             except ValidationError as exc:
-                log.warning("status view: skipping malformed snapshot at offset %s: %s", message.offset(), exc)
+                log.warning(
+                    "status view: skipping malformed snapshot at offset %s: %s",
+                    message.offset(),
+                    exc,
+                )
 
     def close(self) -> None:
         self._stop.set()

@@ -90,7 +90,10 @@ def cmd_api(_: argparse.Namespace) -> int:
 
     settings = ApiSettings()
     if settings.clickhouse_dsn is None:
-        log.error("the API alone needs BULKOPS_CLICKHOUSE_DSN (embedded chDB is single-process: use `serve`)")
+        log.error(
+            "the API alone needs BULKOPS_CLICKHOUSE_DSN "
+            "(embedded chDB is single-process: use `serve`)"
+        )
         return 2
     uvicorn.run(api_only_app(settings), host=settings.host, port=settings.port, log_level="info")
     return 0
@@ -101,7 +104,10 @@ def cmd_worker(_: argparse.Namespace) -> int:
 
     settings = WorkerSettings()
     if settings.clickhouse_dsn is None:
-        log.error("the worker alone needs BULKOPS_CLICKHOUSE_DSN (embedded chDB is single-process: use `serve`)")
+        log.error(
+            "the worker alone needs BULKOPS_CLICKHOUSE_DSN "
+            "(embedded chDB is single-process: use `serve`)"
+        )
         return 2
     _ensure_topics(settings)
     run_worker(settings)
@@ -114,9 +120,8 @@ def cmd_kafka(args: argparse.Namespace) -> int:
     elif args.action == "start":
         broker = localkafka.start(args.broker_dir, port=args.port)
         print(broker.bootstrap)
-    elif args.action == "stop":
-        if not localkafka.stop(args.broker_dir):
-            print("no broker was running", file=sys.stderr)
+    elif args.action == "stop" and not localkafka.stop(args.broker_dir):
+        print("no broker was running", file=sys.stderr)
     return 0
 
 
@@ -139,7 +144,8 @@ def cmd_token(args: argparse.Namespace) -> int:
     print(
         mint_token(
             settings.jwt_secret,
-            subject=args.subject or (f"sponsor_user_{args.sponsor_id}" if args.sponsor_id else "admin"),
+            subject=args.subject
+            or (f"sponsor_user_{args.sponsor_id}" if args.sponsor_id else "admin"),
             role=role,
             sponsor_id=args.sponsor_id,
             ttl=timedelta(hours=args.hours),
@@ -164,9 +170,13 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--keep-broker", action="store_true", help="leave the broker running on exit")
     up.set_defaults(func=cmd_up)
 
-    sub.add_parser("serve", help="API + worker in one process, broker already running").set_defaults(func=cmd_serve)
+    sub.add_parser(
+        "serve", help="API + worker in one process, broker already running"
+    ).set_defaults(func=cmd_serve)
     sub.add_parser("api", help="the API alone (ClickHouse server mode)").set_defaults(func=cmd_api)
-    sub.add_parser("worker", help="the Faust worker alone (ClickHouse server mode)").set_defaults(func=cmd_worker)
+    sub.add_parser("worker", help="the Faust worker alone (ClickHouse server mode)").set_defaults(
+        func=cmd_worker
+    )
 
     kafka = sub.add_parser("kafka", help="the local development broker")
     kafka.add_argument("action", choices=["fetch", "start", "stop"])
@@ -174,7 +184,9 @@ def parser() -> argparse.ArgumentParser:
     kafka.add_argument("--port", type=int, default=9092)
     kafka.set_defaults(func=cmd_kafka)
 
-    sub.add_parser("topics", help="create the topics (idempotent) and list them").set_defaults(func=cmd_topics)
+    sub.add_parser("topics", help="create the topics (idempotent) and list them").set_defaults(
+        func=cmd_topics
+    )
 
     token = sub.add_parser("token", help="mint a bearer token signed with BULKOPS_JWT_SECRET")
     token.add_argument("--role", choices=["Sponsor", "Admin"], default="Sponsor")
@@ -183,7 +195,9 @@ def parser() -> argparse.ArgumentParser:
     token.add_argument("--hours", type=float, default=12)
     token.set_defaults(func=cmd_token)
 
-    export = sub.add_parser("export-schemas", help="write the JSON Schemas of requests and messages")
+    export = sub.add_parser(
+        "export-schemas", help="write the JSON Schemas of requests and messages"
+    )
     export.add_argument("--output", type=Path, default=Path("schemas/jsonschema/v1.json"))
     export.set_defaults(func=cmd_export_schemas)
     return root

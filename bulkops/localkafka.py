@@ -199,7 +199,9 @@ def start(
     return broker
 
 
-def wait_ready(bootstrap: str, *, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+def wait_ready(
+    bootstrap: str, *, timeout: float, process: subprocess.Popen[bytes] | None = None
+) -> None:
     """Poll with metadata requests until the broker answers, the process dies or time runs out."""
     deadline = time.monotonic() + timeout
     admin = AdminClient(
@@ -228,7 +230,10 @@ def is_reachable(bootstrap: str, timeout: float = 3.0) -> bool:
 
 
 def stop(data_dir: Path, timeout: float = 30.0) -> bool:
-    """SIGTERM the broker recorded in ``data_dir`` (SIGKILL after ``timeout``); False if none ran."""
+    """SIGTERM the broker recorded in ``data_dir`` (SIGKILL after ``timeout``).
+
+    Returns False when no broker was running there.
+    """
     pid_file = data_dir / "broker.pid"
     if not pid_file.exists():
         return False

@@ -38,7 +38,10 @@ async def _start_api_parts(app: FastAPI, settings: ApiSettings) -> None:
     app.state.message_sink = KafkaMessageSink(settings.kafka_bootstrap)
     caught_up = await asyncio.to_thread(view.ready.wait, settings.status_view_ready_timeout_seconds)
     if not caught_up:
-        log.warning("status view not caught up after %.0fs; serving anyway", settings.status_view_ready_timeout_seconds)
+        log.warning(
+            "status view not caught up after %.0fs; serving anyway",
+            settings.status_view_ready_timeout_seconds,
+        )
 
 
 async def _stop_api_parts(app: FastAPI) -> None:

@@ -61,9 +61,7 @@ class BulkopsSettings(BaseSettings):
                         f"set a real secret or run with BULKOPS_ENV=dev"
                     )
                 if len(value) < 32:
-                    raise ValueError(
-                        f"BULKOPS_{name.upper()} must be at least 32 characters"
-                    )
+                    raise ValueError(f"BULKOPS_{name.upper()} must be at least 32 characters")
         return self
 
     @property

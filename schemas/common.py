@@ -1,4 +1,4 @@
-"""Shared building blocks: the statuses and error categories of the main seed, and the base model."""
+"""Shared building blocks: the main seed's statuses and error categories, and the base models."""
 
 from __future__ import annotations
 

@@ -50,5 +50,7 @@ def schemas_document() -> dict[str, Any]:
 
 def write_schemas(path: Path = DEFAULT_PATH) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(schemas_document(), indent=2, ensure_ascii=False, sort_keys=True) + "\n")
+    path.write_text(
+        json.dumps(schemas_document(), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+    )
     return path

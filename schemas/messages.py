@@ -26,7 +26,7 @@ OPERATION_ID_PATTERN = r"^[a-z]+_[0-9a-f]{32}$"
 
 
 class OperationRequested(WireModel):
-    """One submitted operation, as the API (or another system) produces it to the operations topic."""
+    """One submitted operation, as the API (or another system) produces it to the topic."""
 
     schema_version: int = SCHEMA_VERSION
     operation_id: str = Field(pattern=OPERATION_ID_PATTERN, examples=["codegen_0f1e..."])
@@ -168,7 +168,9 @@ class OperationSnapshot(WireModel):
     processing_ms_total: float = 0.0
     errors: list[ItemError] = Field(default_factory=list)
     recent_results: list[RecentResult] = Field(default_factory=list)
-    version: int = Field(default=0, ge=0, description="Grows with every change; readers keep the highest.")
+    version: int = Field(
+        default=0, ge=0, description="Grows with every change; readers keep the highest."
+    )
 
 
 class ControlAction(StrEnum):

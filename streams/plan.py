@@ -10,7 +10,7 @@ from schemas.requests import BulkCodeGenerationRequest
 
 @dataclass(frozen=True)
 class Segment:
-    """A run of consecutive item indexes sharing a prefix (one request ``batches`` entry, or the rest)."""
+    """Consecutive item indexes sharing a prefix: one ``batches`` entry, or the rest."""
 
     start: int
     count: int
@@ -39,7 +39,9 @@ def code_segments(request: BulkCodeGenerationRequest) -> list[Segment]:
     return segments
 
 
-def plan_code_batches(request: BulkCodeGenerationRequest, batch_size: int) -> Iterator[PlannedBatch]:
+def plan_code_batches(
+    request: BulkCodeGenerationRequest, batch_size: int
+) -> Iterator[PlannedBatch]:
     """Item batches of at most ``batch_size``; a batch never spans two segments."""
     index = 0
     for segment in code_segments(request):

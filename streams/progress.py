@@ -8,9 +8,8 @@ bitmap lives in the same table value as the counters, so one changelog write car
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import base64
+from datetime import datetime
 
 from pydantic import Field, field_serializer, field_validator
 
@@ -71,9 +70,7 @@ def is_batch_done(state: OperationState, batch_index: int) -> bool:
     return bool(state.done[batch_index >> 3] & (1 << (batch_index & 7)))
 
 
-def apply_batch(
-    state: OperationState, sunk: BatchSunk, *, now: datetime, max_errors: int
-) -> bool:
+def apply_batch(state: OperationState, sunk: BatchSunk, *, now: datetime, max_errors: int) -> bool:
     """Count one stored batch into ``state``; ``False`` (and no change) for a duplicate."""
     if not 0 <= sunk.batch_index < state.batches_total:
         raise ValueError(

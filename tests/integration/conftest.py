@@ -105,7 +105,9 @@ class Server:
     def log_tail(self, lines: int = 60) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
-    def token(self, sponsor_id: int | None = 7, role: Role = Role.SPONSOR, ttl: float = 3600) -> str:
+    def token(
+        self, sponsor_id: int | None = 7, role: Role = Role.SPONSOR, ttl: float = 3600
+    ) -> str:
         return mint_token(
             self.jwt_secret,
             subject=f"user_{sponsor_id or 'admin'}",
@@ -129,9 +131,7 @@ class Server:
 
 
 @pytest.fixture
-def make_server(
-    kafka_bootstrap: str, tmp_path: Path
-) -> Iterator[Any]:
+def make_server(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Any]:
     """Build (not start) a server with a fresh topic prefix and chDB directory."""
     servers: list[Server] = []
 

@@ -51,9 +51,13 @@ def store(request: pytest.FixtureRequest, chdb_dir: Path) -> Iterator[AnalyticsS
         opened.close()
 
 
-def result(op: str, batch: int, start: int, n: int, sponsor: int = 7, failed: set[int] | None = None) -> ResultBatch:
+def result(
+    op: str, batch: int, start: int, n: int, sponsor: int = 7, failed: set[int] | None = None
+) -> ResultBatch:
     failed = failed or set()
-    statuses = [ItemStatus.FAILED if i in failed else ItemStatus.SUCCESS for i in range(start, start + n)]
+    statuses = [
+        ItemStatus.FAILED if i in failed else ItemStatus.SUCCESS for i in range(start, start + n)
+    ]
     return ResultBatch(
         operation_id=op,
         sponsor_id=sponsor,
@@ -104,7 +108,9 @@ def test_replayed_batches_do_not_duplicate_rows(store: AnalyticsStore) -> None:
     assert page[0][4] == NOW + timedelta(days=30)
 
 
-def snapshot(op: str, sponsor: int, status: OperationStatus, version: int, created: datetime) -> OperationSnapshot:
+def snapshot(
+    op: str, sponsor: int, status: OperationStatus, version: int, created: datetime
+) -> OperationSnapshot:
     return OperationSnapshot(
         operation_id=op,
         sponsor_id=sponsor,
@@ -146,9 +152,15 @@ def test_history_keeps_the_newest_version_pages_newest_first_and_isolates_sponso
     for i, op in enumerate(ops):
         created = NOW + timedelta(minutes=i)
         sponsor = 7 if i < 4 else 8
-        store.upsert_operation(snapshot(op, sponsor, OperationStatus.PROCESSING, 1, created), request_json(op, sponsor))
-        store.upsert_operation(snapshot(op, sponsor, OperationStatus.COMPLETED, 9, created), request_json(op, sponsor))
-        store.upsert_operation(snapshot(op, sponsor, OperationStatus.PROCESSING, 1, created), request_json(op, sponsor))
+        store.upsert_operation(
+            snapshot(op, sponsor, OperationStatus.PROCESSING, 1, created), request_json(op, sponsor)
+        )
+        store.upsert_operation(
+            snapshot(op, sponsor, OperationStatus.COMPLETED, 9, created), request_json(op, sponsor)
+        )
+        store.upsert_operation(
+            snapshot(op, sponsor, OperationStatus.PROCESSING, 1, created), request_json(op, sponsor)
+        )
 
     first = store.history(7, limit=3, offset=0)
     second = store.history(7, limit=3, offset=3)

@@ -120,7 +120,9 @@ def test_sponsor_isolation(server: Server) -> None:
         assert response.status_code == 404, response.text
         assert response.json()["error"] == "OPERATION_NOT_FOUND"
     assert other.get("/history").json()["pagination"]["totalCount"] == 0
-    forged = other.post("/generate-codes", json={"sponsorId": 7, "subscriptionTierId": 1, "quantity": 5})
+    forged = other.post(
+        "/generate-codes", json={"sponsorId": 7, "subscriptionTierId": 1, "quantity": 5}
+    )
     assert forged.status_code == 403
 
     assert admin.get(f"/status/{operation_id}").status_code == 200

@@ -1,4 +1,4 @@
-"""At-least-once in practice: a killed worker, malformed messages, client agreement on partitions."""
+"""At-least-once in practice: a killed worker, malformed messages, partitioner agreement."""
 
 from __future__ import annotations
 
@@ -24,11 +24,18 @@ def test_worker_killed_mid_operation_finishes_exactly(make_server: Any) -> None:
     quantity = 300_000
     operation_id = submit(
         client,
-        {"subscriptionTierId": 4, "quantity": quantity, "codePrefix": "KILL", "processing": {"batchSize": 250}},
+        {
+            "subscriptionTierId": 4,
+            "quantity": quantity,
+            "codePrefix": "KILL",
+            "processing": {"batchSize": 250},
+        },
     )
 
     def midway() -> int | None:
-        processed = int(client.get(f"/status/{operation_id}").json()["data"]["metrics"]["processedItems"])
+        processed = int(
+            client.get(f"/status/{operation_id}").json()["data"]["metrics"]["processedItems"]
+        )
         return processed if 0 < processed < quantity else None
 
     processed_at_kill = wait_for(midway, timeout=120, interval=0.02, message="operation midway")
@@ -91,7 +98,16 @@ def test_malformed_requests_go_to_dead_letter_and_worker_goes_on(server: Server)
         (b"7", b"{not json"),
         (b"7", orjson.dumps({**valid_shape, "totalItems": -5})),
         (b"8", orjson.dumps(valid_shape)),  # keyed by the wrong sponsor
-        (b"7", orjson.dumps({**valid_shape, "totalItems": 10_000_000, "codeGeneration": {"subscriptionTierId": 1, "quantity": 10_000_000}})),
+        (
+            b"7",
+            orjson.dumps(
+                {
+                    **valid_shape,
+                    "totalItems": 10_000_000,
+                    "codeGeneration": {"subscriptionTierId": 1, "quantity": 10_000_000},
+                }
+            ),
+        ),
     ]
     for key, value in bad:
         producer.produce(server.topics.operations.name, key=key, value=value)
@@ -130,7 +146,9 @@ def test_confluent_and_aiokafka_agree_on_sponsor_partitions(kafka_bootstrap: str
         )
     assert producer.flush(10) == 0
     partitioner = DefaultPartitioner()
-    expected = {s: partitioner(sponsor_key(s), list(range(8)), list(range(8))) for s in range(1, 200)}
+    expected = {
+        s: partitioner(sponsor_key(s), list(range(8)), list(range(8))) for s in range(1, 200)
+    }
     assert delivered == expected
     admin.delete_topics([topic])[topic].result()
 

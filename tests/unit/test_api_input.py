@@ -68,12 +68,17 @@ def client(sink: FakeMessageSink) -> Iterator[TestClient]:
 
 
 def auth(sponsor_id: int | None = 7, role: Role = Role.SPONSOR) -> dict[str, str]:
-    return {"Authorization": f"Bearer {mint_token(SECRET, subject='u', role=role, sponsor_id=sponsor_id)}"}
+    return {
+        "Authorization": "Bearer "
+        + mint_token(SECRET, subject="u", role=role, sponsor_id=sponsor_id)
+    }
 
 
 def post(client: TestClient, body: Any, headers: dict[str, str] | None = None) -> Any:
     return client.post(
-        "/api/v1/bulk-operations/generate-codes", json=body, headers=auth() if headers is None else headers
+        "/api/v1/bulk-operations/generate-codes",
+        json=body,
+        headers=auth() if headers is None else headers,
     )
 
 
@@ -81,7 +86,9 @@ def seed() -> dict[str, Any]:
     return copy.deepcopy(SEED_CODE_GENERATION_EXAMPLE)
 
 
-def test_accepted_request_is_produced_keyed_by_sponsor(client: TestClient, sink: FakeMessageSink) -> None:
+def test_accepted_request_is_produced_keyed_by_sponsor(
+    client: TestClient, sink: FakeMessageSink
+) -> None:
     response = post(client, seed())
     assert response.status_code == 202
     data = response.json()["data"]
@@ -162,8 +169,12 @@ def test_oversized_chunked_body_is_413(client: TestClient, sink: FakeMessageSink
     assert sink.sent == []
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer nonsense"}, {"Authorization": "Basic dTpw"}])
-def test_missing_or_bad_tokens_are_401(client: TestClient, sink: FakeMessageSink, headers: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer nonsense"}, {"Authorization": "Basic dTpw"}]
+)
+def test_missing_or_bad_tokens_are_401(
+    client: TestClient, sink: FakeMessageSink, headers: dict[str, str]
+) -> None:
     response = post(client, seed(), headers=headers)
     assert response.status_code == 401
     assert response.json()["error"] == "UNAUTHORIZED"
@@ -171,7 +182,9 @@ def test_missing_or_bad_tokens_are_401(client: TestClient, sink: FakeMessageSink
     assert sink.sent == []
 
 
-def test_sponsor_cannot_submit_for_another_sponsor(client: TestClient, sink: FakeMessageSink) -> None:
+def test_sponsor_cannot_submit_for_another_sponsor(
+    client: TestClient, sink: FakeMessageSink
+) -> None:
     response = post(client, {**seed(), "sponsorId": 8})
     assert response.status_code == 403
     assert sink.sent == []
@@ -179,11 +192,15 @@ def test_sponsor_cannot_submit_for_another_sponsor(client: TestClient, sink: Fak
 
 def test_admin_must_name_the_sponsor(client: TestClient, sink: FakeMessageSink) -> None:
     assert_invalid(post(client, seed(), headers=auth(None, Role.ADMIN)), "sponsorId")
-    assert post(client, {**seed(), "sponsorId": 9}, headers=auth(None, Role.ADMIN)).status_code == 202
+    assert (
+        post(client, {**seed(), "sponsorId": 9}, headers=auth(None, Role.ADMIN)).status_code == 202
+    )
     assert sink.sent[0][1] == b"9"
 
 
-def test_broker_down_is_503_and_nothing_is_visible(client: TestClient, sink: FakeMessageSink) -> None:
+def test_broker_down_is_503_and_nothing_is_visible(
+    client: TestClient, sink: FakeMessageSink
+) -> None:
     sink.fail = True
     response = post(client, seed())
     assert response.status_code == 503
@@ -191,7 +208,9 @@ def test_broker_down_is_503_and_nothing_is_visible(client: TestClient, sink: Fak
     assert client.app.state.status_view._snapshots == {}  # type: ignore[attr-defined]
 
 
-def test_duplicate_submissions_are_distinct_operations(client: TestClient, sink: FakeMessageSink) -> None:
+def test_duplicate_submissions_are_distinct_operations(
+    client: TestClient, sink: FakeMessageSink
+) -> None:
     first = post(client, seed()).json()["data"]["operationId"]
     second = post(client, seed()).json()["data"]["operationId"]
     assert first != second
@@ -220,8 +239,12 @@ def test_status_view_keeps_the_newest_snapshot() -> None:
         "currentPhase": "p",
         "statusMessage": "m",
     }
-    newer = OperationSnapshot.model_validate({**base, "status": "Completed", "version": 5, "lastUpdated": "2026-01-01T00:00:05Z"})
-    older = OperationSnapshot.model_validate({**base, "status": "Queued", "version": 0, "lastUpdated": "2026-01-01T00:00:09Z"})
+    newer = OperationSnapshot.model_validate(
+        {**base, "status": "Completed", "version": 5, "lastUpdated": "2026-01-01T00:00:05Z"}
+    )
+    older = OperationSnapshot.model_validate(
+        {**base, "status": "Queued", "version": 0, "lastUpdated": "2026-01-01T00:00:09Z"}
+    )
     view.apply(newer)
     view.apply(older)
     snapshot = view.get(newer.operation_id)

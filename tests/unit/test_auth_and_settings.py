@@ -4,18 +4,19 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
+from pydantic import ValidationError
 
 from api.auth import Role, decode_token, mint_token
 from api.errors import ApiError
-from pydantic import ValidationError
-
 from bulkops.settings import DEV_JWT_SECRET, ApiSettings, WorkerSettings
 
 SECRET = "s" * 40
 
 
 def test_round_trip() -> None:
-    principal = decode_token(mint_token(SECRET, subject="u1", role=Role.SPONSOR, sponsor_id=7), SECRET)
+    principal = decode_token(
+        mint_token(SECRET, subject="u1", role=Role.SPONSOR, sponsor_id=7), SECRET
+    )
     assert (principal.subject, principal.role, principal.sponsor_id) == ("u1", Role.SPONSOR, 7)
     assert principal.can_see(7) and not principal.can_see(8)
     admin = decode_token(mint_token(SECRET, subject="a", role=Role.ADMIN, sponsor_id=None), SECRET)
@@ -30,7 +31,9 @@ def _status(token: str) -> tuple[int, str]:
 
 def test_expired_token() -> None:
     old = datetime.now(UTC) - timedelta(hours=2)
-    token = mint_token(SECRET, subject="u", role=Role.SPONSOR, sponsor_id=7, ttl=timedelta(hours=1), now=old)
+    token = mint_token(
+        SECRET, subject="u", role=Role.SPONSOR, sponsor_id=7, ttl=timedelta(hours=1), now=old
+    )
     assert _status(token) == (401, "Token expired")
 
 
@@ -41,7 +44,13 @@ def test_forged_token() -> None:
 
 def test_unsigned_token() -> None:
     now = datetime.now(UTC)
-    claims = {"iss": "bulkops", "sub": "u", "role": "Admin", "iat": now, "exp": now + timedelta(hours=1)}
+    claims = {
+        "iss": "bulkops",
+        "sub": "u",
+        "role": "Admin",
+        "iat": now,
+        "exp": now + timedelta(hours=1),
+    }
     token = jwt.encode(claims, key=None, algorithm="none")
     assert _status(token)[0] == 401
 
@@ -49,7 +58,13 @@ def test_unsigned_token() -> None:
 def test_unknown_role_is_forbidden() -> None:
     now = datetime.now(UTC)
     token = jwt.encode(
-        {"iss": "bulkops", "sub": "u", "role": "Farmer", "iat": now, "exp": now + timedelta(hours=1)},
+        {
+            "iss": "bulkops",
+            "sub": "u",
+            "role": "Farmer",
+            "iat": now,
+            "exp": now + timedelta(hours=1),
+        },
         SECRET,
         algorithm="HS256",
     )

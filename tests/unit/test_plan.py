@@ -32,7 +32,9 @@ def test_batches_cover_every_item_once_and_never_span_segments() -> None:
 
 
 def test_a_request_without_batches_is_one_segment() -> None:
-    request = BulkCodeGenerationRequest.model_validate({"subscriptionTierId": 1, "quantity": 10_001})
+    request = BulkCodeGenerationRequest.model_validate(
+        {"subscriptionTierId": 1, "quantity": 10_001}
+    )
     batches = list(plan_code_batches(request, 500))
     assert len(batches) == 21 and batches[-1].count == 1
     assert {b.segment.prefix for b in batches} == {"BULK"}

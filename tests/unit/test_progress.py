@@ -70,9 +70,15 @@ def test_all_batches_complete_the_operation() -> None:
 
 @pytest.mark.parametrize(
     ("failed_per_batch", "expected"),
-    [(0, OperationStatus.COMPLETED), (10, OperationStatus.PARTIALLY_COMPLETED), (100, OperationStatus.FAILED)],
+    [
+        (0, OperationStatus.COMPLETED),
+        (10, OperationStatus.PARTIALLY_COMPLETED),
+        (100, OperationStatus.FAILED),
+    ],
 )
-def test_final_status_follows_the_outcomes(failed_per_batch: int, expected: OperationStatus) -> None:
+def test_final_status_follows_the_outcomes(
+    failed_per_batch: int, expected: OperationStatus
+) -> None:
     s = state()
     for i in range(10):
         apply_batch(s, sunk(i, failed=failed_per_batch), now=NOW, max_errors=10)

@@ -32,7 +32,12 @@ def test_seed_example_is_valid_and_round_trips_in_camel_case() -> None:
 
 def test_snake_case_is_accepted_too() -> None:
     request = BulkCodeGenerationRequest.model_validate(
-        {"subscription_tier_id": 2, "quantity": 5, "code_prefix": "AB-1", "processing": {"batch_size": 2}}
+        {
+            "subscription_tier_id": 2,
+            "quantity": 5,
+            "code_prefix": "AB-1",
+            "processing": {"batch_size": 2},
+        }
     )
     assert request.processing.batch_size == 2 and request.code_prefix == "AB-1"
 
@@ -68,7 +73,9 @@ def test_batches_may_not_exceed_quantity() -> None:
         BulkCodeGenerationRequest.model_validate(body)
 
 
-@pytest.mark.parametrize("prefix", ["l2025", "L 2025", "L2025_", "ŞEKER", "A" * 21, "", "L2025;DROP"])
+@pytest.mark.parametrize(
+    "prefix", ["l2025", "L 2025", "L2025_", "ŞEKER", "A" * 21, "", "L2025;DROP"]
+)
 def test_prefixes_outside_the_alphabet_or_too_long_are_refused(prefix: str) -> None:
     assert ("codePrefix",) in errors_for({**seed(), "codePrefix": prefix})
     body = seed()
