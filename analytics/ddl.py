@@ -29,10 +29,21 @@ CREATE TABLE IF NOT EXISTS operations
     code_prefix Nullable(String),
     channel Nullable(String),
     total_cost Float64 DEFAULT 0,
-    request_json String,
     version UInt64
 )
 ENGINE = ReplacingMergeTree(version)
+ORDER BY (sponsor_id, operation_id)
+"""
+
+OPERATION_REQUESTS = """
+CREATE TABLE IF NOT EXISTS operation_requests
+(
+    operation_id String,
+    sponsor_id UInt64,
+    requested_at DateTime64(3, 'UTC'),
+    request_json String
+)
+ENGINE = ReplacingMergeTree
 ORDER BY (sponsor_id, operation_id)
 """
 
@@ -74,5 +85,4 @@ ENGINE = ReplacingMergeTree
 ORDER BY (sponsor_id, operation_id, item_index)
 """
 
-ALL = (OPERATIONS, ITEMS, CODES)
-TABLES = ("operations", "items", "codes")
+ALL = (OPERATIONS, OPERATION_REQUESTS, ITEMS, CODES)

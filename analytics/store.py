@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 from clickhouse_connect.driver.client import Client
 
 from analytics import ddl
@@ -67,7 +66,6 @@ _OPERATION_COLUMNS = (
     "code_prefix",
     "channel",
     "total_cost",
-    "request_json",
     "version",
 )
 
@@ -227,10 +225,31 @@ class AnalyticsStore:
                     codes[6].append(batch.processed_at)
                     codes[7].append(batch.expires_at)
 
-    def upsert_operation(self, snapshot: OperationSnapshot, request_json: str) -> None:
+    def record_request(self, request: OperationRequested) -> None:
+        """Keep the request as submitted, once per operation (replays collapse on merge)."""
+        row = [
+            request.operation_id,
+            request.sponsor_id,
+            request.requested_at,
+            request.model_dump_json(),
+        ]
+        with self._write_lock:
+            self._writer.insert(
+                "operation_requests",
+                [row],
+                column_names=("operation_id", "sponsor_id", "requested_at", "request_json"),
+            )
+
+    def upsert_operation(
+        self,
+        snapshot: OperationSnapshot,
+        *,
+        subscription_tier_id: int | None = None,
+        code_prefix: str | None = None,
+        channel: str | None = None,
+        total_cost: float = 0.0,
+    ) -> None:
         """Write the operation's current row; the highest ``version`` wins on merge."""
-        request = OperationRequested.model_validate_json(request_json)
-        codegen = request.code_generation
         row = [
             snapshot.operation_id,
             snapshot.sponsor_id,
@@ -246,11 +265,10 @@ class AnalyticsStore:
             snapshot.started_at,
             snapshot.completed_at,
             snapshot.requested_by,
-            codegen.subscription_tier_id if codegen else None,
-            codegen.code_prefix if codegen else None,
-            None,
-            0.0,
-            request_json,
+            subscription_tier_id,
+            code_prefix,
+            channel,
+            total_cost,
             snapshot.version,
         ]
         with self._write_lock:
@@ -300,7 +318,3 @@ class AnalyticsStore:
     def duplicate_codes(self) -> int:
         """Codes stored for more than one item anywhere in the system (should be 0)."""
         return int(self._query(_DUPLICATE_CODES, {})[0][0])
-
-    @staticmethod
-    def encode_metadata(value: dict[str, Any]) -> str:
-        return orjson.dumps(value).decode()

@@ -132,12 +132,9 @@ async def generate_codes(
     rest take ``codePrefix``. Codes are unique across the system and unguessable.
     """
     settings = _settings(request)
-    if body.quantity > settings.max_items_per_operation:
-        raise validation_error(
-            "quantity", f"at most {settings.max_items_per_operation} items per operation"
-        )
-    if body.processing.batch_size > settings.max_batch_size:
-        raise validation_error("processing.batchSize", f"at most {settings.max_batch_size}")
+    violation = settings.size_violation(body.quantity, body.processing.batch_size)
+    if violation is not None:
+        raise validation_error(*violation)
     sponsor_id = _sponsor_for_submit(principal, body.sponsor_id)
     now = datetime.now(UTC)
     operation_id = f"codegen_{uuid.uuid4().hex}"

@@ -49,6 +49,8 @@ class BulkopsSettings(BaseSettings):
     # The seed's quota is 5,000 items per operation; raise it for bulk code runs of millions.
     max_items_per_operation: int = Field(default=5000, ge=1, le=50_000_000)
     max_batch_size: int = Field(default=5000, ge=1, le=20000)
+    # Progress keeps one bit per batch; this bounds that bitmap (and the batch count) per operation.
+    max_batches_per_operation: int = Field(default=100_000, ge=1, le=10_000_000)
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_outside_dev(self) -> BulkopsSettings:
@@ -63,6 +65,24 @@ class BulkopsSettings(BaseSettings):
                 if len(value) < 32:
                     raise ValueError(f"BULKOPS_{name.upper()} must be at least 32 characters")
         return self
+
+    def size_violation(self, total_items: int, batch_size: int) -> tuple[str, str] | None:
+        """The (field, reason) of the first size limit an operation breaks, if any.
+
+        The API answers 422 with it; the worker dead-letters requests produced straight to
+        Kafka that break it, so both edges enforce the same limits.
+        """
+        if total_items > self.max_items_per_operation:
+            return "quantity", f"at most {self.max_items_per_operation} items per operation"
+        if batch_size > self.max_batch_size:
+            return "processing.batchSize", f"at most {self.max_batch_size}"
+        if -(-total_items // batch_size) > self.max_batches_per_operation:
+            return (
+                "processing.batchSize",
+                f"too small for the quantity: at most {self.max_batches_per_operation} "
+                "batches per operation",
+            )
+        return None
 
     @property
     def app_id(self) -> str:
@@ -90,7 +110,6 @@ class ApiSettings(BulkopsSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
-    default_batch_size: int = Field(default=50, ge=1, le=20000)
     token_leeway_seconds: int = Field(default=10, ge=0, le=300)
     produce_timeout_seconds: float = Field(default=15.0, gt=0)
     status_view_ready_timeout_seconds: float = Field(default=30.0, gt=0)

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 import faust
 from faust.types import EventT, StreamT
@@ -32,15 +32,14 @@ from bulkops.settings import WorkerSettings
 from schemas.common import ItemStatus, OperationStatus, OperationType
 from schemas.messages import (
     BatchSunk,
-    CodeBatchSpec,
     DeadLetter,
     ItemBatch,
     OperationRequested,
     RecentResult,
     ResultBatch,
 )
-from streams.codes import CodeMinter
-from streams.plan import count_code_batches, plan_code_batches
+from streams.codes import CodeMinter, generate_codes
+from streams.plan import code_item_batches, count_batches
 from streams.progress import (
     MAX_RECENT_RESULTS,
     OperationState,
@@ -53,7 +52,7 @@ from streams.topics import Topics, sponsor_key
 log = logging.getLogger("bulkops.worker")
 
 _RECENT_SERIALS_KEPT = 256
-_SINK_RETRY_MAX_SECONDS = 30.0
+_CLICKHOUSE_RETRY_MAX_SECONDS = 30.0
 
 
 def _now() -> datetime:
@@ -154,8 +153,30 @@ def build_worker(settings: WorkerSettings, store: AnalyticsStore) -> faust.App:
         )
         dirty.discard(state.operation_id)
 
+    async def with_retry(what: str, fn: Callable[..., object], *args: Any, **kwargs: Any) -> None:
+        """Run a blocking ClickHouse write off the loop; on failure wait and retry, never skip.
+
+        Blocking the agent keeps its partitions where they are, so nothing is acknowledged
+        (and nothing is lost) while ClickHouse is away; Kafka buffers meanwhile.
+        """
+        delay = 0.5
+        while True:
+            try:
+                await asyncio.to_thread(fn, *args, **kwargs)
+                return
+            except Exception:
+                log.exception("%s failed; retrying in %.1fs", what, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _CLICKHOUSE_RETRY_MAX_SECONDS)
+
     async def record_operation(state: OperationState) -> None:
-        await asyncio.to_thread(store.upsert_operation, state.snapshot(), state.request_json)
+        await with_retry(
+            f"operation {state.operation_id}: storing its row",
+            store.upsert_operation,
+            state.snapshot(),
+            subscription_tier_id=state.subscription_tier_id,
+            code_prefix=state.code_prefix,
+        )
 
     def reserve_serials(request: OperationRequested) -> int:
         """The first serial of the operation's range; the same one again on a replay."""
@@ -170,147 +191,6 @@ def build_worker(settings: WorkerSettings, store: AnalyticsStore) -> faust.App:
             recent.pop(next(iter(recent)))
         serials[key] = {"next": base + request.total_items, "recent": recent}
         return base
-
-    @app.agent(operations_topic)
-    async def explode(stream: StreamT[bytes]) -> AsyncIterator[None]:
-        async for event in stream.events():
-            try:
-                request = OperationRequested.model_validate_json(event.value)
-                check_key(event, request.sponsor_id)
-                if request.total_items > settings.max_items_per_operation:
-                    raise InvalidMessage(
-                        f"totalItems {request.total_items} over the maximum "
-                        f"{settings.max_items_per_operation}"
-                    )
-                if request.batch_size > settings.max_batch_size:
-                    raise InvalidMessage(
-                        f"batchSize {request.batch_size} over the maximum {settings.max_batch_size}"
-                    )
-            except (ValidationError, ValueError) as exc:
-                await dead_letter(event, str(exc), exc)
-                continue
-            op_id = request.operation_id
-            state = load(op_id)
-            if state is not None and state.status.is_terminal:
-                log.info("operation %s: replayed request ignored, already %s", op_id, state.status)
-                continue
-            codegen = request.code_generation
-            assert codegen is not None
-            if state is None:
-                batches_total = count_code_batches(codegen, request.batch_size)
-                state = register(
-                    request,
-                    batches_total=batches_total,
-                    serial_base=reserve_serials(request),
-                    now=_now(),
-                )
-                save(state)
-                await publish(state)
-                await record_operation(state)
-                log.info(
-                    "operation %s: %s of %d items for sponsor %d exploded into %d batches",
-                    op_id,
-                    request.operation_type.value,
-                    request.total_items,
-                    request.sponsor_id,
-                    batches_total,
-                )
-            key = sponsor_key(request.sponsor_id)
-            for planned in plan_code_batches(codegen, request.batch_size):
-                if is_batch_done(state, planned.batch_index):
-                    continue
-                batch = ItemBatch(
-                    operation_id=op_id,
-                    sponsor_id=request.sponsor_id,
-                    operation_type=request.operation_type,
-                    batch_index=planned.batch_index,
-                    start_index=planned.start_index,
-                    count=planned.count,
-                    code=CodeBatchSpec(
-                        prefix=planned.segment.prefix,
-                        tier_id=codegen.subscription_tier_id,
-                        validity_days=codegen.validity_days,
-                        batch_name=planned.segment.batch_name,
-                        serial_base=state.serial_base,
-                    ),
-                )
-                await items_topic.send(key=key, value=batch.model_dump_json().encode())
-            yield None
-
-    @app.agent(items_topic)
-    async def process(stream: StreamT[bytes]) -> AsyncIterator[None]:
-        async for event in stream.events():
-            try:
-                batch = ItemBatch.model_validate_json(event.value)
-                check_key(event, batch.sponsor_id)
-                if batch.operation_type is not OperationType.CODE_GENERATION or batch.code is None:
-                    raise InvalidMessage("only code-generation item batches are handled")
-            except (ValidationError, ValueError) as exc:
-                await dead_letter(event, str(exc), exc)
-                continue
-            result = generate_codes(batch, batch.code)
-            await results_topic.send(key=event.message.key, value=result.model_dump_json().encode())
-            yield None
-
-    def generate_codes(batch: ItemBatch, spec: CodeBatchSpec) -> ResultBatch:
-        started = time.perf_counter()
-        now = _now()
-        codes = minter.codes(
-            spec.prefix, batch.sponsor_id, spec.serial_base + batch.start_index, batch.count
-        )
-        return ResultBatch(
-            operation_id=batch.operation_id,
-            sponsor_id=batch.sponsor_id,
-            operation_type=batch.operation_type,
-            batch_index=batch.batch_index,
-            start_index=batch.start_index,
-            statuses=[ItemStatus.SUCCESS] * batch.count,
-            results=list(codes),
-            processed_at=now,
-            duration_ms=(time.perf_counter() - started) * 1000,
-            tier_id=spec.tier_id,
-            expires_at=now + timedelta(days=spec.validity_days),
-            batch_name=spec.batch_name,
-        )
-
-    async def insert_with_retry(batches: list[ResultBatch]) -> None:
-        """Block the sink (and so the results partitions) until ClickHouse takes the rows."""
-        delay = 0.5
-        while True:
-            try:
-                await asyncio.to_thread(store.insert_results, batches)
-                return
-            except Exception:
-                log.exception(
-                    "sink: inserting %d result batches failed; retrying in %.1fs",
-                    len(batches),
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _SINK_RETRY_MAX_SECONDS)
-
-    @app.agent(results_topic)
-    async def sink(stream: StreamT[bytes]) -> AsyncIterator[None]:
-        async for events in stream.take_events(
-            settings.sink_max_messages, within=settings.sink_within_seconds
-        ):
-            batches: list[ResultBatch] = []
-            for event in events:
-                try:
-                    result = ResultBatch.model_validate_json(event.value)
-                    check_key(event, result.sponsor_id)
-                    batches.append(result)
-                except (ValidationError, ValueError) as exc:
-                    await dead_letter(event, str(exc), exc)
-            if not batches:
-                continue
-            await insert_with_retry(batches)
-            for result in batches:
-                await progress_topic.send(
-                    key=sponsor_key(result.sponsor_id),
-                    value=summarise(result).model_dump_json().encode(),
-                )
-            yield None
 
     def summarise(result: ResultBatch) -> BatchSunk:
         counts = {status: 0 for status in ItemStatus}
@@ -342,43 +222,148 @@ def build_worker(settings: WorkerSettings, store: AnalyticsStore) -> faust.App:
             ],
         )
 
+    def check_limits(request: OperationRequested) -> None:
+        violation = settings.size_violation(request.total_items, request.batch_size)
+        if violation is not None:
+            field, reason = violation
+            raise InvalidMessage(f"{field}: {reason} (totalItems {request.total_items})")
+
+    async def guarded(event: EventT, handle: Callable[[EventT], Awaitable[None]]) -> None:
+        """Bad messages go to the dead-letter topic with the reason; the stream goes on.
+
+        Unexpected errors too: Faust would otherwise restart the agent and drop the event
+        silently. Transient ClickHouse trouble never gets here (``with_retry`` waits it out).
+        """
+        try:
+            await handle(event)
+        except (ValidationError, ValueError) as exc:
+            await dead_letter(event, str(exc), exc)
+        except Exception as exc:
+            log.exception("unexpected error on %s", event.message.topic)
+            await dead_letter(event, f"unexpected {type(exc).__name__}: {exc}", exc)
+
+    async def on_request(event: EventT) -> None:
+        request = OperationRequested.model_validate_json(event.value)
+        check_key(event, request.sponsor_id)
+        check_limits(request)
+        op_id = request.operation_id
+        state = load(op_id)
+        if state is not None and state.status.is_terminal:
+            log.info("operation %s: replayed request ignored, already %s", op_id, state.status)
+            return
+        if state is None:
+            state = register(
+                request,
+                batches_total=count_batches(request),
+                serial_base=reserve_serials(request),
+                now=_now(),
+            )
+            save(state)
+            await with_retry(
+                f"operation {op_id}: storing its request", store.record_request, request
+            )
+            await publish(state)
+            await record_operation(state)
+            log.info(
+                "operation %s: %s of %d items for sponsor %d exploded into %d batches",
+                op_id,
+                request.operation_type.value,
+                request.total_items,
+                request.sponsor_id,
+                state.batches_total,
+            )
+        for batch in code_item_batches(request, state.serial_base):
+            if not is_batch_done(state, batch.batch_index):
+                await items_topic.send(
+                    key=event.message.key, value=batch.model_dump_json().encode()
+                )
+
+    async def on_item_batch(event: EventT) -> None:
+        batch = ItemBatch.model_validate_json(event.value)
+        check_key(event, batch.sponsor_id)
+        if batch.operation_type is not OperationType.CODE_GENERATION:
+            raise InvalidMessage(f"no processor for {batch.operation_type.value} batches")
+        result = generate_codes(minter, batch)
+        await results_topic.send(key=event.message.key, value=result.model_dump_json().encode())
+
+    async def on_batch_sunk(event: EventT) -> None:
+        sunk = BatchSunk.model_validate_json(event.value)
+        check_key(event, sunk.sponsor_id)
+        state = load(sunk.operation_id)
+        if state is None:
+            raise InvalidMessage(f"unknown operation {sunk.operation_id}")
+        if not apply_batch(state, sunk, now=_now(), max_errors=settings.max_errors_in_status):
+            return
+        state.recent_results = [*state.recent_results, *sunk.recent][-MAX_RECENT_RESULTS:]
+        save(state)
+        if not state.status.is_terminal:
+            dirty.add(sunk.operation_id)
+            return
+        await publish(state)
+        await record_operation(state)
+        log.info(
+            "operation %s: %s (%d succeeded, %d failed, %d skipped)",
+            state.operation_id,
+            state.status.value,
+            state.successful_items,
+            state.failed_items,
+            state.skipped_items,
+        )
+
+    @app.agent(operations_topic)
+    async def explode(stream: StreamT[bytes]) -> AsyncIterator[None]:
+        async for event in stream.events():
+            await guarded(event, on_request)
+            yield None
+
+    @app.agent(items_topic)
+    async def process(stream: StreamT[bytes]) -> AsyncIterator[None]:
+        async for event in stream.events():
+            await guarded(event, on_item_batch)
+            yield None
+
+    @app.agent(results_topic)
+    async def sink(stream: StreamT[bytes]) -> AsyncIterator[None]:
+        """Stores results in bulk, then announces each stored batch to the progress topic."""
+        async for events in stream.take_events(
+            settings.sink_max_messages, within=settings.sink_within_seconds
+        ):
+            batches: list[ResultBatch] = []
+            for event in events:
+                try:
+                    result = ResultBatch.model_validate_json(event.value)
+                    check_key(event, result.sponsor_id)
+                    batches.append(result)
+                except (ValidationError, ValueError) as exc:
+                    await dead_letter(event, str(exc), exc)
+            if not batches:
+                continue
+            await with_retry(
+                f"sink: storing {len(batches)} result batches", store.insert_results, batches
+            )
+            for result in batches:
+                await progress_topic.send(
+                    key=sponsor_key(result.sponsor_id),
+                    value=summarise(result).model_dump_json().encode(),
+                )
+            yield None
+
     @app.agent(progress_topic)
     async def count(stream: StreamT[bytes]) -> AsyncIterator[None]:
         async for event in stream.events():
-            try:
-                sunk = BatchSunk.model_validate_json(event.value)
-                check_key(event, sunk.sponsor_id)
-                state = load(sunk.operation_id)
-                if state is None:
-                    raise InvalidMessage(f"unknown operation {sunk.operation_id}")
-                if not apply_batch(
-                    state, sunk, now=_now(), max_errors=settings.max_errors_in_status
-                ):
-                    continue
-            except (ValidationError, ValueError) as exc:
-                await dead_letter(event, str(exc), exc)
-                continue
-            state.recent_results = [*state.recent_results, *sunk.recent][-MAX_RECENT_RESULTS:]
-            save(state)
-            if state.status.is_terminal:
-                await publish(state)
-                await record_operation(state)
-                log.info(
-                    "operation %s: %s (%d succeeded, %d failed, %d skipped)",
-                    state.operation_id,
-                    state.status.value,
-                    state.successful_items,
-                    state.failed_items,
-                    state.skipped_items,
-                )
-            else:
-                dirty.add(sunk.operation_id)
+            await guarded(event, on_batch_sunk)
             yield None
 
     @app.timer(settings.status_interval_seconds)
     async def publish_running() -> None:
-        """Every running operation gets a fresh snapshot at least once per interval."""
-        for op_id, value in list(operations.items()):
+        """Every running operation gets a fresh snapshot at least once per interval.
+
+        Each value is read again right before it is sent: an agent may have moved the
+        operation on while an earlier send awaited, and the compacted topic keeps the last
+        snapshot per key, so a stale one must never be sent after a newer one.
+        """
+        for op_id in list(operations.keys()):
+            value = operations.get(op_id)
             if value is None:
                 continue
             if op_id in dirty or not OperationStatus(value["status"]).is_terminal:

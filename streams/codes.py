@@ -21,10 +21,15 @@ from __future__ import annotations
 
 import base64
 import struct
+import time
+from datetime import UTC, datetime, timedelta
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from schemas.common import ItemStatus
+from schemas.messages import ItemBatch, ResultBatch
 
 _RFC4648 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 _CROCKFORD = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -57,3 +62,29 @@ class CodeMinter:
 
     def codes(self, prefix: str, sponsor_id: int, first_serial: int, count: int) -> list[str]:
         return [f"{prefix}-{body}" for body in self.bodies(sponsor_id, first_serial, count)]
+
+
+def generate_codes(minter: CodeMinter, batch: ItemBatch) -> ResultBatch:
+    """Process one code-generation item batch: every item succeeds with its code."""
+    spec = batch.code
+    if spec is None:
+        raise ValueError("a code-generation batch needs its code spec")
+    started = time.perf_counter()
+    now = datetime.now(UTC)
+    codes = minter.codes(
+        spec.prefix, batch.sponsor_id, spec.serial_base + batch.start_index, batch.count
+    )
+    return ResultBatch(
+        operation_id=batch.operation_id,
+        sponsor_id=batch.sponsor_id,
+        operation_type=batch.operation_type,
+        batch_index=batch.batch_index,
+        start_index=batch.start_index,
+        statuses=[ItemStatus.SUCCESS] * batch.count,
+        results=list(codes),
+        processed_at=now,
+        duration_ms=(time.perf_counter() - started) * 1000,
+        tier_id=spec.tier_id,
+        expires_at=now + timedelta(days=spec.validity_days),
+        batch_name=spec.batch_name,
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from schemas.messages import CodeBatchSpec, ItemBatch, OperationRequested
 from schemas.requests import BulkCodeGenerationRequest
 
 
@@ -55,3 +56,32 @@ def plan_code_batches(
 
 def count_code_batches(request: BulkCodeGenerationRequest, batch_size: int) -> int:
     return sum(-(-segment.count // batch_size) for segment in code_segments(request))
+
+
+def count_batches(request: OperationRequested) -> int:
+    """How many item batches the operation explodes into (the size of its progress bitmap)."""
+    codegen = request.code_generation
+    assert codegen is not None
+    return count_code_batches(codegen, codegen.processing.batch_size)
+
+
+def code_item_batches(request: OperationRequested, serial_base: int) -> Iterator[ItemBatch]:
+    """The item-batch messages of a code-generation operation, identical on every replay."""
+    codegen = request.code_generation
+    assert codegen is not None
+    for planned in plan_code_batches(codegen, codegen.processing.batch_size):
+        yield ItemBatch(
+            operation_id=request.operation_id,
+            sponsor_id=request.sponsor_id,
+            operation_type=request.operation_type,
+            batch_index=planned.batch_index,
+            start_index=planned.start_index,
+            count=planned.count,
+            code=CodeBatchSpec(
+                prefix=planned.segment.prefix,
+                tier_id=codegen.subscription_tier_id,
+                validity_days=codegen.validity_days,
+                batch_name=planned.segment.batch_name,
+                serial_base=serial_base,
+            ),
+        )

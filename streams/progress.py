@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 from datetime import datetime
 
-from pydantic import Field, field_serializer, field_validator
+from pydantic import field_serializer, field_validator
 
 from schemas.common import OperationStatus
 from schemas.messages import BatchSunk, OperationRequested, OperationSnapshot
@@ -19,12 +19,16 @@ from schemas.messages import BatchSunk, OperationRequested, OperationSnapshot
 MAX_RECENT_RESULTS = 10
 
 
+_WORKER_ONLY = {"done", "serial_base", "subscription_tier_id", "code_prefix"}
+
+
 class OperationState(OperationSnapshot):
     """A snapshot plus what only the worker needs: the batch bitmap and the serial range."""
 
     done: bytes = b""
     serial_base: int = 0
-    request_json: str = Field(default="", description="The original request, for the sink.")
+    subscription_tier_id: int | None = None
+    code_prefix: str | None = None
 
     @field_serializer("done", when_used="json")
     def _done_as_base64(self, value: bytes) -> str:
@@ -36,15 +40,14 @@ class OperationState(OperationSnapshot):
         return base64.b64decode(value) if isinstance(value, str) else value
 
     def snapshot(self) -> OperationSnapshot:
-        return OperationSnapshot.model_validate(
-            self.model_dump(exclude={"done", "serial_base", "request_json"})
-        )
+        return OperationSnapshot.model_validate(self.model_dump(exclude=_WORKER_ONLY))
 
 
 def register(
     request: OperationRequested, *, batches_total: int, serial_base: int, now: datetime
 ) -> OperationState:
     """The state of an operation the worker has just exploded: Processing, nothing counted."""
+    codegen = request.code_generation
     return OperationState(
         operation_id=request.operation_id,
         sponsor_id=request.sponsor_id,
@@ -61,7 +64,8 @@ def register(
         status_message=_running_message(0, request.total_items),
         done=bytes((batches_total + 7) // 8),
         serial_base=serial_base,
-        request_json=request.model_dump_json(),
+        subscription_tier_id=codegen.subscription_tier_id if codegen else None,
+        code_prefix=codegen.code_prefix if codegen else None,
         version=1,
     )
 

@@ -131,7 +131,7 @@ def snapshot(
     )
 
 
-def request_json(op: str, sponsor: int) -> str:
+def request(op: str, sponsor: int) -> OperationRequested:
     return OperationRequested.model_validate(
         {
             "operationId": op,
@@ -142,7 +142,7 @@ def request_json(op: str, sponsor: int) -> str:
             "totalItems": 10,
             "codeGeneration": {"subscriptionTierId": 3, "quantity": 10, "codePrefix": "ZZ"},
         }
-    ).model_dump_json()
+    )
 
 
 def test_history_keeps_the_newest_version_pages_newest_first_and_isolates_sponsors(
@@ -152,15 +152,14 @@ def test_history_keeps_the_newest_version_pages_newest_first_and_isolates_sponso
     for i, op in enumerate(ops):
         created = NOW + timedelta(minutes=i)
         sponsor = 7 if i < 4 else 8
-        store.upsert_operation(
-            snapshot(op, sponsor, OperationStatus.PROCESSING, 1, created), request_json(op, sponsor)
-        )
-        store.upsert_operation(
-            snapshot(op, sponsor, OperationStatus.COMPLETED, 9, created), request_json(op, sponsor)
-        )
-        store.upsert_operation(
-            snapshot(op, sponsor, OperationStatus.PROCESSING, 1, created), request_json(op, sponsor)
-        )
+        store.record_request(request(op, sponsor))
+        for status, version in ((OperationStatus.PROCESSING, 1), (OperationStatus.COMPLETED, 9)):
+            store.upsert_operation(
+                snapshot(op, sponsor, status, version, created),
+                subscription_tier_id=3,
+                code_prefix="ZZ",
+            )
+        store.upsert_operation(snapshot(op, sponsor, OperationStatus.PROCESSING, 1, created))
 
     first = store.history(7, limit=3, offset=0)
     second = store.history(7, limit=3, offset=3)

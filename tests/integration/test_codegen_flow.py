@@ -27,7 +27,10 @@ def wait_terminal(client: httpx.Client, operation_id: str, timeout: float = 120)
     seen: list[int] = []
 
     def probe() -> dict[str, Any] | None:
-        data = client.get(f"/status/{operation_id}").json()["data"]
+        response = client.get(f"/status/{operation_id}")
+        if response.status_code == 404:  # produced straight to Kafka: not seen by the API yet
+            return None
+        data = response.json()["data"]
         seen.append(data["metrics"]["processedItems"])
         return data if data["status"] in TERMINAL else None
 

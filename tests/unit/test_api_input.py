@@ -52,6 +52,7 @@ def client(sink: FakeMessageSink) -> Iterator[TestClient]:
         topic_prefix="unit",
         max_items_per_operation=5000,
         max_body_bytes=64 * 1024,
+        max_batches_per_operation=1000,
     )
 
     async def start(app: FastAPI) -> None:
@@ -125,6 +126,7 @@ def assert_invalid(response: Any, field: str, status: int = 422) -> None:
         ({"subscriptionTierId": "three"}, "subscriptionTierId"),
         ({"processing": {"batchSize": 0}}, "processing.batchSize"),
         ({"processing": {"batchSize": 6000}}, "processing.batchSize"),
+        ({"quantity": 5000, "batches": [], "processing": {"batchSize": 4}}, "processing.batchSize"),
     ],
 )
 def test_bad_bodies_name_the_field_and_create_nothing(
