@@ -158,6 +158,12 @@ class AnalyticsStore:
         store.ensure_schema()
         return store
 
+    def drop_database(self) -> None:
+        """Remove the store's database and everything in it (tests and resets)."""
+        with self._write_lock:
+            database = self._writer.database
+            self._writer.command(f"DROP DATABASE IF EXISTS `{database}` SYNC")
+
     def close(self) -> None:
         self._writer.close()
         self._reader.close()

@@ -129,9 +129,6 @@ def _properties(data_dir: Path, port: int, controller_port: int) -> str:
 
 
 def _java() -> str:
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home and (Path(java_home) / "bin" / "java").exists():
-        return str(Path(java_home) / "bin" / "java")
     java = shutil.which("java")
     if java is None:
         raise BrokerError("Java 17+ is needed to run the Kafka broker")

@@ -47,7 +47,7 @@ def store(request: pytest.FixtureRequest, chdb_dir: Path) -> Iterator[AnalyticsS
     try:
         yield opened
     finally:
-        opened._writer.command(f"DROP DATABASE IF EXISTS `{database}` SYNC")
+        opened.drop_database()
         opened.close()
 
 
