@@ -50,6 +50,12 @@ class ErrorCategory(StrEnum):
     BUSINESS = "Business"
 
 
+class Channel(StrEnum):
+    SMS = "SMS"
+    WHATSAPP = "WhatsApp"
+    EMAIL = "Email"
+
+
 class OperationType(StrEnum):
     CODE_GENERATION = "BulkCodeGeneration"
     LINK_SEND = "BulkLinkSend"

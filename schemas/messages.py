@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import Discriminator, Field, Tag, TypeAdapter, model_validator
 
 from schemas import SCHEMA_VERSION
 from schemas.common import (
+    Channel,
     ErrorCategory,
     ItemStatus,
     OperationStatus,
@@ -25,9 +26,49 @@ from schemas.requests import BulkCodeGenerationRequest
 OPERATION_ID_PATTERN = r"^[a-z]+_[0-9a-f]{32}$"
 
 
+class ItemError(WireModel):
+    """The seed's ``BulkError``."""
+
+    item_index: int
+    item_id: str
+    error_code: str
+    error_message: str
+    error_category: ErrorCategory
+    is_retryable: bool = False
+    retry_count: int = 0
+
+
+class PreparedRecipient(WireModel):
+    """A recipient validated and rendered by the API: the worker only sends."""
+
+    index: int = Field(ge=0)
+    name: str
+    address: str | None = Field(description="E.164 phone number or normalised e-mail address.")
+    message: str | None = None
+    skip: ItemError | None = Field(
+        default=None, description="Set when validation failed: the item ends Skipped with it."
+    )
+
+
+class LinkSendSpec(WireModel):
+    """Everything about a link send but its recipients, which follow in ``RecipientChunk``s."""
+
+    channel: Channel
+    subject: str = Field(max_length=200)
+    batch_size: int = Field(ge=1, le=5000)
+    max_concurrency: int = Field(ge=1, le=100)
+    retry_attempts: int = Field(ge=0, le=10)
+    retry_delay_seconds: float = Field(ge=0, le=3600)
+    stop_on_first_error: bool = False
+    budget_limit: float | None = Field(default=None, gt=0)
+    price_per_message: float = Field(ge=0, description="Snapshotted at submit from the price table.")
+    recipient_chunks: int = Field(ge=1)
+
+
 class OperationRequested(WireModel):
     """One submitted operation, as the API (or another system) produces it to the topic."""
 
+    kind: Literal["request"] = "request"
     schema_version: int = SCHEMA_VERSION
     operation_id: str = Field(pattern=OPERATION_ID_PATTERN, examples=["codegen_0f1e..."])
     operation_type: OperationType
@@ -35,7 +76,9 @@ class OperationRequested(WireModel):
     requested_by: str = Field(min_length=1, max_length=200)
     requested_at: datetime
     total_items: int = Field(gt=0)
+    operation_name: str = Field(default="", max_length=200)
     code_generation: BulkCodeGenerationRequest | None = None
+    link_send: LinkSendSpec | None = None
 
     @model_validator(mode="after")
     def _payload_matches_type(self) -> Self:
@@ -44,19 +87,54 @@ class OperationRequested(WireModel):
                 raise ValueError("codeGeneration is required for BulkCodeGeneration")
             if self.code_generation.quantity != self.total_items:
                 raise ValueError("totalItems must equal codeGeneration.quantity")
-        else:
-            raise ValueError(f"operation type {self.operation_type} is not handled yet")
+            self.operation_name = self.code_generation.operation_name
+        elif self.link_send is None:
+            raise ValueError("linkSend is required for BulkLinkSend")
         return self
 
     @property
-    def operation_name(self) -> str:
-        assert self.code_generation is not None
-        return self.code_generation.operation_name
-
-    @property
     def batch_size(self) -> int:
-        assert self.code_generation is not None
-        return self.code_generation.processing.batch_size
+        if self.code_generation is not None:
+            return self.code_generation.processing.batch_size
+        assert self.link_send is not None
+        return self.link_send.batch_size
+
+
+class RecipientChunk(WireModel):
+    """A slice of a link send's recipients; chunks keep every message under 1 MB."""
+
+    kind: Literal["recipients"] = "recipients"
+    operation_id: str = Field(pattern=OPERATION_ID_PATTERN)
+    sponsor_id: int = Field(ge=1, le=2**63 - 1)
+    chunk_index: int = Field(ge=0)
+    start_index: int = Field(ge=0)
+    recipients: list[PreparedRecipient] = Field(min_length=1)
+
+
+class OperationAbort(WireModel):
+    """Sent by the API when it could not put a whole submission on Kafka: stop what arrived."""
+
+    kind: Literal["abort"] = "abort"
+    operation_id: str = Field(pattern=OPERATION_ID_PATTERN)
+    sponsor_id: int = Field(ge=1, le=2**63 - 1)
+    reason: str = Field(max_length=1000)
+
+
+def _operations_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("kind", "request"))
+    return str(getattr(value, "kind", "request"))
+
+
+OperationsMessage = TypeAdapter(
+    Annotated[
+        Annotated[OperationRequested, Tag("request")]
+        | Annotated[RecipientChunk, Tag("recipients")]
+        | Annotated[OperationAbort, Tag("abort")],
+        Discriminator(_operations_kind),
+    ]
+)
+"""What the operations topic carries (``kind`` tells them apart; absent means a request)."""
 
 
 class CodeBatchSpec(WireModel):
@@ -79,18 +157,8 @@ class ItemBatch(WireModel):
     start_index: int = Field(ge=0)
     count: int = Field(gt=0)
     code: CodeBatchSpec | None = None
-
-
-class ItemError(WireModel):
-    """The seed's ``BulkError``."""
-
-    item_index: int
-    item_id: str
-    error_code: str
-    error_message: str
-    error_category: ErrorCategory
-    is_retryable: bool = False
-    retry_count: int = 0
+    link: LinkSendSpec | None = None
+    recipients: list[PreparedRecipient] | None = None
 
 
 class ResultBatch(WireModel):
@@ -109,6 +177,9 @@ class ResultBatch(WireModel):
     tier_id: int | None = None
     expires_at: datetime | None = None
     batch_name: str | None = None
+    channel: Channel | None = None
+    unit_cost: float = Field(default=0.0, ge=0, description="Cost of each successful item.")
+    attempts: list[int] = Field(default_factory=list, description="Send attempts per item.")
 
     @model_validator(mode="after")
     def _parallel_lists(self) -> Self:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import AfterValidator, AnyHttpUrl, Field, ValidationInfo, field_validator
 
-from schemas.common import ApiModel
+from schemas.common import ApiModel, Channel
 
 PREFIX_PATTERN = r"^[A-Z0-9-]{1,20}$"
 MAX_METADATA_BYTES = 8192
@@ -107,4 +108,99 @@ SEED_CODE_GENERATION_EXAMPLE: dict[str, Any] = {
             "batchMetadata": {"region": "İzmir", "targetAudience": "Zeytin üreticileri"},
         },
     ],
+}
+
+
+class SchedulingOptions(ApiModel):
+    """``BulkSchedulingOptions`` of the seed. Scheduling itself arrives with issue #4: until
+    then a request that asks for it is refused rather than silently sent at once."""
+
+    is_scheduled: bool = False
+    scheduled_date: datetime | None = None
+    time_zone: str = Field(default="Europe/Istanbul", max_length=64)
+    spread_over_time: bool = False
+    spread_duration_minutes: int = Field(default=60, ge=1, le=60 * 24 * 7)
+    preferred_hours: list[Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]] = Field(
+        default_factory=list, max_length=24
+    )
+    avoid_weekdays: list[
+        Literal["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+    ] = Field(default_factory=list, max_length=7)
+
+
+class BulkLinkRecipient(ApiModel):
+    """One recipient (``BulkLinkRecipient``); the channel decides which address is needed."""
+
+    name: str = Field(min_length=1, max_length=200, examples=["Ahmet Çiftçi"])
+    phone_number: str | None = Field(default=None, max_length=32, examples=["+905551234567"])
+    email: str | None = Field(default=None, max_length=254, examples=["ahmet@example.com"])
+    sponsorship_code: str | None = Field(default=None, max_length=64, examples=["AGRI-2025-001"])
+    personalization_data: dict[
+        Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,49}$")],
+        Annotated[str | int | float | bool, Field(union_mode="left_to_right")],
+    ] = Field(default_factory=dict, max_length=50)
+    priority: int = Field(default=5, ge=1, le=10)
+    custom_message: str | None = Field(default=None, max_length=1600)
+
+    @field_validator("personalization_data")
+    @classmethod
+    def _short_values(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key, item in value.items():
+            if isinstance(item, str) and len(item) > 500:
+                raise ValueError(f"{key}: values are at most 500 characters")
+        return value
+
+
+class LinkSendMetadata(ApiModel):
+    """The seed's metadata; ``budgetLimit`` caps the operation's cost (same currency as prices)."""
+
+    model_config = ApiModel.model_config | {"extra": "allow"}
+
+    campaign_id: str | None = Field(default=None, max_length=100)
+    budget_limit: float | None = Field(default=None, gt=0)
+    cost_center: str | None = Field(default=None, max_length=100)
+
+
+class BulkLinkSendRequest(ApiModel):
+    """``POST /api/v1/bulk-operations/send-links``."""
+
+    operation_name: str = Field(default="Bulk Link Send", min_length=1, max_length=200)
+    sponsor_id: int | None = Field(
+        default=None,
+        ge=1,
+        le=2**63 - 1,
+        description="Only for Admin tokens acting for a sponsor; a Sponsor's own id is implied.",
+    )
+    recipients: list[BulkLinkRecipient] = Field(min_length=1)
+    message_template: str = Field(min_length=1, max_length=1600)
+    channel: Channel = Channel.SMS
+    scheduling: SchedulingOptions = Field(default_factory=SchedulingOptions)
+    processing: ProcessingOptions = Field(default_factory=ProcessingOptions)
+    metadata: LinkSendMetadata = Field(default_factory=LinkSendMetadata)
+
+    @field_validator("scheduling")
+    @classmethod
+    def _no_scheduling_yet(cls, value: SchedulingOptions) -> SchedulingOptions:
+        if value.is_scheduled or value.spread_over_time:
+            raise ValueError("scheduled and spread-out sends are not supported yet (issue #4)")
+        return value
+
+
+SEED_LINK_SEND_EXAMPLE: dict[str, Any] = {
+    "operationName": "Tarım Kooperatifi 2025 Kampanyası",
+    "recipients": [
+        {
+            "name": "Ahmet Çiftçi",
+            "phoneNumber": "+905551234567",
+            "email": "ahmet@example.com",
+            "personalizationData": {"region": "Antalya", "cropType": "domates"},
+            "priority": 8,
+            "customMessage": "Merhaba {name}, {region} bölgesi için özel sponsorluk! {link}",
+        },
+        {"name": "Ayşe Yılmaz", "phoneNumber": "05321234567", "personalizationData": {"region": "İzmir"}},
+    ],
+    "messageTemplate": "Merhaba {name}! Tarım sponsorluğu programımıza katılmak için: {link}",
+    "channel": "WhatsApp",
+    "processing": {"batchSize": 25, "maxConcurrency": 3, "retryAttempts": 2, "retryDelaySeconds": 1},
+    "metadata": {"campaignId": "CAMP-2025-Q3", "budgetLimit": 500, "costCenter": "Marketing"},
 }
