@@ -63,7 +63,10 @@ CREATE TABLE IF NOT EXISTS items
     is_retryable Bool DEFAULT false,
     retry_count UInt16 DEFAULT 0,
     processed_at DateTime64(3, 'UTC'),
-    processing_duration_ms Float64
+    processing_duration_ms Float64,
+    channel LowCardinality(Nullable(String)),
+    cost Float64 DEFAULT 0,
+    attempts UInt16 DEFAULT 0
 )
 ENGINE = ReplacingMergeTree(processed_at)
 ORDER BY (sponsor_id, operation_id, item_index)

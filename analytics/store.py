@@ -8,7 +8,7 @@ through ``asyncio.to_thread``. Inserts are column-oriented and batched by the ca
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +36,9 @@ _ITEM_COLUMNS = (
     "retry_count",
     "processed_at",
     "processing_duration_ms",
+    "channel",
+    "cost",
+    "attempts",
 )
 _CODE_COLUMNS = (
     "sponsor_id",
@@ -99,6 +102,10 @@ _ITEM_COUNTS = """
 SELECT status, count() FROM items FINAL
 WHERE sponsor_id = {sponsor:UInt64} AND operation_id = {operation:String}
 GROUP BY status
+"""
+_KNOWN_CODES = """
+SELECT DISTINCT code FROM codes
+WHERE sponsor_id = {sponsor:UInt64} AND code IN {codes:Array(String)}
 """
 _DUPLICATE_CODES = """
 SELECT count() FROM (SELECT code FROM codes FINAL GROUP BY code HAVING count() > 1)
@@ -216,6 +223,9 @@ class AnalyticsStore:
             items[11].append(error.retry_count if error else 0)
         items[12].extend([batch.processed_at] * n)
         items[13].extend([per_item_ms] * n)
+        items[14].extend([batch.channel.value if batch.channel else None] * n)
+        items[15].extend(batch.unit_cost if s is ItemStatus.SUCCESS else 0.0 for s in batch.statuses)
+        items[16].extend(batch.attempts or [1 if s is not ItemStatus.SKIPPED else 0 for s in batch.statuses])
         if batch.operation_type is OperationType.CODE_GENERATION:
             assert batch.tier_id is not None and batch.expires_at is not None
             for offset, (status, code) in enumerate(
@@ -320,6 +330,17 @@ class AnalyticsStore:
     def item_counts(self, sponsor_id: int, operation_id: str) -> dict[str, int]:
         rows = self._query(_ITEM_COUNTS, {"sponsor": sponsor_id, "operation": operation_id})
         return {str(status): int(count) for status, count in rows}
+
+    def known_codes(self, sponsor_id: int, codes: Iterable[str]) -> set[str]:
+        """Which of ``codes`` this system generated for the sponsor."""
+        wanted = sorted(set(codes))
+        found: set[str] = set()
+        for start in range(0, len(wanted), 10_000):
+            rows = self._query(
+                _KNOWN_CODES, {"sponsor": sponsor_id, "codes": wanted[start : start + 10_000]}
+            )
+            found.update(str(row[0]) for row in rows)
+        return found
 
     def duplicate_codes(self) -> int:
         """Codes stored for more than one item anywhere in the system (should be 0)."""

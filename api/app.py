@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import install_error_handlers
+from api.presenters import API_PREFIX
 from api.routes import router
 from bulkops.settings import ApiSettings
 from schemas.responses import ErrorBody
@@ -29,18 +30,20 @@ Lifespan = Callable[[FastAPI], Any]
 class BodySizeLimit:
     """413 for bodies over ``max_bytes``, by Content-Length or while streaming a chunked body."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, per_path: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.per_path = per_path or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.per_path.get(scope.get("path", ""), self.max_bytes)
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.isdigit():
-                if int(value) > self.max_bytes:
-                    await self._reject(scope, receive, send)
+                if int(value) > limit:
+                    await self._reject(scope, receive, send, limit)
                     return
                 await self.app(scope, receive, send)
                 return
@@ -54,8 +57,8 @@ class BodySizeLimit:
                 break
             chunk = message.get("body", b"")
             seen += len(chunk)
-            if seen > self.max_bytes:
-                await self._reject(scope, receive, send)
+            if seen > limit:
+                await self._reject(scope, receive, send, limit)
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
@@ -70,11 +73,11 @@ class BodySizeLimit:
 
         await self.app(scope, replay, send)
 
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _reject(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         body = ErrorBody(
             error="PAYLOAD_TOO_LARGE",
-            message=f"Request body over {self.max_bytes} bytes",
-            details={"maxBytes": self.max_bytes},
+            message=f"Request body over {limit} bytes",
+            details={"maxBytes": limit},
         )
         await JSONResponse(status_code=413, content=body.model_dump(mode="json"))(
             scope, receive, send
@@ -118,5 +121,9 @@ def create_api(
         view = getattr(app.state, "status_view", None)
         return {"status": "ok", "statusViewReady": view is not None and view.ready.is_set()}
 
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        per_path={f"{API_PREFIX}/send-links": settings.max_link_send_body_bytes},
+    )
     return app

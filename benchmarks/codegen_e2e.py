@@ -94,6 +94,8 @@ def main() -> int:
         "BULKOPS_PORT": str(port),
         "BULKOPS_JWT_SECRET": jwt_secret,
         "BULKOPS_CODE_SECRET": secrets.token_urlsafe(48),
+        "BULKOPS_SMS_AUTH_TOKEN": secrets.token_urlsafe(16),
+        "BULKOPS_WHATSAPP_TOKEN": secrets.token_urlsafe(16),
         "BULKOPS_MAX_ITEMS_PER_OPERATION": str(max(args.quantity, 5000)),
         "BULKOPS_LOG_LEVEL": "WARNING",
     }

@@ -19,7 +19,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789"  # noqa: S105 - labelled dev default
 DEV_CODE_SECRET = "dev-only-code-secret-change-me-0123456789"  # noqa: S105 - labelled dev default
-_DEV_SECRETS = {DEV_JWT_SECRET, DEV_CODE_SECRET}
+DEV_PROVIDER_TOKEN = "dev-only-provider-token-for-the-simulator"  # noqa: S105 - labelled dev default
+_DEV_SECRETS = {DEV_JWT_SECRET, DEV_CODE_SECRET, DEV_PROVIDER_TOKEN}
 
 
 class BulkopsSettings(BaseSettings):
@@ -51,6 +52,34 @@ class BulkopsSettings(BaseSettings):
     max_batch_size: int = Field(default=5000, ge=1, le=20000)
     # Progress keeps one bit per batch; this bounds that bitmap (and the batch count) per operation.
     max_batches_per_operation: int = Field(default=100_000, ge=1, le=10_000_000)
+
+    # Link sends: the price of one message per channel (the budget's currency), where
+    # ``{link}`` points, and how phone numbers without a country code are read.
+    price_sms: float = Field(default=0.05, ge=0)
+    price_whatsapp: float = Field(default=0.03, ge=0)
+    price_email: float = Field(default=0.001, ge=0)
+    link_base_url: str = "https://sponsor.example.com/redeem"
+    default_phone_region: str = Field(default="TR", pattern=r"^[A-Z]{2}$")
+
+    # Pacing: sends per second per sender (provider account) and per sponsor and channel.
+    sender_rate_sms: float = Field(default=100.0, gt=0)
+    sender_rate_whatsapp: float = Field(default=80.0, gt=0)
+    sender_rate_email: float = Field(default=50.0, gt=0)
+    sponsor_rate_per_second: float = Field(default=1000.0, gt=0)
+
+    def send_rate(self, channel: str) -> float:
+        """The pace one sponsor's sends on ``channel`` can reach."""
+        sender = {
+            "SMS": self.sender_rate_sms,
+            "WhatsApp": self.sender_rate_whatsapp,
+            "Email": self.sender_rate_email,
+        }[channel]
+        return min(sender, self.sponsor_rate_per_second)
+
+    def price(self, channel: str) -> float:
+        return {"SMS": self.price_sms, "WhatsApp": self.price_whatsapp, "Email": self.price_email}[
+            channel
+        ]
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_outside_dev(self) -> BulkopsSettings:
@@ -102,6 +131,36 @@ class WorkerSettings(BulkopsSettings):
     # process on one host its own id (the default is the host name).
     instance_id: str = Field(default_factory=socket.gethostname, pattern=r"^[A-Za-z0-9._-]{1,200}$")
     session_timeout_seconds: float = Field(default=10.0, ge=6, le=300)
+    # Item batches processed at once (link sends wait on I/O; codes do not care).
+    process_concurrency: int = Field(default=32, ge=1, le=1000)
+
+    # Providers. The defaults point at the simulator (`bulkops simulator`) on 127.0.0.1.
+    sms_api_url: str = "http://127.0.0.1:8025"
+    sms_account_sid: str = "ACdevsimulator"
+    sms_auth_token: str = DEV_PROVIDER_TOKEN
+    sms_from: str = "+905550000000"
+    whatsapp_api_url: str = "http://127.0.0.1:8025"
+    whatsapp_api_version: str = "v21.0"
+    whatsapp_phone_number_id: str = "100000000000001"
+    whatsapp_token: str = DEV_PROVIDER_TOKEN
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=2525, ge=1, le=65535)
+    smtp_from: str = "Bulkops <no-reply@sponsor.example.com>"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_start_tls: bool = False
+    provider_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+
+    @model_validator(mode="after")
+    def _refuse_dev_provider_tokens_outside_dev(self) -> WorkerSettings:
+        if self.env != "dev":
+            for name in ("sms_auth_token", "whatsapp_token"):
+                if getattr(self, name) == DEV_PROVIDER_TOKEN:
+                    raise ValueError(
+                        f"BULKOPS_{name.upper()} still has its dev-only default; "
+                        "set the provider's credentials or run with BULKOPS_ENV=dev"
+                    )
+        return self
 
 
 class ApiSettings(BulkopsSettings):
@@ -110,6 +169,8 @@ class ApiSettings(BulkopsSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # send-links bodies carry the recipients: 100,000 of them are about 20 MB of JSON.
+    max_link_send_body_bytes: int = Field(default=32 * 1_048_576, ge=1024)
     token_leeway_seconds: int = Field(default=10, ge=0, le=300)
     produce_timeout_seconds: float = Field(default=15.0, gt=0)
     status_view_ready_timeout_seconds: float = Field(default=30.0, gt=0)

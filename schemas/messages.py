@@ -209,6 +209,7 @@ class BatchSunk(WireModel):
     skipped: int
     errors: list[ItemError] = Field(default_factory=list)
     duration_ms: float = 0.0
+    cost: float = Field(default=0.0, ge=0)
     sunk_at: datetime
     recent: list[RecentResult] = Field(default_factory=list, max_length=10)
 
@@ -237,6 +238,8 @@ class OperationSnapshot(WireModel):
     current_phase: str
     status_message: str
     processing_ms_total: float = 0.0
+    channel: Channel | None = None
+    total_cost: float = 0.0
     errors: list[ItemError] = Field(default_factory=list)
     recent_results: list[RecentResult] = Field(default_factory=list)
     version: int = Field(

@@ -34,19 +34,28 @@ from schemas.messages import (
     BatchSunk,
     DeadLetter,
     ItemBatch,
+    OperationAbort,
     OperationRequested,
+    OperationsMessage,
     RecentResult,
+    RecipientChunk,
     ResultBatch,
 )
 from streams.codes import CodeMinter, generate_codes
-from streams.plan import code_item_batches, count_batches
+from streams.pacing import Pacer
+from streams.plan import code_item_batches, count_batches, link_item_batches
 from streams.progress import (
     MAX_RECENT_RESULTS,
     OperationState,
     apply_batch,
+    bit,
     is_batch_done,
     register,
+    reserve_budget,
+    with_bit,
 )
+from streams.providers.factory import build_providers
+from streams.sending import send_link_batch
 from streams.topics import Topics, sponsor_key
 
 log = logging.getLogger("bulkops.worker")
@@ -67,6 +76,15 @@ def build_worker(settings: WorkerSettings, store: AnalyticsStore) -> faust.App:
     """A Faust app wired to ``settings``' topics, writing to ``store``."""
     topics = Topics(settings.topic_prefix)
     minter = CodeMinter(settings.code_secret)
+    providers = build_providers(settings)
+    pacer = Pacer(
+        sender_rates={
+            "SMS": settings.sender_rate_sms,
+            "WhatsApp": settings.sender_rate_whatsapp,
+            "Email": settings.sender_rate_email,
+        },
+        sponsor_rates=dict.fromkeys(("SMS", "WhatsApp", "Email"), settings.sponsor_rate_per_second),
+    )
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
@@ -176,6 +194,8 @@ def build_worker(settings: WorkerSettings, store: AnalyticsStore) -> faust.App:
             state.snapshot(),
             subscription_tier_id=state.subscription_tier_id,
             code_prefix=state.code_prefix,
+            channel=state.channel.value if state.channel else None,
+            total_cost=state.total_cost,
         )
 
     def reserve_serials(request: OperationRequested) -> int:
@@ -208,6 +228,7 @@ def build_worker(settings: WorkerSettings, store: AnalyticsStore) -> faust.App:
             skipped=counts[ItemStatus.SKIPPED],
             errors=result.errors,
             duration_ms=result.duration_ms,
+            cost=counts[ItemStatus.SUCCESS] * result.unit_cost,
             sunk_at=_now(),
             recent=[
                 RecentResult(
@@ -242,9 +263,17 @@ def build_worker(settings: WorkerSettings, store: AnalyticsStore) -> faust.App:
             log.exception("unexpected error on %s", event.message.topic)
             await dead_letter(event, f"unexpected {type(exc).__name__}: {exc}", exc)
 
-    async def on_request(event: EventT) -> None:
-        request = OperationRequested.model_validate_json(event.value)
-        check_key(event, request.sponsor_id)
+    async def on_operations_message(event: EventT) -> None:
+        message = OperationsMessage.validate_json(event.value)
+        check_key(event, message.sponsor_id)
+        if isinstance(message, OperationRequested):
+            await on_request(event, message)
+        elif isinstance(message, RecipientChunk):
+            await on_recipients(event, message)
+        else:
+            await on_abort(event, message)
+
+    async def on_request(event: EventT, request: OperationRequested) -> None:
         check_limits(request)
         op_id = request.operation_id
         state = load(op_id)
@@ -255,7 +284,7 @@ def build_worker(settings: WorkerSettings, store: AnalyticsStore) -> faust.App:
             state = register(
                 request,
                 batches_total=count_batches(request),
-                serial_base=reserve_serials(request),
+                serial_base=reserve_serials(request) if request.code_generation else 0,
                 now=_now(),
             )
             save(state)
@@ -265,25 +294,119 @@ def build_worker(settings: WorkerSettings, store: AnalyticsStore) -> faust.App:
             await publish(state)
             await record_operation(state)
             log.info(
-                "operation %s: %s of %d items for sponsor %d exploded into %d batches",
+                "operation %s: %s of %d items for sponsor %d in %d batches",
                 op_id,
                 request.operation_type.value,
                 request.total_items,
                 request.sponsor_id,
                 state.batches_total,
             )
+        if request.code_generation is None:
+            return  # link sends explode as their recipient chunks arrive
         for batch in code_item_batches(request, state.serial_base):
             if not is_batch_done(state, batch.batch_index):
                 await items_topic.send(
                     key=event.message.key, value=batch.model_dump_json().encode()
                 )
 
+    async def on_recipients(event: EventT, chunk: RecipientChunk) -> None:
+        state = load(chunk.operation_id)
+        if state is None or state.link is None:
+            raise InvalidMessage(f"recipients for unknown link send {chunk.operation_id}")
+        if state.status.is_terminal:
+            return
+        batches = list(link_item_batches(state, chunk))
+        for batch in batches:
+            state.exploded = with_bit(state.exploded, batch.batch_index)
+        save(state)
+        for batch in batches:
+            if not is_batch_done(state, batch.batch_index):
+                await items_topic.send(
+                    key=event.message.key, value=batch.model_dump_json().encode()
+                )
+
+    async def on_abort(event: EventT, abort: OperationAbort) -> None:
+        """The API could not queue the whole submission: stop, and settle unsent batches."""
+        state = load(abort.operation_id)
+        if state is None or state.status.is_terminal:
+            return
+        state.stop_reason = "SUBMISSION_INCOMPLETE"
+        stops[state.operation_id] = state.stop_reason
+        save(state)
+        log.warning("operation %s: aborted by the API: %s", state.operation_id, abort.reason)
+        size = state.link.batch_size if state.link else 1
+        for index in range(state.batches_total):
+            if bit(state.exploded, index) or is_batch_done(state, index):
+                continue
+            count = min(size, state.total_items - index * size)
+            await progress_topic.send(
+                key=event.message.key,
+                value=BatchSunk(
+                    operation_id=state.operation_id,
+                    sponsor_id=state.sponsor_id,
+                    batch_index=index,
+                    count=count,
+                    succeeded=0,
+                    failed=0,
+                    skipped=count,
+                    sunk_at=_now(),
+                )
+                .model_dump_json()
+                .encode(),
+            )
+
+    stops: dict[str, str] = {}
+    in_flight: dict[str, asyncio.Semaphore] = {}
+
+    class TableGate:
+        """Stop rules and budget for the sending code, kept in the operations table."""
+
+        def stop_reason(self, operation_id: str) -> str | None:
+            return stops.get(operation_id)
+
+        def stop(self, operation_id: str, reason: str) -> None:
+            if operation_id in stops:
+                return
+            stops[operation_id] = reason
+            state = load(operation_id)
+            if state is not None and state.stop_reason is None:
+                state.stop_reason = reason
+                save(state)
+                log.info("operation %s: stopping: %s", operation_id, reason)
+
+        def reserve(self, batch: ItemBatch, wanted: int) -> int:
+            state = load(batch.operation_id)
+            if state is None:
+                return 0
+            allowed = reserve_budget(state, batch.batch_index, wanted)
+            save(state)
+            return allowed
+
+    gate = TableGate()
+
     async def on_item_batch(event: EventT) -> None:
         batch = ItemBatch.model_validate_json(event.value)
         check_key(event, batch.sponsor_id)
-        if batch.operation_type is not OperationType.CODE_GENERATION:
-            raise InvalidMessage(f"no processor for {batch.operation_type.value} batches")
-        result = generate_codes(minter, batch)
+        if batch.operation_type is OperationType.CODE_GENERATION:
+            result = generate_codes(minter, batch)
+        else:
+            if batch.link is None:
+                raise InvalidMessage("a link-send batch needs its link spec")
+            state = load(batch.operation_id)
+            if state is not None and state.stop_reason:
+                stops.setdefault(batch.operation_id, state.stop_reason)
+            semaphore = in_flight.get(batch.operation_id)
+            if semaphore is None:
+                semaphore = in_flight[batch.operation_id] = asyncio.Semaphore(
+                    batch.link.max_concurrency
+                )
+            result = await send_link_batch(
+                batch,
+                provider=providers[batch.link.channel.value],
+                pacer=pacer,
+                gate=gate,
+                in_flight=semaphore,
+            )
         await results_topic.send(key=event.message.key, value=result.model_dump_json().encode())
 
     async def on_batch_sunk(event: EventT) -> None:
@@ -299,6 +422,8 @@ def build_worker(settings: WorkerSettings, store: AnalyticsStore) -> faust.App:
         if not state.status.is_terminal:
             dirty.add(sunk.operation_id)
             return
+        stops.pop(state.operation_id, None)
+        in_flight.pop(state.operation_id, None)
         await publish(state)
         await record_operation(state)
         log.info(
@@ -313,10 +438,10 @@ def build_worker(settings: WorkerSettings, store: AnalyticsStore) -> faust.App:
     @app.agent(operations_topic)
     async def explode(stream: StreamT[bytes]) -> AsyncIterator[None]:
         async for event in stream.events():
-            await guarded(event, on_request)
+            await guarded(event, on_operations_message)
             yield None
 
-    @app.agent(items_topic)
+    @app.agent(items_topic, concurrency=settings.process_concurrency)
     async def process(stream: StreamT[bytes]) -> AsyncIterator[None]:
         async for event in stream.events():
             await guarded(event, on_item_batch)

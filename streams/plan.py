@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from schemas.messages import CodeBatchSpec, ItemBatch, OperationRequested
+from schemas.messages import CodeBatchSpec, ItemBatch, OperationRequested, RecipientChunk
 from schemas.requests import BulkCodeGenerationRequest
+
+if TYPE_CHECKING:
+    from streams.progress import OperationState
 
 
 @dataclass(frozen=True)
@@ -61,8 +65,9 @@ def count_code_batches(request: BulkCodeGenerationRequest, batch_size: int) -> i
 def count_batches(request: OperationRequested) -> int:
     """How many item batches the operation explodes into (the size of its progress bitmap)."""
     codegen = request.code_generation
-    assert codegen is not None
-    return count_code_batches(codegen, codegen.processing.batch_size)
+    if codegen is not None:
+        return count_code_batches(codegen, codegen.processing.batch_size)
+    return -(-request.total_items // request.batch_size)
 
 
 def code_item_batches(request: OperationRequested, serial_base: int) -> Iterator[ItemBatch]:
@@ -84,4 +89,34 @@ def code_item_batches(request: OperationRequested, serial_base: int) -> Iterator
                 batch_name=planned.segment.batch_name,
                 serial_base=serial_base,
             ),
+        )
+
+
+def link_item_batches(state: OperationState, chunk: RecipientChunk) -> Iterator[ItemBatch]:
+    """The item batches of one recipient chunk; chunks hold whole batches, so a batch's
+    index is its first item's index divided by the batch size."""
+    spec = state.link
+    assert spec is not None
+    size = spec.batch_size
+    if chunk.start_index % size:
+        raise ValueError(f"chunk {chunk.chunk_index} does not start on a batch boundary")
+    recipients = chunk.recipients
+    for offset in range(0, len(recipients), size):
+        part = recipients[offset : offset + size]
+        start = chunk.start_index + offset
+        if part[0].index != start or part[-1].index != start + len(part) - 1:
+            raise ValueError(f"chunk {chunk.chunk_index}: recipient indexes are not contiguous")
+        if start + len(part) > state.total_items:
+            raise ValueError(f"chunk {chunk.chunk_index} goes past totalItems")
+        if len(part) < size and start + len(part) != state.total_items:
+            raise ValueError(f"chunk {chunk.chunk_index}: a short batch that is not the last")
+        yield ItemBatch(
+            operation_id=state.operation_id,
+            sponsor_id=state.sponsor_id,
+            operation_type=state.operation_type,
+            batch_index=start // size,
+            start_index=start,
+            count=len(part),
+            link=spec,
+            recipients=part,
         )

@@ -14,12 +14,25 @@ from datetime import datetime
 from pydantic import field_serializer, field_validator
 
 from schemas.common import OperationStatus
-from schemas.messages import BatchSunk, OperationRequested, OperationSnapshot
+from schemas.messages import BatchSunk, LinkSendSpec, OperationRequested, OperationSnapshot
 
 MAX_RECENT_RESULTS = 10
 
 
-_WORKER_ONLY = {"done", "serial_base", "subscription_tier_id", "code_prefix"}
+_WORKER_ONLY = {
+    "done",
+    "serial_base",
+    "subscription_tier_id",
+    "code_prefix",
+    "link",
+    "stop_reason",
+    "exploded",
+    "reserved",
+    "cost_reserved",
+    "partial_batch",
+    "partial_allowed",
+}
+_BITMAPS = ("done", "exploded", "reserved")
 
 
 class OperationState(OperationSnapshot):
@@ -29,14 +42,23 @@ class OperationState(OperationSnapshot):
     serial_base: int = 0
     subscription_tier_id: int | None = None
     code_prefix: str | None = None
+    # Link sends: the spec every batch carries, why the operation stopped early (if it did),
+    # which batches were exploded from chunks, and the budget reserved batch by batch.
+    link: LinkSendSpec | None = None
+    stop_reason: str | None = None
+    exploded: bytes = b""
+    reserved: bytes = b""
+    cost_reserved: float = 0.0
+    partial_batch: int | None = None
+    partial_allowed: int = 0
 
-    @field_serializer("done", when_used="json")
-    def _done_as_base64(self, value: bytes) -> str:
+    @field_serializer(*_BITMAPS, when_used="json")
+    def _bitmap_as_base64(self, value: bytes) -> str:
         return base64.b64encode(value).decode()
 
-    @field_validator("done", mode="before")
+    @field_validator(*_BITMAPS, mode="before")
     @classmethod
-    def _done_from_base64(cls, value: object) -> object:
+    def _bitmap_from_base64(cls, value: object) -> object:
         return base64.b64decode(value) if isinstance(value, str) else value
 
     def snapshot(self) -> OperationSnapshot:
@@ -48,6 +70,7 @@ def register(
 ) -> OperationState:
     """The state of an operation the worker has just exploded: Processing, nothing counted."""
     codegen = request.code_generation
+    bitmap = bytes((batches_total + 7) // 8)
     return OperationState(
         operation_id=request.operation_id,
         sponsor_id=request.sponsor_id,
@@ -62,16 +85,51 @@ def register(
         last_updated=now,
         current_phase="Processing",
         status_message=_running_message(0, request.total_items),
-        done=bytes((batches_total + 7) // 8),
+        done=bitmap,
+        exploded=bitmap,
+        reserved=bitmap,
         serial_base=serial_base,
+        link=request.link_send,
+        channel=request.link_send.channel if request.link_send else None,
         subscription_tier_id=codegen.subscription_tier_id if codegen else None,
         code_prefix=codegen.code_prefix if codegen else None,
         version=1,
     )
 
 
+def bit(bitmap: bytes, index: int) -> bool:
+    return bool(bitmap[index >> 3] & (1 << (index & 7)))
+
+
+def with_bit(bitmap: bytes, index: int) -> bytes:
+    flipped = bytearray(bitmap)
+    flipped[index >> 3] |= 1 << (index & 7)
+    return bytes(flipped)
+
+
 def is_batch_done(state: OperationState, batch_index: int) -> bool:
-    return bool(state.done[batch_index >> 3] & (1 << (batch_index & 7)))
+    return bit(state.done, batch_index)
+
+
+def reserve_budget(state: OperationState, batch_index: int, wanted: int) -> int:
+    """How many of a batch's ``wanted`` sends fit the budget; the same answer on a replay.
+
+    The cost of a send is reserved before it is made, so the operation never spends more
+    than ``budgetLimit`` whatever fails or is retried (an unused reservation is not given
+    back: the budget errs on the safe side).
+    """
+    spec = state.link
+    if spec is None or spec.budget_limit is None or spec.price_per_message == 0:
+        return wanted
+    if bit(state.reserved, batch_index):
+        return state.partial_allowed if state.partial_batch == batch_index else wanted
+    left = spec.budget_limit - state.cost_reserved
+    allowed = max(0, min(wanted, int((left + 1e-9) // spec.price_per_message)))
+    state.reserved = with_bit(state.reserved, batch_index)
+    state.cost_reserved += allowed * spec.price_per_message
+    if allowed < wanted:
+        state.partial_batch, state.partial_allowed = batch_index, allowed
+    return allowed
 
 
 def apply_batch(state: OperationState, sunk: BatchSunk, *, now: datetime, max_errors: int) -> bool:
@@ -83,10 +141,9 @@ def apply_batch(state: OperationState, sunk: BatchSunk, *, now: datetime, max_er
         )
     if is_batch_done(state, sunk.batch_index) or state.status.is_terminal:
         return False
-    done = bytearray(state.done)
-    done[sunk.batch_index >> 3] |= 1 << (sunk.batch_index & 7)
-    state.done = bytes(done)
+    state.done = with_bit(state.done, sunk.batch_index)
     state.batches_done += 1
+    state.total_cost += sunk.cost
     state.processed_items += sunk.count
     state.successful_items += sunk.succeeded
     state.failed_items += sunk.failed

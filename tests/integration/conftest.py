@@ -23,6 +23,7 @@ import pytest
 
 from api.auth import Role, mint_token
 from bulkops import localkafka
+from bulkops.simulator import ProviderSimulator, SimulatorThread
 from streams.topics import Topics
 from tests.support import wait_for
 
@@ -148,6 +149,8 @@ def make_server(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Any]:
             "BULKOPS_PORT": str(port),
             "BULKOPS_JWT_SECRET": secrets.token_urlsafe(48),
             "BULKOPS_CODE_SECRET": secrets.token_urlsafe(48),
+            "BULKOPS_SMS_AUTH_TOKEN": secrets.token_urlsafe(16),
+            "BULKOPS_WHATSAPP_TOKEN": secrets.token_urlsafe(16),
             "BULKOPS_LOG_LEVEL": "INFO",
             **overrides,
         }
@@ -170,6 +173,32 @@ def make_server(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Any]:
 def server(make_server: Any) -> Server:
     """A started server with default settings."""
     return make_server().start()
+
+
+@pytest.fixture
+def simulator() -> Iterator[SimulatorThread]:
+    """The provider simulator on free loopback ports, with a fresh ledger."""
+    thread = SimulatorThread(
+        ProviderSimulator(), http_port=localkafka.free_port(), smtp_port=localkafka.free_port()
+    ).start()
+    try:
+        yield thread
+    finally:
+        thread.stop()
+
+
+def provider_env(simulator: SimulatorThread, **rates: float) -> dict[str, str]:
+    """Server settings that point every channel at ``simulator``."""
+    env = {
+        "BULKOPS_SMS_API_URL": simulator.http_url,
+        "BULKOPS_WHATSAPP_API_URL": simulator.http_url,
+        "BULKOPS_SMTP_HOST": simulator.host,
+        "BULKOPS_SMTP_PORT": str(simulator.smtp_port),
+        "BULKOPS_MAX_ITEMS_PER_OPERATION": "200000",
+    }
+    for name, value in rates.items():
+        env[f"BULKOPS_{name.upper()}"] = str(value)
+    return env
 
 
 def run_probe(chdb_path: Path, operation_id: str, sponsor_id: int) -> dict[str, int]:

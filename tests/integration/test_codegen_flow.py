@@ -15,8 +15,8 @@ from tests.support import wait_for
 TERMINAL = {"Completed", "Failed", "Cancelled", "PartiallyCompleted"}
 
 
-def submit(client: httpx.Client, body: dict[str, Any]) -> str:
-    response = client.post("/generate-codes", json=body)
+def submit(client: httpx.Client, body: dict[str, Any], path: str = "/generate-codes") -> str:
+    response = client.post(path, json=body)
     assert response.status_code == 202, response.text
     payload = response.json()
     assert payload["success"] is True

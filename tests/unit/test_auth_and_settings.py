@@ -89,6 +89,10 @@ def test_dev_secrets_are_refused_outside_dev(monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(ValidationError, match="at least 32"):
         WorkerSettings()
     monkeypatch.setenv("BULKOPS_JWT_SECRET", "j" * 40)
+    with pytest.raises(ValidationError, match="BULKOPS_SMS_AUTH_TOKEN"):
+        WorkerSettings()
+    monkeypatch.setenv("BULKOPS_SMS_AUTH_TOKEN", "sms-token")
+    monkeypatch.setenv("BULKOPS_WHATSAPP_TOKEN", "wa-token")
     assert WorkerSettings().jwt_secret == "j" * 40
 
 

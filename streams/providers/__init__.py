@@ -1,0 +1,1 @@
+"""Channel providers: one adapter per channel behind one interface."""
