@@ -88,4 +88,20 @@ ENGINE = ReplacingMergeTree
 ORDER BY (sponsor_id, operation_id, item_index)
 """
 
-ALL = (OPERATIONS, OPERATION_REQUESTS, ITEMS, CODES)
+TEMPLATES = """
+CREATE TABLE IF NOT EXISTS templates
+(
+    sponsor_id UInt64,
+    name String,
+    channel LowCardinality(String),
+    message String,
+    batch_size UInt32,
+    max_concurrency UInt32,
+    retry_attempts UInt32,
+    updated_at DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(updated_at)
+ORDER BY (sponsor_id, name)
+"""
+
+ALL = (OPERATIONS, OPERATION_REQUESTS, ITEMS, CODES, TEMPLATES)

@@ -107,6 +107,44 @@ _KNOWN_CODES = """
 SELECT DISTINCT code FROM codes
 WHERE sponsor_id = {sponsor:UInt64} AND code IN {codes:Array(String)}
 """
+_STAT_TOTALS = """
+SELECT count(), countIf(status = 'Completed'), countIf(status = 'Failed'),
+       countIf(status = 'Cancelled'), countIf(status = 'PartiallyCompleted'),
+       sum(processed_items), sum(successful_items),
+       avgIf(dateDiff('millisecond', started_at, completed_at), completed_at IS NOT NULL),
+       sum(total_cost)
+FROM operations FINAL
+WHERE ({sponsor:Nullable(UInt64)} IS NULL OR sponsor_id = {sponsor:Nullable(UInt64)})
+"""
+_STAT_RECENT = """
+SELECT count(), sumIf(successful_items, operation_type = 'BulkLinkSend'),
+       sumIf(successful_items, operation_type = 'BulkCodeGeneration'),
+       sum(processed_items), sum(successful_items)
+FROM operations FINAL
+WHERE ({sponsor:Nullable(UInt64)} IS NULL OR sponsor_id = {sponsor:Nullable(UInt64)})
+  AND created_at >= {since:DateTime64(3, 'UTC')}
+"""
+_STAT_CHANNELS = """
+SELECT channel, sum(processed_items), sum(successful_items), sum(total_cost)
+FROM operations FINAL
+WHERE ({sponsor:Nullable(UInt64)} IS NULL OR sponsor_id = {sponsor:Nullable(UInt64)})
+  AND channel IS NOT NULL
+GROUP BY channel ORDER BY channel
+"""
+_STAT_HOURS = """
+SELECT toHour(created_at, {tz:String}) AS hour, count(), sum(processed_items),
+       sum(successful_items)
+FROM operations FINAL
+WHERE ({sponsor:Nullable(UInt64)} IS NULL OR sponsor_id = {sponsor:Nullable(UInt64)})
+GROUP BY hour ORDER BY count() DESC, hour LIMIT 5
+"""
+_TEMPLATES = """
+SELECT name, channel, message, batch_size, max_concurrency, retry_attempts, updated_at
+FROM templates FINAL WHERE sponsor_id = {sponsor:UInt64} ORDER BY name
+"""
+_TEMPLATE_COUNT = """
+SELECT uniqExact(name) FROM templates WHERE sponsor_id = {sponsor:UInt64}
+"""
 _DUPLICATE_CODES = """
 SELECT count() FROM (SELECT code FROM codes FINAL GROUP BY code HAVING count() > 1)
 """
@@ -224,8 +262,12 @@ class AnalyticsStore:
         items[12].extend([batch.processed_at] * n)
         items[13].extend([per_item_ms] * n)
         items[14].extend([batch.channel.value if batch.channel else None] * n)
-        items[15].extend(batch.unit_cost if s is ItemStatus.SUCCESS else 0.0 for s in batch.statuses)
-        items[16].extend(batch.attempts or [1 if s is not ItemStatus.SKIPPED else 0 for s in batch.statuses])
+        items[15].extend(
+            batch.unit_cost if s is ItemStatus.SUCCESS else 0.0 for s in batch.statuses
+        )
+        items[16].extend(
+            batch.attempts or [1 if s is not ItemStatus.SKIPPED else 0 for s in batch.statuses]
+        )
         if batch.operation_type is OperationType.CODE_GENERATION:
             assert batch.tier_id is not None and batch.expires_at is not None
             for offset, (status, code) in enumerate(
@@ -341,6 +383,63 @@ class AnalyticsStore:
             )
             found.update(str(row[0]) for row in rows)
         return found
+
+    def statistics(self, sponsor_id: int | None, *, since: datetime, tz: str) -> dict[str, Any]:
+        """Dashboard figures (the seed's ``/statistics``), from the operations table."""
+        scope = {"sponsor": sponsor_id}
+        totals = self._query(_STAT_TOTALS, scope)[0]
+        recent = self._query(_STAT_RECENT, {**scope, "since": since})[0]
+        channels = self._query(_STAT_CHANNELS, scope)
+        hours = self._query(_STAT_HOURS, {**scope, "tz": tz})
+        return {
+            "totals": totals,
+            "recent": recent,
+            "channels": channels,
+            "hours": hours,
+        }
+
+    def save_template(
+        self,
+        sponsor_id: int,
+        *,
+        name: str,
+        channel: str,
+        message: str,
+        batch_size: int,
+        max_concurrency: int,
+        retry_attempts: int,
+    ) -> None:
+        row = [
+            sponsor_id,
+            name,
+            channel,
+            message,
+            batch_size,
+            max_concurrency,
+            retry_attempts,
+            datetime.now(UTC),
+        ]
+        with self._write_lock:
+            self._writer.insert(
+                "templates",
+                [row],
+                column_names=(
+                    "sponsor_id",
+                    "name",
+                    "channel",
+                    "message",
+                    "batch_size",
+                    "max_concurrency",
+                    "retry_attempts",
+                    "updated_at",
+                ),
+            )
+
+    def templates(self, sponsor_id: int) -> list[tuple[Any, ...]]:
+        return self._query(_TEMPLATES, {"sponsor": sponsor_id})
+
+    def template_count(self, sponsor_id: int) -> int:
+        return int(self._query(_TEMPLATE_COUNT, {"sponsor": sponsor_id})[0][0])
 
     def duplicate_codes(self) -> int:
         """Codes stored for more than one item anywhere in the system (should be 0)."""

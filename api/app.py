@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.dashboard import router as dashboard_router
 from api.errors import install_error_handlers
 from api.presenters import API_PREFIX
 from api.routes import router
@@ -30,7 +31,9 @@ Lifespan = Callable[[FastAPI], Any]
 class BodySizeLimit:
     """413 for bodies over ``max_bytes``, by Content-Length or while streaming a chunked body."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, per_path: dict[str, int] | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, per_path: dict[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.per_path = per_path or {}
@@ -115,6 +118,7 @@ def create_api(
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(dashboard_router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and status-view readiness")
     def healthz() -> dict[str, Any]:

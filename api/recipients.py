@@ -185,7 +185,7 @@ def _message(
     values = {key: str(value) for key, value in recipient.personalization_data.items()}
     values.update(name=recipient.name, link=link, code=code)
     needed = placeholders(template)
-    if "code" in needed and not code or not needed <= set(values):
+    if ("code" in needed and not code) or not needed <= set(values):
         return None, "MISSING_PERSONALIZATION"
     message = render(template, values)
     if len(message) > MAX_MESSAGE_CHARS:

@@ -17,10 +17,10 @@ from api.auth import CurrentPrincipal, Principal
 from api.errors import ApiError, not_found, validation_error
 from api.presenters import API_PREFIX, history_entry, metrics, status_out, status_url
 from api.producer import MessageSink, ProduceError
+from api.recipients import BatchTooLarge, TemplateError, encode_chunks, prepare
 from api.status_view import StatusView
 from bulkops.settings import ApiSettings
 from schemas.common import OperationStatus, OperationType
-from api.recipients import BatchTooLarge, TemplateError, encode_chunks, prepare
 from schemas.messages import (
     OPERATION_ID_PATTERN,
     LinkSendSpec,
@@ -276,7 +276,11 @@ async def send_links(
     principal: CurrentPrincipal,
     body: Annotated[
         BulkLinkSendRequest,
-        Body(openapi_examples={"seed": {"summary": "The seed's example", "value": SEED_LINK_SEND_EXAMPLE}}),
+        Body(
+            openapi_examples={
+                "seed": {"summary": "The seed's example", "value": SEED_LINK_SEND_EXAMPLE}
+            }
+        ),
     ],
 ) -> Envelope[OperationAccepted]:
     """Validate every recipient, render its message, and queue one send per valid recipient.
@@ -351,7 +355,13 @@ async def send_links(
         ),
     )
     snapshot = _queued_snapshot(
-        operation_id, sponsor_id, principal, OperationType.LINK_SEND, body.operation_name, total, now
+        operation_id,
+        sponsor_id,
+        principal,
+        OperationType.LINK_SEND,
+        body.operation_name,
+        total,
+        now,
     )
     await _queue(request, snapshot, [header.model_dump_json().encode(), *chunks])
     log.info(

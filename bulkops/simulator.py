@@ -163,9 +163,7 @@ class ProviderSimulator:
 
     def entries(self, channel: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
-            return [
-                asdict(e) for e in self.ledger.entries.values() if channel in (None, e.channel)
-            ]
+            return [asdict(e) for e in self.ledger.entries.values() if channel in (None, e.channel)]
 
     def reset(self) -> None:
         with self._lock:
@@ -181,16 +179,27 @@ class ProviderSimulator:
     async def _sms(self, request: web.Request) -> web.Response:
         form = await request.post()
         key = request.headers.get("Idempotency-Key") or str(uuid.uuid4())
-        to, sender, body = str(form.get("To", "")), str(form.get("From", "")), str(form.get("Body", ""))
+        to, sender, body = (
+            str(form.get("To", "")),
+            str(form.get("From", "")),
+            str(form.get("Body", "")),
+        )
         if not to or not body:
-            return web.json_response({"code": 21604, "message": "To and Body are required", "status": 400}, status=400)
+            return web.json_response(
+                {"code": 21604, "message": "To and Body are required", "status": 400}, status=400
+            )
         await self._latency()
         status, code, retry_after = self.decide("SMS", sender, key, to)
         if status == 200 or status == 0:
             sid, _ = self.deliver("SMS", sender, key, to, body)
             return web.json_response({"sid": sid, "status": "queued", "to": to}, status=201)
         headers = {"Retry-After": f"{retry_after:.3f}"} if retry_after is not None else {}
-        twilio = {"RATE_LIMITED": 20429, "INVALID_RECIPIENT": 21211, "INTERNAL": 20500, "UNAVAILABLE": 20503}
+        twilio = {
+            "RATE_LIMITED": 20429,
+            "INVALID_RECIPIENT": 21211,
+            "INTERNAL": 20500,
+            "UNAVAILABLE": 20503,
+        }
         return web.json_response(
             {"code": twilio.get(code, 20500), "message": code, "status": status},
             status=status,
@@ -216,7 +225,12 @@ class ProviderSimulator:
                     "messages": [{"id": f"wamid.{wamid}"}],
                 }
             )
-        meta = {"RATE_LIMITED": 130429, "INVALID_RECIPIENT": 131026, "INTERNAL": 1, "UNAVAILABLE": 2}
+        meta = {
+            "RATE_LIMITED": 130429,
+            "INVALID_RECIPIENT": 131026,
+            "INTERNAL": 1,
+            "UNAVAILABLE": 2,
+        }
         headers = {"Retry-After": f"{retry_after:.3f}"} if retry_after is not None else {}
         return web.json_response(
             {"error": {"message": code, "type": "OAuthException", "code": meta.get(code, 1)}},
@@ -262,14 +276,14 @@ class _SmtpHandler:
     def __init__(self, simulator: ProviderSimulator) -> None:
         self.simulator = simulator
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or envelope.content or b""
         message = message_from_bytes(raw if isinstance(raw, bytes) else raw.encode())
         key = str(message.get("X-Idempotency-Key") or message.get("Message-ID") or uuid.uuid4())
         to = ",".join(envelope.rcpt_tos)
         sender = str(envelope.mail_from)
         await self.simulator._latency()
-        status, code, _ = self.simulator.decide("Email", sender, key, to)
+        status, _, _ = self.simulator.decide("Email", sender, key, to)
         if status == 429:
             return "451 4.7.1 Rate limited, try again later"
         if status in (500, 503):
@@ -286,14 +300,21 @@ class SimulatorThread:
     """Runs the simulator's HTTP and SMTP servers on a private event loop in a thread."""
 
     def __init__(
-        self, simulator: ProviderSimulator, *, host: str = "127.0.0.1", http_port: int, smtp_port: int
+        self,
+        simulator: ProviderSimulator,
+        *,
+        host: str = "127.0.0.1",
+        http_port: int,
+        smtp_port: int,
     ) -> None:
         self.simulator = simulator
         self.host = host
         self.http_port = http_port
         self.smtp_port = smtp_port
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="simulator", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="simulator", daemon=True
+        )
         self._runner: web.AppRunner | None = None
         self._smtp: Controller | None = None
 

@@ -61,7 +61,9 @@ class LinkSendSpec(WireModel):
     retry_delay_seconds: float = Field(ge=0, le=3600)
     stop_on_first_error: bool = False
     budget_limit: float | None = Field(default=None, gt=0)
-    price_per_message: float = Field(ge=0, description="Snapshotted at submit from the price table.")
+    price_per_message: float = Field(
+        ge=0, description="Snapshotted at submit from the price table."
+    )
     recipient_chunks: int = Field(ge=1)
 
 

@@ -197,10 +197,19 @@ SEED_LINK_SEND_EXAMPLE: dict[str, Any] = {
             "priority": 8,
             "customMessage": "Merhaba {name}, {region} bölgesi için özel sponsorluk! {link}",
         },
-        {"name": "Ayşe Yılmaz", "phoneNumber": "05321234567", "personalizationData": {"region": "İzmir"}},
+        {
+            "name": "Ayşe Yılmaz",
+            "phoneNumber": "05321234567",
+            "personalizationData": {"region": "İzmir"},
+        },
     ],
     "messageTemplate": "Merhaba {name}! Tarım sponsorluğu programımıza katılmak için: {link}",
     "channel": "WhatsApp",
-    "processing": {"batchSize": 25, "maxConcurrency": 3, "retryAttempts": 2, "retryDelaySeconds": 1},
+    "processing": {
+        "batchSize": 25,
+        "maxConcurrency": 3,
+        "retryAttempts": 2,
+        "retryDelaySeconds": 1,
+    },
     "metadata": {"campaignId": "CAMP-2025-Q3", "budgetLimit": 500, "costCenter": "Marketing"},
 }

@@ -42,9 +42,7 @@ class Provider(Protocol):
 
     channel: str
 
-    async def send(
-        self, *, to: str, body: str, subject: str, idempotency_key: str
-    ) -> Delivery: ...
+    async def send(self, *, to: str, body: str, subject: str, idempotency_key: str) -> Delivery: ...
 
     async def close(self) -> None: ...
 
@@ -60,7 +58,9 @@ def parse_retry_after(value: str | None) -> float | None:
     return seconds if 0 <= seconds <= 3600 else None
 
 
-def http_status_error(status: int, code: str, message: str, retry_after: float | None) -> ProviderError:
+def http_status_error(
+    status: int, code: str, message: str, retry_after: float | None
+) -> ProviderError:
     """Map an HTTP failure: 429 throttled, 5xx transient, 408 transient, other 4xx permanent."""
     if status == 429:
         return ProviderError(
@@ -81,12 +81,16 @@ def http_status_error(status: int, code: str, message: str, retry_after: float |
         )
     if status in (401, 403):
         return ProviderError(
-            code or "PROVIDER_AUTH", message or "provider refused our credentials",
-            ErrorCategory.SYSTEM, retryable=False,
+            code or "PROVIDER_AUTH",
+            message or "provider refused our credentials",
+            ErrorCategory.SYSTEM,
+            retryable=False,
         )
     return ProviderError(
-        code or f"PROVIDER_{status}", message or "provider refused the message",
-        ErrorCategory.VALIDATION, retryable=False,
+        code or f"PROVIDER_{status}",
+        message or "provider refused the message",
+        ErrorCategory.VALIDATION,
+        retryable=False,
     )
 
 

@@ -73,7 +73,10 @@ class TwilioStyleSms(_HttpProvider):
         except ValueError:
             pass
         raise http_status_error(
-            response.status_code, code, message, parse_retry_after(response.headers.get("Retry-After"))
+            response.status_code,
+            code,
+            message,
+            parse_retry_after(response.headers.get("Retry-After")),
         )
 
 

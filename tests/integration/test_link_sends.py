@@ -14,7 +14,10 @@ from tests.integration.test_codegen_flow import submit, wait_terminal
 def recipients(n: int, *, channel: str = "SMS", start: int = 0) -> list[dict[str, Any]]:
     people = []
     for i in range(start, start + n):
-        person: dict[str, Any] = {"name": f"Çiftçi {i}", "personalizationData": {"region": "Antalya"}}
+        person: dict[str, Any] = {
+            "name": f"Çiftçi {i}",
+            "personalizationData": {"region": "Antalya"},
+        }
         if channel == "Email":
             person["email"] = f"farmer{i}@example.com"
         else:
@@ -29,7 +32,12 @@ def body(n: int, channel: str = "SMS", **processing: Any) -> dict[str, Any]:
         "recipients": recipients(n, channel=channel),
         "messageTemplate": "Merhaba {name}! {region} için: {link}",
         "channel": channel,
-        "processing": {"batchSize": 100, "maxConcurrency": 20, "retryDelaySeconds": 0, **processing},
+        "processing": {
+            "batchSize": 100,
+            "maxConcurrency": 20,
+            "retryDelaySeconds": 0,
+            **processing,
+        },
     }
 
 
@@ -38,7 +46,9 @@ def test_five_thousand_recipients_each_delivered_once(
     make_server: Any, simulator: SimulatorThread, channel: str
 ) -> None:
     server: Server = make_server(
-        **provider_env(simulator, sender_rate_sms=5000, sender_rate_whatsapp=5000, sender_rate_email=5000)
+        **provider_env(
+            simulator, sender_rate_sms=5000, sender_rate_whatsapp=5000, sender_rate_email=5000
+        )
     ).start()
     client = server.client(sponsor_id=21)
     operation_id = submit(client, body(5000, channel), "/send-links")
@@ -53,4 +63,6 @@ def test_five_thousand_recipients_each_delivered_once(
     assert sample["body"] == "Merhaba Çiftçi 7! Antalya için: https://sponsor.example.com/redeem"
     history = client.get("/history").json()["data"][0]
     assert history["summary"]["channel"] == channel
-    assert history["summary"]["totalCost"] == pytest.approx(5000 * {"SMS": 0.05, "WhatsApp": 0.03, "Email": 0.001}[channel])
+    assert history["summary"]["totalCost"] == pytest.approx(
+        5000 * {"SMS": 0.05, "WhatsApp": 0.03, "Email": 0.001}[channel]
+    )
