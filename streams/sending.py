@@ -52,6 +52,16 @@ class OperationGate(Protocol):
         ...
 
 
+def halting(gate: OperationGate, operation_id: str) -> str | None:
+    """The reason sends that already hold a budget reservation must stop, if any.
+
+    Running out of budget stops only the sends that got no reservation; the other reasons
+    stop every send that has not started.
+    """
+    reason = gate.stop_reason(operation_id)
+    return None if reason == "BUDGET_EXCEEDED" else reason
+
+
 @dataclass
 class _Outcome:
     status: ItemStatus
@@ -94,13 +104,13 @@ async def send_link_batch(
     for i, recipient in enumerate(recipients):
         if recipient.skip is not None:
             outcomes[i] = _Outcome(ItemStatus.SKIPPED, error=recipient.skip)
-    allowed = gate.reserve(batch, len(sendable)) if gate.stop_reason(op) is None else 0
+    allowed = gate.reserve(batch, len(sendable)) if halting(gate, op) is None else 0
     if allowed < len(sendable) and gate.stop_reason(op) is None:
         gate.stop(op, "BUDGET_EXCEEDED")
 
     async def one(position: int, recipient: PreparedRecipient, may_send: bool) -> None:
         item_id = f"{op}:{recipient.index}"
-        reason = gate.stop_reason(op)
+        reason = halting(gate, op)
         if not may_send or reason is not None:
             outcomes[position] = _Outcome(
                 ItemStatus.SKIPPED,
@@ -151,7 +161,7 @@ async def _send_with_retries(
     throttled = 0
     failure: ItemError | None = None
     while True:
-        reason = gate.stop_reason(batch.operation_id)
+        reason = halting(gate, batch.operation_id)
         if reason is not None:  # stopped meanwhile: no new attempt
             if failure is not None:
                 return _Outcome(ItemStatus.FAILED, error=failure, attempts=attempts)

@@ -66,3 +66,180 @@ def test_five_thousand_recipients_each_delivered_once(
     assert history["summary"]["totalCost"] == pytest.approx(
         5000 * {"SMS": 0.05, "WhatsApp": 0.03, "Email": 0.001}[channel]
     )
+
+
+def ledger_keys(simulator: SimulatorThread) -> list[str]:
+    return [e["key"] for e in simulator.simulator.entries()]
+
+
+def test_rate_limit_is_held_without_429s(make_server: Any, simulator: SimulatorThread) -> None:
+    simulator.simulator.config.rate_per_second = 50
+    server: Server = make_server(**provider_env(simulator, sender_rate_sms=50)).start()
+    client = server.client(sponsor_id=22)
+    operation_id = submit(client, body(400, "SMS", batchSize=20), "/send-links")
+    assert wait_terminal(client, operation_id, timeout=120)["status"] == "Completed"
+    stamps = sorted(e["accepted_at"] for e in simulator.simulator.entries())
+    assert len(stamps) == 400
+    rate = (len(stamps) - 1) / (stamps[-1] - stamps[0])
+    assert 45 <= rate <= 55, rate
+    late_429s = [t for t in simulator.simulator.summary()["rateLimitedAt"] if t > stamps[0] + 1]
+    assert late_429s == []
+
+
+def test_worker_killed_mid_send_delivers_each_recipient_once(
+    make_server: Any, simulator: SimulatorThread
+) -> None:
+    server: Server = make_server(**provider_env(simulator, sender_rate_sms=400)).start()
+    client = server.client(sponsor_id=23)
+    total = 3000
+    operation_id = submit(client, body(total, "SMS", batchSize=50), "/send-links")
+
+    def midway() -> int | None:
+        processed = client.get(f"/status/{operation_id}").json()["data"]["metrics"]["processedItems"]
+        return processed if 0 < processed < total else None
+
+    from tests.support import wait_for
+
+    wait_for(midway, timeout=60, interval=0.05, message="send midway")
+    server.stop(kill=True)
+    server.start()
+    client = server.client(sponsor_id=23)
+    status = wait_terminal(client, operation_id, timeout=180)
+    assert status["status"] == "Completed", status
+    assert status["metrics"]["successfulItems"] == total
+    keys = ledger_keys(simulator)
+    assert len(keys) == len(set(keys)) == total
+    assert set(keys) == {f"{operation_id}:{i}" for i in range(total)}
+
+
+def test_transient_failures_are_retried_until_delivered(
+    make_server: Any, simulator: SimulatorThread
+) -> None:
+    simulator.simulator.config.fail_first_attempts = 2
+    server: Server = make_server(**provider_env(simulator)).start()
+    client = server.client(sponsor_id=24)
+    operation_id = submit(
+        client, body(200, "WhatsApp", retryAttempts=3, retryDelaySeconds=0), "/send-links"
+    )
+    status = wait_terminal(client, operation_id, timeout=120)
+    assert status["status"] == "Completed", status
+    assert status["metrics"]["successfulItems"] == 200
+    summary = simulator.simulator.summary()
+    assert summary["delivered"] == 200
+    assert summary["failures"] == 400  # two 503s per recipient, each retried
+
+
+def test_retries_exhausted_fail_as_retryable(make_server: Any, simulator: SimulatorThread) -> None:
+    simulator.simulator.config.mode = "error500"
+    server: Server = make_server(**provider_env(simulator)).start()
+    client = server.client(sponsor_id=25)
+    operation_id = submit(client, body(20, "SMS", retryAttempts=2, retryDelaySeconds=0), "/send-links")
+    status = wait_terminal(client, operation_id, timeout=60)
+    assert status["status"] == "Failed"
+    errors = status["metrics"]["errors"]
+    assert len(errors) == 20
+    assert {e["errorCategory"] for e in errors} == {"Processing"}
+    assert all(e["isRetryable"] and e["retryCount"] == 2 for e in errors)
+    assert simulator.simulator.summary()["requests"] == 60
+
+
+def test_provider_down_fails_items_as_network_errors(make_server: Any, simulator: SimulatorThread) -> None:
+    from bulkops.localkafka import free_port
+
+    env = provider_env(simulator)
+    env["BULKOPS_SMS_API_URL"] = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    server: Server = make_server(**env).start()
+    client = server.client(sponsor_id=26)
+    operation_id = submit(client, body(10, "SMS", retryAttempts=1, retryDelaySeconds=0), "/send-links")
+    status = wait_terminal(client, operation_id, timeout=60)
+    assert status["status"] == "Failed"
+    assert {e["errorCode"] for e in status["metrics"]["errors"]} == {"NETWORK_ERROR"}
+    assert {e["errorCategory"] for e in status["metrics"]["errors"]} == {"Network"}
+
+
+def test_throttling_provider_is_waited_out(make_server: Any, simulator: SimulatorThread) -> None:
+    simulator.simulator.config.mode = "throttle"
+    simulator.simulator.config.throttle_retry_after = 0.5
+    server: Server = make_server(**provider_env(simulator)).start()
+    client = server.client(sponsor_id=27)
+    operation_id = submit(client, body(50, "SMS", retryAttempts=0), "/send-links")
+    from tests.support import wait_for
+
+    wait_for(lambda: simulator.simulator.summary()["rateLimited"] >= 3, timeout=30, message="429s")
+    simulator.simulator.config.mode = "normal"
+    status = wait_terminal(client, operation_id, timeout=60)
+    assert status["status"] == "Completed"
+    assert simulator.simulator.summary()["delivered"] == 50
+
+
+def test_stop_on_first_error(make_server: Any, simulator: SimulatorThread) -> None:
+    server: Server = make_server(**provider_env(simulator)).start()
+    client = server.client(sponsor_id=28)
+    payload = body(300, "SMS", batchSize=10, maxConcurrency=1, stopOnFirstError=True, retryAttempts=0)
+    payload["recipients"][40]["phoneNumber"] = "+905329999999"
+    simulator.simulator.config.permanent_failure_rate = 0.0
+    bad = "+905329999999"
+    # only that recipient is refused by the provider
+    original = simulator.simulator.decide
+
+    def decide(channel: str, sender: str, key: str, to: str) -> tuple[int, str, float | None]:
+        if to == bad:
+            return 400, "INVALID_RECIPIENT", None
+        return original(channel, sender, key, to)
+
+    simulator.simulator.decide = decide  # type: ignore[method-assign]
+    operation_id = submit(client, payload, "/send-links")
+    status = wait_terminal(client, operation_id, timeout=60)
+    metrics = status["metrics"]
+    assert status["status"] == "PartiallyCompleted", status
+    assert metrics["failedItems"] == 1
+    assert metrics["skippedItems"] > 0
+    assert metrics["successfulItems"] + metrics["failedItems"] + metrics["skippedItems"] == 300
+    assert simulator.simulator.summary()["delivered"] == metrics["successfulItems"]
+    codes = {e["errorCode"] for e in metrics["errors"]}
+    assert {"SMS_21211", "STOP_ON_FIRST_ERROR"} <= codes
+
+
+def test_budget_stops_before_it_is_exceeded(make_server: Any, simulator: SimulatorThread) -> None:
+    server: Server = make_server(**provider_env(simulator)).start()
+    client = server.client(sponsor_id=29)
+    payload = body(300, "SMS", batchSize=25)
+    payload["metadata"] = {"budgetLimit": 5.0}  # 100 SMS at 0.05
+    operation_id = submit(client, payload, "/send-links")
+    status = wait_terminal(client, operation_id, timeout=60)
+    metrics = status["metrics"]
+    assert status["status"] == "PartiallyCompleted"
+    assert metrics["successfulItems"] == 100
+    assert metrics["skippedItems"] == 200
+    assert simulator.simulator.summary()["delivered"] == 100
+    assert {e["errorCode"] for e in metrics["errors"]} == {"BUDGET_EXCEEDED"}
+    assert {e["errorCategory"] for e in metrics["errors"]} == {"Business"}
+    history = client.get("/history").json()["data"][0]
+    assert history["summary"]["totalCost"] == pytest.approx(5.0)
+
+
+def test_validation_warnings_and_skipped_items(make_server: Any, simulator: SimulatorThread) -> None:
+    server: Server = make_server(**provider_env(simulator)).start()
+    client = server.client(sponsor_id=30)
+    people = recipients(6)
+    people[1]["phoneNumber"] = "12345"  # invalid
+    people[2]["phoneNumber"] = people[0]["phoneNumber"]  # duplicate
+    del people[3]["phoneNumber"]  # missing address
+    people[4]["phoneNumber"] = "0532 000 00 04"  # national format, same as +905320000004? no: index 4
+    people[5]["sponsorshipCode"] = "NOPE-1"  # never generated
+    payload = {**body(0), "recipients": people, "messageTemplate": "Merhaba {name}: {link}"}
+    response = client.post("/send-links", json=payload)
+    assert response.status_code == 202, response.text
+    data = response.json()["data"]
+    assert sorted(data["validationWarnings"]) == sorted(
+        [
+            "1 invalid phone numbers",
+            "1 duplicate recipients",
+            "1 recipients without the address their channel needs",
+            "1 sponsorship codes not found",
+        ]
+    )
+    status = wait_terminal(client, data["operationId"], timeout=60)
+    assert status["metrics"]["successfulItems"] == 2
+    assert status["metrics"]["skippedItems"] == 4
+    assert sorted(e["to"] for e in simulator.simulator.entries()) == ["+905320000000", "+905320000004"]
