@@ -134,9 +134,10 @@ def prepare(
         address, problem = _address(recipient, request.channel, region)
         message: str | None = None
         if problem is None and address is not None:
-            if address in seen:
+            identity = address.casefold()  # mailboxes differing only in case are one person
+            if identity in seen:
                 problem = "DUPLICATE_RECIPIENT"
-            seen.add(address)
+            seen.add(identity)
         code = recipient.sponsorship_code
         if problem is None and code is not None and code not in existing:
             problem = "SPONSORSHIP_CODE_NOT_FOUND"

@@ -1,7 +1,7 @@
 """Token buckets that hold sends to each provider's pace.
 
 One bucket per sender (the provider account a channel sends from) and one per
-sponsor × channel. A sponsor's operations all run on the worker that owns the sponsor's
+sponsor and channel. A sponsor's operations all run on the worker that owns the sponsor's
 partition, so its bucket here is exact; the sender bucket is exact while one worker sends
 for that sender (several workers sharing a sender split its rate between them: configure
 ``rate / workers``). A provider's 429 with ``Retry-After`` pauses the whole sender bucket.
@@ -11,20 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 
 class TokenBucket:
     """``rate`` tokens per second, at most ``burst`` saved up; ``acquire`` waits for one."""
 
     def __init__(
-        self, rate: float, burst: float | None = None, clock: Callable[[], float] = time.monotonic
+        self,
+        rate: float,
+        burst: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.rate = rate
         self.burst = max(1.0, burst if burst is not None else rate / 10)
         self._clock = clock
+        self._sleep = sleep
         self._tokens = 1.0
         self._updated = clock()
         self._paused_until = 0.0
@@ -39,13 +44,13 @@ class TokenBucket:
             while True:
                 now = self._clock()
                 if now < self._paused_until:
-                    await asyncio.sleep(self._paused_until - now)
+                    await self._sleep(self._paused_until - now)
                     continue
                 self._refill(now)
-                if self._tokens >= 1:
-                    self._tokens -= 1
+                if self._tokens >= 1 - 1e-9:  # float sums land a hair under 1
+                    self._tokens = max(0.0, self._tokens - 1)
                     return
-                await asyncio.sleep((1 - self._tokens) / self.rate)
+                await self._sleep((1 - self._tokens) / self.rate)
 
     def pause(self, seconds: float) -> None:
         """Send nothing for ``seconds`` (a provider said Retry-After); saved tokens are lost."""

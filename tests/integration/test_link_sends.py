@@ -95,7 +95,9 @@ def test_worker_killed_mid_send_delivers_each_recipient_once(
     operation_id = submit(client, body(total, "SMS", batchSize=50), "/send-links")
 
     def midway() -> int | None:
-        processed = client.get(f"/status/{operation_id}").json()["data"]["metrics"]["processedItems"]
+        processed = client.get(f"/status/{operation_id}").json()["data"]["metrics"][
+            "processedItems"
+        ]
         return processed if 0 < processed < total else None
 
     from tests.support import wait_for
@@ -133,7 +135,9 @@ def test_retries_exhausted_fail_as_retryable(make_server: Any, simulator: Simula
     simulator.simulator.config.mode = "error500"
     server: Server = make_server(**provider_env(simulator)).start()
     client = server.client(sponsor_id=25)
-    operation_id = submit(client, body(20, "SMS", retryAttempts=2, retryDelaySeconds=0), "/send-links")
+    operation_id = submit(
+        client, body(20, "SMS", retryAttempts=2, retryDelaySeconds=0), "/send-links"
+    )
     status = wait_terminal(client, operation_id, timeout=60)
     assert status["status"] == "Failed"
     errors = status["metrics"]["errors"]
@@ -143,14 +147,18 @@ def test_retries_exhausted_fail_as_retryable(make_server: Any, simulator: Simula
     assert simulator.simulator.summary()["requests"] == 60
 
 
-def test_provider_down_fails_items_as_network_errors(make_server: Any, simulator: SimulatorThread) -> None:
+def test_provider_down_fails_items_as_network_errors(
+    make_server: Any, simulator: SimulatorThread
+) -> None:
     from bulkops.localkafka import free_port
 
     env = provider_env(simulator)
     env["BULKOPS_SMS_API_URL"] = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     server: Server = make_server(**env).start()
     client = server.client(sponsor_id=26)
-    operation_id = submit(client, body(10, "SMS", retryAttempts=1, retryDelaySeconds=0), "/send-links")
+    operation_id = submit(
+        client, body(10, "SMS", retryAttempts=1, retryDelaySeconds=0), "/send-links"
+    )
     status = wait_terminal(client, operation_id, timeout=60)
     assert status["status"] == "Failed"
     assert {e["errorCode"] for e in status["metrics"]["errors"]} == {"NETWORK_ERROR"}
@@ -175,7 +183,9 @@ def test_throttling_provider_is_waited_out(make_server: Any, simulator: Simulato
 def test_stop_on_first_error(make_server: Any, simulator: SimulatorThread) -> None:
     server: Server = make_server(**provider_env(simulator)).start()
     client = server.client(sponsor_id=28)
-    payload = body(300, "SMS", batchSize=10, maxConcurrency=1, stopOnFirstError=True, retryAttempts=0)
+    payload = body(
+        300, "SMS", batchSize=10, maxConcurrency=1, stopOnFirstError=True, retryAttempts=0
+    )
     payload["recipients"][40]["phoneNumber"] = "+905329999999"
     simulator.simulator.config.permanent_failure_rate = 0.0
     bad = "+905329999999"
@@ -218,14 +228,18 @@ def test_budget_stops_before_it_is_exceeded(make_server: Any, simulator: Simulat
     assert history["summary"]["totalCost"] == pytest.approx(5.0)
 
 
-def test_validation_warnings_and_skipped_items(make_server: Any, simulator: SimulatorThread) -> None:
+def test_validation_warnings_and_skipped_items(
+    make_server: Any, simulator: SimulatorThread
+) -> None:
     server: Server = make_server(**provider_env(simulator)).start()
     client = server.client(sponsor_id=30)
     people = recipients(6)
     people[1]["phoneNumber"] = "12345"  # invalid
     people[2]["phoneNumber"] = people[0]["phoneNumber"]  # duplicate
     del people[3]["phoneNumber"]  # missing address
-    people[4]["phoneNumber"] = "0532 000 00 04"  # national format, same as +905320000004? no: index 4
+    people[4]["phoneNumber"] = (
+        "0532 000 00 04"  # national format, same as +905320000004? no: index 4
+    )
     people[5]["sponsorshipCode"] = "NOPE-1"  # never generated
     payload = {**body(0), "recipients": people, "messageTemplate": "Merhaba {name}: {link}"}
     response = client.post("/send-links", json=payload)
@@ -242,4 +256,74 @@ def test_validation_warnings_and_skipped_items(make_server: Any, simulator: Simu
     status = wait_terminal(client, data["operationId"], timeout=60)
     assert status["metrics"]["successfulItems"] == 2
     assert status["metrics"]["skippedItems"] == 4
-    assert sorted(e["to"] for e in simulator.simulator.entries()) == ["+905320000000", "+905320000004"]
+    assert sorted(e["to"] for e in simulator.simulator.entries()) == [
+        "+905320000000",
+        "+905320000004",
+    ]
+
+
+def test_statistics_are_counted_from_real_rows(
+    make_server: Any, simulator: SimulatorThread
+) -> None:
+    server: Server = make_server(**provider_env(simulator)).start()
+    client = server.client(sponsor_id=31)
+    sms = submit(client, body(100, "SMS"), "/send-links")
+    assert wait_terminal(client, sms)["status"] == "Completed"
+    simulator.simulator.config.permanent_failure_rate = 0.3
+    whatsapp = submit(client, body(50, "WhatsApp", retryAttempts=0), "/send-links")
+    wa = wait_terminal(client, whatsapp)["metrics"]
+    codes = submit(client, {"subscriptionTierId": 1, "quantity": 30})
+    wait_terminal(client, codes)
+    assert 0 < wa["successfulItems"] < 50
+    other = server.client(sponsor_id=32)
+    assert other.get("/statistics").json()["data"]["total_operations"] == 0
+
+    stats = client.get("/statistics").json()["data"]
+    ok = wa["successfulItems"]
+    assert stats["total_operations"] == 3
+    assert stats["successful_operations"] == 2
+    assert stats["partially_completed_operations"] == 1
+    assert stats["total_items_processed"] == 180
+    assert stats["total_successful_items"] == 130 + ok
+    assert stats["overall_success_rate"] == round((130 + ok) / 180 * 100, 1)
+    assert stats["last_30_days"] == {
+        "operations_count": 3,
+        "links_sent": 100 + ok,
+        "codes_generated": 30,
+        "success_rate": round((130 + ok) / 180 * 100, 1),
+    }
+    breakdown = stats["channel_breakdown"]
+    assert breakdown["sms"]["count"] == 100 and breakdown["sms"]["success_rate"] == 100.0
+    assert breakdown["whatsapp"]["count"] == 50
+    assert breakdown["whatsapp"]["success_rate"] == round(ok / 50 * 100, 1)
+    assert stats["total_cost"] == pytest.approx(100 * 0.05 + ok * 0.03)
+    assert sum(slot["operations"] for slot in stats["popular_times"]) == 3
+
+
+def test_templates_seed_and_saved(server: Server) -> None:
+    client = server.client(sponsor_id=33)
+    seeded = client.get("/templates").json()["data"]
+    assert [t["name"] for t in seeded["link_send_templates"]] == [
+        "Sponsorship Invitation",
+        "SMS Campaign",
+    ]
+    assert len(seeded["code_generation_templates"]) == 3
+    saved = client.post(
+        "/templates",
+        json={"name": "Harvest", "channel": "Email", "message": "Merhaba {name}: {link}"},
+    )
+    assert saved.status_code == 201, saved.text
+    again = client.post(
+        "/templates", json={"name": "Harvest", "channel": "SMS", "message": "{name} {link}"}
+    )
+    assert again.status_code == 201
+    names = [
+        (t["name"], t["channel"], t["source"])
+        for t in client.get("/templates").json()["data"]["link_send_templates"]
+    ]
+    assert names[-1] == ("Harvest", "SMS", "saved") and len(names) == 3
+    other = server.client(sponsor_id=34).get("/templates").json()["data"]["link_send_templates"]
+    assert len(other) == 2
+    bad = client.post("/templates", json={"name": "Broken", "message": "Merhaba {name"})
+    assert bad.status_code == 422
+    assert bad.json()["details"]["errors"][0]["field"] == "message"
