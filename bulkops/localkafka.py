@@ -67,6 +67,12 @@ class Broker:
         return f"127.0.0.1:{self.port}"
 
 
+def _listening(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -150,6 +156,9 @@ def start(
 ) -> Broker:
     """Format (first time only) and start a broker; return once it answers metadata requests."""
     libs = fetch()
+    for taken in (port, controller_port):
+        if taken and _listening(taken):
+            raise BrokerError(f"port {taken} is already in use on 127.0.0.1")
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
@@ -189,6 +198,8 @@ def start(
     broker = Broker(data_dir, port, controller_port, process.pid)
     try:
         wait_ready(broker.bootstrap, timeout=timeout, process=process)
+        if process.poll() is not None:
+            raise BrokerError(f"Kafka broker exited with code {process.returncode}")
     except BaseException:
         stop(data_dir)
         raise
