@@ -35,6 +35,31 @@ def _ensure_topics(settings: ApiSettings | WorkerSettings) -> None:
         log.info("created topics: %s", ", ".join(created))
 
 
+def start_simulator(http_port: int, smtp_port: int, rate: float, latency_ms: float) -> object:
+    from bulkops.simulator import ProviderSimulator, SimulatorConfig, SimulatorThread
+
+    simulator = ProviderSimulator(SimulatorConfig(rate_per_second=rate, latency_ms=latency_ms))
+    thread = SimulatorThread(simulator, http_port=http_port, smtp_port=smtp_port).start()
+    log.info(
+        "provider simulator: HTTP %s (ledger at /_ledger), SMTP 127.0.0.1:%d",
+        thread.http_url,
+        smtp_port,
+    )
+    return thread
+
+
+def cmd_simulator(args: argparse.Namespace) -> int:
+    """The provider simulator alone, until interrupted."""
+    import threading
+
+    start_simulator(args.http_port, args.smtp_port, args.rate, args.latency_ms)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     """Broker (started here unless one already answers) + topics + API and worker in one process."""
     import uvicorn
@@ -43,6 +68,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     api_settings = ApiSettings()
     worker_settings = WorkerSettings()
+    if args.simulator:
+        start_simulator(8025, worker_settings.smtp_port, 0.0, 0.0)
     started_broker = False
     if not localkafka.is_reachable(api_settings.kafka_bootstrap, timeout=2):
         host, _, port = api_settings.kafka_bootstrap.rpartition(":")
@@ -168,7 +195,20 @@ def parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="start broker + API + worker locally (embedded ClickHouse)")
     up.add_argument("--broker-dir", type=Path, default=BROKER_DIR)
     up.add_argument("--keep-broker", action="store_true", help="leave the broker running on exit")
+    up.add_argument(
+        "--no-simulator",
+        dest="simulator",
+        action="store_false",
+        help="do not start the provider simulator (real providers are configured)",
+    )
     up.set_defaults(func=cmd_up)
+
+    sim = sub.add_parser("simulator", help="the SMS/WhatsApp/SMTP provider simulator on 127.0.0.1")
+    sim.add_argument("--http-port", type=int, default=8025)
+    sim.add_argument("--smtp-port", type=int, default=2525)
+    sim.add_argument("--rate", type=float, default=0.0, help="sends/s per sender; 0 = unlimited")
+    sim.add_argument("--latency-ms", type=float, default=0.0)
+    sim.set_defaults(func=cmd_simulator)
 
     sub.add_parser(
         "serve", help="API + worker in one process, broker already running"
