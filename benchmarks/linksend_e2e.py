@@ -10,7 +10,8 @@ over real HTTP on 127.0.0.1. Two runs:
 2. paced: simulator and worker both at ``--rate`` sends/s: achieved rate as a share of the
    limit, and how many requests the simulator refused with 429 (over-limit sends).
 
-    .venv/bin/python benchmarks/linksend_e2e.py --recipients 100000 --rate 500 --paced-recipients 10000
+    .venv/bin/python benchmarks/linksend_e2e.py --recipients 100000 --rate 500 \\
+        --paced-recipients 10000
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ def request_body(n: int) -> dict[str, Any]:
             }
             for i in range(n)
         ],
-        "messageTemplate": "Merhaba {name}! {region} {cropType} üreticilerine özel sponsorluk: {link}",
+        "messageTemplate": (
+            "Merhaba {name}! {region} {cropType} üreticilerine özel sponsorluk: {link}"
+        ),
         "channel": "SMS",
         "processing": {
             "batchSize": 500,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from datetime import timedelta
@@ -53,10 +54,8 @@ def cmd_simulator(args: argparse.Namespace) -> int:
     import threading
 
     start_simulator(args.http_port, args.smtp_port, args.rate, args.latency_ms)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 
