@@ -198,3 +198,15 @@ def test_a_large_request_is_split_into_chunks_under_one_megabyte(
     indexes = [r.index for c in chunks for r in c.recipients]
     assert indexes == list(range(n))
     assert all(c.start_index % 100 == 0 for c in chunks)
+
+
+def test_a_body_over_the_send_links_limit_is_413(client: TestClient, sink: FakeMessageSink) -> None:
+    limit = client.app.state.settings.max_link_send_body_bytes  # type: ignore[attr-defined]
+    response = client.post(
+        URL,
+        content=b"x" * (limit + 1),
+        headers={**auth(), "Content-Type": "application/json"},
+    )
+    assert response.status_code == 413
+    assert response.json()["details"] == {"maxBytes": limit}
+    assert sink.sent == []
