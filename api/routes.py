@@ -23,6 +23,8 @@ from bulkops.settings import ApiSettings
 from schemas.common import OperationStatus, OperationType
 from schemas.messages import (
     OPERATION_ID_PATTERN,
+    ControlAction,
+    ControlCommand,
     LinkSendSpec,
     OperationAbort,
     OperationRequested,
@@ -67,6 +69,14 @@ class CodesPage(OutModel):
     next_after_index: int | None = Field(description="Pass as afterIndex to get the next page.")
     total_codes: int
     unique_codes: int
+
+
+class CancelResult(OutModel):
+    operation_id: str
+    final_status: OperationStatus
+    processed_items: int
+    remaining_items: int
+    cancellation_time: datetime
 
 
 class HistoryPage(OutModel):
@@ -471,3 +481,87 @@ def get_codes(
             unique_codes=counts.unique_codes,
         )
     )
+
+
+@router.post(
+    "/cancel/{operationId}",
+    response_model=Envelope[CancelResult],
+    summary="Cancel a running operation",
+    responses={
+        404: {"model": ErrorBody, "description": "Unknown, or another sponsor's"},
+        409: {"model": ErrorBody, "description": "Already finished or already cancelled"},
+        503: {"model": ErrorBody, "description": "Kafka did not take the cancel"},
+    },
+)
+async def cancel(
+    request: Request,
+    principal: CurrentPrincipal,
+    operationId: OperationId,
+) -> Envelope[CancelResult]:
+    """Stop an operation: once this answers, no new item starts; sends in flight settle.
+
+    Remaining items end ``Skipped`` with error code ``CANCELLED`` and the operation ends
+    ``Cancelled``. An operation that finishes before the worker sees the cancel keeps its
+    final status, and the answer is 409.
+    """
+    snapshot = _visible(request, principal, operationId)
+    _refuse_finished(snapshot)
+    settings = _settings(request)
+    command = ControlCommand(
+        operation_id=operationId,
+        sponsor_id=snapshot.sponsor_id,
+        action=ControlAction.CANCEL,
+        requested_by=principal.subject,
+        requested_at=datetime.now(UTC),
+    )
+    try:
+        await asyncio.wait_for(
+            _sink(request).send(
+                Topics(settings.topic_prefix).control.name,
+                sponsor_key(snapshot.sponsor_id),
+                command.model_dump_json().encode(),
+            ),
+            timeout=settings.produce_timeout_seconds,
+        )
+    except (ProduceError, TimeoutError) as exc:
+        raise ApiError(503, "SYSTEM_ERROR", "Cancel not queued; retry") from exc
+    view = _view(request)
+    deadline = asyncio.get_running_loop().time() + settings.control_ack_timeout_seconds
+    while True:
+        current = view.get(operationId) or snapshot
+        if current.stop_reason == "CANCELLED" or current.status.is_terminal:
+            break
+        if asyncio.get_running_loop().time() > deadline:
+            raise ApiError(
+                504,
+                "CANCEL_NOT_CONFIRMED",
+                "The cancel is queued but the worker has not confirmed it yet; poll status",
+            )
+        await asyncio.sleep(0.02)
+    if current.status.is_terminal and current.status is not OperationStatus.CANCELLED:
+        raise ApiError(
+            409, "OPERATION_FINISHED", f"The operation finished first: {current.status.value}"
+        )
+    log.info("operation %s: cancelled by %s", operationId, principal.subject)
+    return Envelope(
+        message="Operation cancelled",
+        data=CancelResult(
+            operation_id=operationId,
+            final_status=OperationStatus.CANCELLED,
+            processed_items=current.processed_items,
+            remaining_items=current.total_items - current.processed_items,
+            cancellation_time=current.cancelled_at or datetime.now(UTC),
+        ),
+    )
+
+
+def _refuse_finished(snapshot: OperationSnapshot) -> None:
+    if snapshot.status.is_terminal:
+        raise ApiError(
+            409,
+            "OPERATION_FINISHED",
+            f"The operation is already {snapshot.status.value}",
+            {"status": snapshot.status.value},
+        )
+    if snapshot.stop_reason == "CANCELLED":
+        raise ApiError(409, "ALREADY_CANCELLED", "The operation is already being cancelled")

@@ -173,4 +173,6 @@ class ApiSettings(BulkopsSettings):
     max_link_send_body_bytes: int = Field(default=32 * 1_048_576, ge=1024)
     token_leeway_seconds: int = Field(default=10, ge=0, le=300)
     produce_timeout_seconds: float = Field(default=15.0, gt=0)
+    # How long POST /cancel waits for the worker to confirm that no new item will start.
+    control_ack_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     status_view_ready_timeout_seconds: float = Field(default=30.0, gt=0)

@@ -242,6 +242,12 @@ class OperationSnapshot(WireModel):
     processing_ms_total: float = 0.0
     channel: Channel | None = None
     total_cost: float = 0.0
+    stop_reason: str | None = Field(
+        default=None,
+        description="Why the operation stopped early: CANCELLED, STOP_ON_FIRST_ERROR, "
+        "BUDGET_EXCEEDED or SUBMISSION_INCOMPLETE.",
+    )
+    cancelled_at: datetime | None = None
     errors: list[ItemError] = Field(default_factory=list)
     recent_results: list[RecentResult] = Field(default_factory=list)
     version: int = Field(

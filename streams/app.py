@@ -32,6 +32,8 @@ from bulkops.settings import WorkerSettings
 from schemas.common import ItemStatus, OperationStatus, OperationType
 from schemas.messages import (
     BatchSunk,
+    ControlAction,
+    ControlCommand,
     DeadLetter,
     ItemBatch,
     OperationAbort,
@@ -51,11 +53,12 @@ from streams.progress import (
     bit,
     is_batch_done,
     register,
+    request_cancel,
     reserve_budget,
     with_bit,
 )
 from streams.providers.factory import build_providers
-from streams.sending import send_link_batch
+from streams.sending import halting, send_link_batch, skip_batch
 from streams.topics import Topics, sponsor_key
 
 log = logging.getLogger("bulkops.worker")
@@ -115,6 +118,7 @@ def build_worker(settings: WorkerSettings, store: AnalyticsStore) -> faust.App:
     results_topic = topic(topics.results.name)
     progress_topic = topic(topics.progress.name)
     status_topic = topic(topics.status.name)
+    control_topic = topic(topics.control.name)
     dead_letter_topic = topic(topics.dead_letter.name)
 
     operations = app.Table(
@@ -387,14 +391,17 @@ def build_worker(settings: WorkerSettings, store: AnalyticsStore) -> faust.App:
     async def on_item_batch(event: EventT) -> None:
         batch = ItemBatch.model_validate_json(event.value)
         check_key(event, batch.sponsor_id)
-        if batch.operation_type is OperationType.CODE_GENERATION:
+        state = load(batch.operation_id)
+        if state is not None and state.stop_reason:
+            stops.setdefault(batch.operation_id, state.stop_reason)
+        stopped = halting(gate, batch.operation_id)
+        if stopped is not None:
+            result = skip_batch(batch, stopped)
+        elif batch.operation_type is OperationType.CODE_GENERATION:
             result = generate_codes(minter, batch)
         else:
             if batch.link is None:
                 raise InvalidMessage("a link-send batch needs its link spec")
-            state = load(batch.operation_id)
-            if state is not None and state.stop_reason:
-                stops.setdefault(batch.operation_id, state.stop_reason)
             semaphore = in_flight.get(batch.operation_id)
             if semaphore is None:
                 semaphore = in_flight[batch.operation_id] = asyncio.Semaphore(
@@ -434,6 +441,39 @@ def build_worker(settings: WorkerSettings, store: AnalyticsStore) -> faust.App:
             state.failed_items,
             state.skipped_items,
         )
+
+    async def on_control(event: EventT) -> None:
+        command = ControlCommand.model_validate_json(event.value)
+        check_key(event, command.sponsor_id)
+        if command.action is not ControlAction.CANCEL:
+            raise InvalidMessage(f"{command.action.value} is not supported yet")
+        state = load(command.operation_id)
+        if state is None:
+            raise InvalidMessage(f"unknown operation {command.operation_id}")
+        if not request_cancel(state, _now()):
+            log.info(
+                "operation %s: cancel by %s ignored: already %s",
+                command.operation_id,
+                command.requested_by,
+                state.status.value,
+            )
+            return
+        stops[command.operation_id] = "CANCELLED"
+        save(state)
+        await publish(state)
+        log.info(
+            "operation %s: cancelled by %s at %d/%d items",
+            command.operation_id,
+            command.requested_by,
+            state.processed_items,
+            state.total_items,
+        )
+
+    @app.agent(control_topic)
+    async def control(stream: StreamT[bytes]) -> AsyncIterator[None]:
+        async for event in stream.events():
+            await guarded(event, on_control)
+            yield None
 
     @app.agent(operations_topic)
     async def explode(stream: StreamT[bytes]) -> AsyncIterator[None]:

@@ -25,7 +25,6 @@ _WORKER_ONLY = {
     "subscription_tier_id",
     "code_prefix",
     "link",
-    "stop_reason",
     "exploded",
     "reserved",
     "cost_reserved",
@@ -45,7 +44,6 @@ class OperationState(OperationSnapshot):
     # Link sends: the spec every batch carries, why the operation stopped early (if it did),
     # which batches were exploded from chunks, and the budget reserved batch by batch.
     link: LinkSendSpec | None = None
-    stop_reason: str | None = None
     exploded: bytes = b""
     reserved: bytes = b""
     cost_reserved: float = 0.0
@@ -161,7 +159,10 @@ def apply_batch(state: OperationState, sunk: BatchSunk, *, now: datetime, max_er
 
 
 def final_status(state: OperationSnapshot) -> OperationStatus:
-    """Completed when every item succeeded, Failed when none did, PartiallyCompleted between."""
+    """Cancelled when cancelled; else Completed when every item succeeded, Failed when none
+    did, PartiallyCompleted between."""
+    if state.stop_reason == "CANCELLED":
+        return OperationStatus.CANCELLED
     if state.successful_items == state.total_items:
         return OperationStatus.COMPLETED
     if state.successful_items == 0:
@@ -177,6 +178,21 @@ def _finish(state: OperationState, now: datetime) -> None:
         f"Finished: {state.successful_items} succeeded, {state.failed_items} failed, "
         f"{state.skipped_items} skipped of {state.total_items}"
     )
+
+
+def request_cancel(state: OperationState, now: datetime) -> bool:
+    """Mark a running operation as cancelling; False when it has already finished or stopped."""
+    if state.status.is_terminal or state.stop_reason == "CANCELLED":
+        return False
+    state.stop_reason = "CANCELLED"
+    state.cancelled_at = now
+    state.current_phase = "Cancelling"
+    state.status_message = (
+        f"Cancelling: no new item starts; {state.processed_items}/{state.total_items} processed"
+    )
+    state.last_updated = now
+    state.version += 1
+    return True
 
 
 def _running_message(processed: int, total: int) -> str:

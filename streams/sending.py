@@ -33,6 +33,7 @@ STOP_ERRORS: dict[str, tuple[str, ErrorCategory]] = {
         "Skipped: the next message would exceed budgetLimit",
         ErrorCategory.BUSINESS,
     ),
+    "CANCELLED": ("Skipped: the operation was cancelled", ErrorCategory.BUSINESS),
     "SUBMISSION_INCOMPLETE": (
         "Skipped: the submission did not fully reach Kafka",
         ErrorCategory.SYSTEM,
@@ -198,3 +199,30 @@ async def _send_with_retries(
             if exc.retry_after is not None:
                 delay = max(delay, exc.retry_after)
             await sleep(delay)
+
+
+def skip_batch(batch: ItemBatch, reason: str) -> ResultBatch:
+    """Every item of ``batch`` skipped because its operation stopped (e.g. was cancelled)."""
+    op = batch.operation_id
+    indexes = range(batch.start_index, batch.start_index + batch.count)
+    return ResultBatch(
+        operation_id=op,
+        sponsor_id=batch.sponsor_id,
+        operation_type=batch.operation_type,
+        batch_index=batch.batch_index,
+        start_index=batch.start_index,
+        statuses=[ItemStatus.SKIPPED] * batch.count,
+        results=[None] * batch.count,
+        errors=[
+            (recipient.skip if recipient.skip else stop_error(reason, f"{op}:{i}", i))
+            for i, recipient in zip(indexes, batch.recipients, strict=True)
+        ]
+        if batch.recipients
+        else [stop_error(reason, f"{op}:{i}", i) for i in indexes],
+        processed_at=datetime.now(UTC),
+        duration_ms=0.0,
+        channel=batch.link.channel if batch.link else None,
+        attempts=[0] * batch.count,
+        tier_id=batch.code.tier_id if batch.code else None,
+        expires_at=datetime.now(UTC) if batch.code else None,
+    )
