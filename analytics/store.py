@@ -78,12 +78,42 @@ SELECT operation_id, operation_name, operation_type, status, total_items, proces
        requested_by, subscription_tier_id, code_prefix, channel, total_cost, sponsor_id
 FROM operations FINAL
 WHERE ({sponsor:Nullable(UInt64)} IS NULL OR sponsor_id = {sponsor:Nullable(UInt64)})
+  AND ({status:Nullable(String)} IS NULL OR status = {status:Nullable(String)})
 ORDER BY created_at DESC, operation_id DESC
 LIMIT {limit:UInt32} OFFSET {offset:UInt64}
 """
 _HISTORY_COUNT = """
-SELECT uniqExact(operation_id) FROM operations
+SELECT count() FROM operations FINAL
 WHERE ({sponsor:Nullable(UInt64)} IS NULL OR sponsor_id = {sponsor:Nullable(UInt64)})
+  AND ({status:Nullable(String)} IS NULL OR status = {status:Nullable(String)})
+"""
+_ITEMS_PAGE = """
+SELECT item_index, item_id, status, result_data, error_code, error_message, error_category,
+       is_retryable, retry_count, processed_at, processing_duration_ms, channel, cost, attempts
+FROM items FINAL
+WHERE sponsor_id = {sponsor:UInt64} AND operation_id = {operation:String}
+  AND item_index >= {after:UInt32}
+  AND ({status:Nullable(String)} IS NULL OR status = {status:Nullable(String)})
+ORDER BY item_index
+LIMIT {limit:UInt32}
+"""
+_AGG_STATUS = """
+SELECT status, count() FROM items FINAL
+WHERE sponsor_id = {sponsor:UInt64} AND operation_id = {operation:String}
+GROUP BY status ORDER BY status
+"""
+_AGG_ERRORS = """
+SELECT error_code, error_category, count(), countIf(is_retryable) FROM items FINAL
+WHERE sponsor_id = {sponsor:UInt64} AND operation_id = {operation:String}
+  AND error_code IS NOT NULL
+GROUP BY error_code, error_category ORDER BY count() DESC, error_code LIMIT 100
+"""
+_AGG_TOTALS = """
+SELECT count(), sum(cost), sum(attempts), avg(processing_duration_ms),
+       quantile(0.5)(processing_duration_ms), quantile(0.95)(processing_duration_ms),
+       max(processing_duration_ms), min(processed_at), max(processed_at)
+FROM items FINAL
+WHERE sponsor_id = {sponsor:UInt64} AND operation_id = {operation:String}
 """
 _CODES_PAGE = """
 SELECT item_index, code, subscription_tier_id, batch_name, expires_at
@@ -338,8 +368,12 @@ class AnalyticsStore:
         with self._read_lock:
             return list(self._reader.query(sql, parameters=parameters).result_rows)
 
-    def history(self, sponsor_id: int | None, *, limit: int, offset: int) -> list[HistoryRow]:
-        rows = self._query(_HISTORY, {"sponsor": sponsor_id, "limit": limit, "offset": offset})
+    def history(
+        self, sponsor_id: int | None, *, limit: int, offset: int, status: str | None = None
+    ) -> list[HistoryRow]:
+        rows = self._query(
+            _HISTORY, {"sponsor": sponsor_id, "limit": limit, "offset": offset, "status": status}
+        )
         result = []
         for row in rows:
             values = list(row)
@@ -348,8 +382,59 @@ class AnalyticsStore:
             result.append(HistoryRow(*values))
         return result
 
-    def history_count(self, sponsor_id: int | None) -> int:
-        return int(self._query(_HISTORY_COUNT, {"sponsor": sponsor_id})[0][0])
+    def history_count(self, sponsor_id: int | None, status: str | None = None) -> int:
+        return int(self._query(_HISTORY_COUNT, {"sponsor": sponsor_id, "status": status})[0][0])
+
+    def items_page(
+        self,
+        sponsor_id: int,
+        operation_id: str,
+        *,
+        after_index: int,
+        limit: int,
+        status: str | None = None,
+    ) -> list[tuple[Any, ...]]:
+        rows = self._query(
+            _ITEMS_PAGE,
+            {
+                "sponsor": sponsor_id,
+                "operation": operation_id,
+                "after": after_index,
+                "limit": limit,
+                "status": status,
+            },
+        )
+        return [(*row[:9], _utc(row[9]), *row[10:]) for row in rows]
+
+    def aggregates(self, sponsor_id: int, operation_id: str) -> dict[str, Any]:
+        """Per-operation figures: items by status and by error code, cost, durations."""
+        scope = {"sponsor": sponsor_id, "operation": operation_id}
+        items, cost, attempts, avg_ms, p50, p95, max_ms, first, last = self._query(
+            _AGG_TOTALS, scope
+        )[0]
+        return {
+            "items": int(items),
+            "byStatus": {str(s): int(n) for s, n in self._query(_AGG_STATUS, scope)},
+            "byError": [
+                {
+                    "errorCode": code,
+                    "errorCategory": category,
+                    "count": int(n),
+                    "retryable": int(retryable),
+                }
+                for code, category, n, retryable in self._query(_AGG_ERRORS, scope)
+            ],
+            "totalCost": round(float(cost or 0), 6),
+            "attempts": int(attempts or 0),
+            "processingMs": {
+                "average": round(float(avg_ms or 0), 3),
+                "p50": round(float(p50 or 0), 3),
+                "p95": round(float(p95 or 0), 3),
+                "max": round(float(max_ms or 0), 3),
+            },
+            "firstProcessedAt": _utc(first) if items else None,
+            "lastProcessedAt": _utc(last) if items else None,
+        }
 
     def codes_page(
         self, sponsor_id: int, operation_id: str, *, after_index: int, limit: int

@@ -90,6 +90,14 @@ def status_out(snapshot: OperationSnapshot, now: datetime) -> OperationStatusOut
         last_updated=snapshot.last_updated,
         current_phase=snapshot.current_phase,
         status_message=snapshot.status_message,
+        stop_reason=snapshot.stop_reason,
+        cancelled_at=snapshot.cancelled_at,
+        total_cost=round(snapshot.total_cost, 6),
+        aggregates_url=f"{API_PREFIX}/aggregates/{snapshot.operation_id}",
+        items_url=f"{API_PREFIX}/items/{snapshot.operation_id}",
+        poll_after_seconds=poll_after(snapshot),
+        next_steps=next_steps(snapshot),
+        tips=tips(snapshot),
         recent_results=[
             RecentResultOut(
                 index=r.index,
@@ -103,6 +111,53 @@ def status_out(snapshot: OperationSnapshot, now: datetime) -> OperationStatusOut
             for r in snapshot.recent_results
         ],
     )
+
+
+def poll_after(snapshot: OperationSnapshot) -> float:
+    """Poll often early, less as the operation runs on (the backoff of the caller guide)."""
+    if snapshot.status.is_terminal:
+        return 0.0
+    if snapshot.status is OperationStatus.QUEUED or not snapshot.total_items:
+        return 1.0
+    done = snapshot.processed_items / snapshot.total_items
+    return 2.0 if done < 0.25 else 5.0 if done < 0.5 else 10.0
+
+
+def next_steps(snapshot: OperationSnapshot) -> list[str]:
+    op = snapshot.operation_id
+    status = snapshot.status
+    if status is OperationStatus.QUEUED:
+        return [
+            "Wait for a worker to pick the operation up (usually under a second)",
+            f"Poll {status_url(op)} every second, or follow /ws/bulk-operations/{op}",
+        ]
+    if not status.is_terminal:
+        steps = [
+            f"Poll {status_url(op)} every {poll_after(snapshot):.0f} s, or follow "
+            f"/ws/bulk-operations/{op} for live progress",
+            f"POST {API_PREFIX}/cancel/{op} to stop it; items not started end Skipped",
+        ]
+        if snapshot.failed_items:
+            steps.append(f"GET {API_PREFIX}/items/{op}?status=Failed to see what failed so far")
+        return steps
+    steps = [f"GET {API_PREFIX}/aggregates/{op} for counts, error codes, cost and durations"]
+    if snapshot.operation_type is OperationType.CODE_GENERATION and snapshot.successful_items:
+        steps.append(f"GET {API_PREFIX}/codes/{op} to page through the generated codes")
+    if snapshot.failed_items:
+        steps.append(f"GET {API_PREFIX}/items/{op}?status=Failed to review the failures")
+        steps.append(f"POST {API_PREFIX}/retry/{op} to re-send the retryable failures")
+    return steps
+
+
+def tips(snapshot: OperationSnapshot) -> list[str]:
+    result = []
+    if snapshot.total_items >= 10_000 and not snapshot.status.is_terminal:
+        result.append("Large operations take minutes; polling faster does not speed them up")
+    if snapshot.stop_reason == "BUDGET_EXCEEDED":
+        result.append("The budget ran out: raise metadata.budgetLimit to send the rest")
+    if snapshot.stop_reason == "STOP_ON_FIRST_ERROR":
+        result.append("stopOnFirstError stopped the operation at its first failed item")
+    return result
 
 
 def history_entry(row: HistoryRow, live: OperationSnapshot | None) -> HistoryEntry:

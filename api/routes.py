@@ -15,12 +15,12 @@ from pydantic import Field
 from analytics.store import AnalyticsStore
 from api.auth import CurrentPrincipal, Principal
 from api.errors import ApiError, not_found, validation_error
-from api.presenters import API_PREFIX, history_entry, metrics, status_out, status_url
+from api.presenters import API_PREFIX, history_entry, metrics, status_out, status_url, timespan
 from api.producer import MessageSink, ProduceError
 from api.recipients import BatchTooLarge, TemplateError, encode_chunks, prepare
 from api.status_view import StatusView
 from bulkops.settings import ApiSettings
-from schemas.common import OperationStatus, OperationType
+from schemas.common import ItemStatus, OperationStatus, OperationType
 from schemas.messages import (
     OPERATION_ID_PATTERN,
     ControlAction,
@@ -425,12 +425,15 @@ def get_history(
     principal: CurrentPrincipal,
     page_size: Annotated[int, Query(alias="pageSize", ge=1, le=200)] = 50,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    operation_status: Annotated[OperationStatus | None, Query(alias="status")] = None,
 ) -> HistoryPage:
-    """From ClickHouse; a running operation's counts come from the live view."""
+    """From ClickHouse, optionally filtered by ``status``; a running operation's counts come
+    from the live view."""
     store = _store(request)
     scope = principal.sponsor_scope
-    rows = store.history(scope, limit=page_size, offset=(page - 1) * page_size)
-    total = store.history_count(scope)
+    wanted = operation_status.value if operation_status else None
+    rows = store.history(scope, limit=page_size, offset=(page - 1) * page_size, status=wanted)
+    total = store.history_count(scope, wanted)
     view = _view(request)
     return HistoryPage(
         data=[history_entry(row, view.get(row.operation_id)) for row in rows],
@@ -565,3 +568,106 @@ def _refuse_finished(snapshot: OperationSnapshot) -> None:
         )
     if snapshot.stop_reason == "CANCELLED":
         raise ApiError(409, "ALREADY_CANCELLED", "The operation is already being cancelled")
+
+
+class ItemOut(OutModel):
+    index: int
+    item_id: str
+    status: ItemStatus
+    result_data: str | None
+    error_code: str | None
+    error_message: str | None
+    error_category: str | None
+    is_retryable: bool
+    retry_count: int
+    processed_at: datetime
+    processing_duration: str
+    channel: str | None
+    cost: float
+    attempts: int
+
+
+class ItemsPage(OutModel):
+    operation_id: str
+    items: list[ItemOut]
+    next_cursor: int | None = Field(description="Pass as cursor to get the next page.")
+
+
+@router.get(
+    "/items/{operationId}",
+    response_model=Envelope[ItemsPage],
+    summary="Per-item results of an operation, in item order",
+    responses={404: {"model": ErrorBody, "description": "Unknown, or another sponsor's"}},
+)
+def get_items(
+    request: Request,
+    principal: CurrentPrincipal,
+    operationId: OperationId,
+    item_status: Annotated[ItemStatus | None, Query(alias="status")] = None,
+    cursor: Annotated[int, Query(ge=0, le=2**32 - 1)] = 0,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+) -> Envelope[ItemsPage]:
+    """From ClickHouse; filter with ``status`` (e.g. ``Failed``), page with ``cursor``."""
+    snapshot = _visible(request, principal, operationId)
+    rows = _store(request).items_page(
+        snapshot.sponsor_id,
+        operationId,
+        after_index=cursor,
+        limit=limit,
+        status=item_status.value if item_status else None,
+    )
+    items = [
+        ItemOut(
+            index=row[0],
+            item_id=row[1],
+            status=ItemStatus(row[2]),
+            result_data=row[3],
+            error_code=row[4],
+            error_message=row[5],
+            error_category=row[6],
+            is_retryable=bool(row[7]),
+            retry_count=row[8],
+            processed_at=row[9],
+            processing_duration=timespan(timedelta(milliseconds=row[10])) or "00:00:00",
+            channel=row[11],
+            cost=row[12],
+            attempts=row[13],
+        )
+        for row in rows
+    ]
+    return Envelope(
+        data=ItemsPage(
+            operation_id=operationId,
+            items=items,
+            next_cursor=items[-1].index + 1 if len(items) == limit else None,
+        )
+    )
+
+
+@router.get(
+    "/aggregates/{operationId}",
+    summary="Per-operation aggregates from ClickHouse (once finished)",
+    responses={
+        404: {"model": ErrorBody, "description": "Unknown, or another sponsor's"},
+        409: {"model": ErrorBody, "description": "Not ready: the operation is still running"},
+    },
+)
+def get_aggregates(
+    request: Request,
+    principal: CurrentPrincipal,
+    operationId: OperationId,
+) -> dict[str, Any]:
+    """Items by status and by error code, cost, attempts and processing-time percentiles."""
+    snapshot = _visible(request, principal, operationId)
+    if not snapshot.status.is_terminal:
+        raise ApiError(
+            409,
+            "NOT_READY",
+            "Aggregates are computed when the operation finishes",
+            {"status": snapshot.status.value, "statusUrl": status_url(operationId)},
+        )
+    data = _store(request).aggregates(snapshot.sponsor_id, operationId)
+    return {
+        "success": True,
+        "data": {"operationId": operationId, "status": snapshot.status.value, **data},
+    }

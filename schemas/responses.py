@@ -82,6 +82,14 @@ class OperationStatusOut(OutModel):
     current_phase: str
     status_message: str
     recent_results: list[RecentResultOut]
+    stop_reason: str | None = None
+    cancelled_at: datetime | None = None
+    total_cost: float = 0.0
+    aggregates_url: str
+    items_url: str
+    poll_after_seconds: float = Field(description="A sensible wait before the next poll.")
+    next_steps: list[str]
+    tips: list[str] = Field(default_factory=list)
 
 
 class HistorySummary(OutModel):

@@ -327,3 +327,64 @@ def test_templates_seed_and_saved(server: Server) -> None:
     bad = client.post("/templates", json={"name": "Broken", "message": "Merhaba {name"})
     assert bad.status_code == 422
     assert bad.json()["details"]["errors"][0]["field"] == "message"
+
+
+def test_items_aggregates_and_next_steps(make_server: Any, simulator: SimulatorThread) -> None:
+    server: Server = make_server(**provider_env(simulator, sender_rate_whatsapp=40)).start()
+    client = server.client(sponsor_id=35)
+    simulator.simulator.config.permanent_failure_rate = 0.3
+    operation_id = submit(
+        client, body(120, "WhatsApp", batchSize=20, retryAttempts=0), "/send-links"
+    )
+    early = client.get(f"/aggregates/{operation_id}")
+    assert early.status_code == 409 and early.json()["error"] == "NOT_READY"
+    from tests.support import wait_for
+
+    running = wait_for(
+        lambda: (
+            (d := client.get(f"/status/{operation_id}").json()["data"])["status"] == "Processing"
+            and d
+        ),
+        timeout=30,
+        message="processing",
+    )
+    assert any("/cancel/" in step for step in running["nextSteps"])
+
+    status = wait_terminal(client, operation_id, timeout=60)
+    metrics = status["metrics"]
+    failed, ok = metrics["failedItems"], metrics["successfulItems"]
+    assert status["status"] == "PartiallyCompleted" and failed > 0
+    assert any("/retry/" in step for step in status["nextSteps"])
+
+    aggregates = client.get(f"/aggregates/{operation_id}").json()["data"]
+    assert aggregates["byStatus"] == {"Failed": failed, "Success": ok}
+    assert aggregates["byError"] == [
+        {
+            "errorCode": "WHATSAPP_131026",
+            "errorCategory": "Validation",
+            "count": failed,
+            "retryable": 0,
+        }
+    ]
+    assert aggregates["totalCost"] == pytest.approx(ok * 0.03)
+
+    pages, cursor = [], 0
+    while cursor is not None:
+        page = client.get(
+            f"/items/{operation_id}", params={"status": "Failed", "cursor": cursor, "limit": 7}
+        )
+        assert page.status_code == 200, page.text
+        data = page.json()["data"]
+        pages.extend(data["items"])
+        cursor = data["nextCursor"]
+    assert len(pages) == failed
+    assert all(i["status"] == "Failed" and i["errorCode"] == "WHATSAPP_131026" for i in pages)
+    assert [i["index"] for i in pages] == sorted(i["index"] for i in pages)
+
+    filtered = client.get("/history", params={"status": "PartiallyCompleted"}).json()
+    assert [e["operationId"] for e in filtered["data"]] == [operation_id]
+    assert (
+        client.get("/history", params={"status": "Completed"}).json()["pagination"]["totalCount"]
+        == 0
+    )
+    assert server.client(sponsor_id=36).get(f"/items/{operation_id}").status_code == 404
