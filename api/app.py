@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.dashboard import router as dashboard_router
 from api.errors import install_error_handlers
+from api.live import router as live_router
 from api.presenters import API_PREFIX
 from api.routes import router
 from bulkops.settings import ApiSettings
@@ -119,6 +120,7 @@ def create_api(
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(dashboard_router)
+    app.include_router(live_router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and status-view readiness")
     def healthz() -> dict[str, Any]:
