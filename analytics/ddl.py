@@ -104,4 +104,19 @@ ENGINE = ReplacingMergeTree(updated_at)
 ORDER BY (sponsor_id, name)
 """
 
-ALL = (OPERATIONS, OPERATION_REQUESTS, ITEMS, CODES, TEMPLATES)
+RECIPIENTS = """
+CREATE TABLE IF NOT EXISTS recipients
+(
+    sponsor_id UInt64,
+    operation_id String,
+    item_index UInt32,
+    name String,
+    address String,
+    message String,
+    idempotency_key String
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (sponsor_id, operation_id, item_index)
+"""
+
+ALL = (OPERATIONS, OPERATION_REQUESTS, ITEMS, CODES, TEMPLATES, RECIPIENTS)

@@ -19,7 +19,7 @@ from clickhouse_connect.driver.client import Client
 from analytics import ddl
 from analytics.client import connect
 from schemas.common import ItemStatus, OperationType
-from schemas.messages import OperationRequested, OperationSnapshot, ResultBatch
+from schemas.messages import OperationRequested, OperationSnapshot, RecipientChunk, ResultBatch
 
 _ITEM_COLUMNS = (
     "sponsor_id",
@@ -174,6 +174,23 @@ FROM templates FINAL WHERE sponsor_id = {sponsor:UInt64} ORDER BY name
 """
 _TEMPLATE_COUNT = """
 SELECT uniqExact(name) FROM templates WHERE sponsor_id = {sponsor:UInt64}
+"""
+_REQUEST = """
+SELECT request_json FROM operation_requests FINAL
+WHERE sponsor_id = {sponsor:UInt64} AND operation_id = {operation:String}
+"""
+_FAILED = """
+SELECT item_index, is_retryable FROM items FINAL
+WHERE sponsor_id = {sponsor:UInt64} AND operation_id = {operation:String} AND status = 'Failed'
+  AND ({code:Nullable(String)} IS NULL OR error_code = {code:Nullable(String)})
+  AND ({category:Nullable(String)} IS NULL OR error_category = {category:Nullable(String)})
+ORDER BY item_index
+"""
+_RECIPIENTS = """
+SELECT item_index, name, address, message, idempotency_key FROM recipients FINAL
+WHERE sponsor_id = {sponsor:UInt64} AND operation_id = {operation:String}
+  AND item_index IN {indexes:Array(UInt32)}
+ORDER BY item_index
 """
 _DUPLICATE_CODES = """
 SELECT count() FROM (SELECT code FROM codes FINAL GROUP BY code HAVING count() > 1)
@@ -525,6 +542,67 @@ class AnalyticsStore:
 
     def template_count(self, sponsor_id: int) -> int:
         return int(self._query(_TEMPLATE_COUNT, {"sponsor": sponsor_id})[0][0])
+
+    def record_recipients(self, chunk: RecipientChunk) -> None:
+        """Keep a link send's sendable recipients, so its failures can be retried later."""
+        rows = [
+            [
+                chunk.sponsor_id,
+                chunk.operation_id,
+                r.index,
+                r.name,
+                r.address,
+                r.message,
+                r.idempotency_key or f"{chunk.operation_id}:{r.index}",
+            ]
+            for r in chunk.recipients
+            if r.skip is None and r.address is not None and r.message is not None
+        ]
+        if not rows:
+            return
+        with self._write_lock:
+            self._writer.insert(
+                "recipients",
+                rows,
+                column_names=(
+                    "sponsor_id",
+                    "operation_id",
+                    "item_index",
+                    "name",
+                    "address",
+                    "message",
+                    "idempotency_key",
+                ),
+            )
+
+    def request(self, sponsor_id: int, operation_id: str) -> OperationRequested | None:
+        rows = self._query(_REQUEST, {"sponsor": sponsor_id, "operation": operation_id})
+        return OperationRequested.model_validate_json(rows[0][0]) if rows else None
+
+    def failed_items(
+        self, sponsor_id: int, operation_id: str, *, code: str | None, category: str | None
+    ) -> list[tuple[int, bool]]:
+        rows = self._query(
+            _FAILED,
+            {"sponsor": sponsor_id, "operation": operation_id, "code": code, "category": category},
+        )
+        return [(int(index), bool(retryable)) for index, retryable in rows]
+
+    def recipients(
+        self, sponsor_id: int, operation_id: str, indexes: list[int]
+    ) -> list[tuple[int, str, str, str, str]]:
+        found: list[tuple[int, str, str, str, str]] = []
+        for start in range(0, len(indexes), 10_000):
+            rows = self._query(
+                _RECIPIENTS,
+                {
+                    "sponsor": sponsor_id,
+                    "operation": operation_id,
+                    "indexes": indexes[start : start + 10_000],
+                },
+            )
+            found.extend((int(r[0]), r[1], r[2], r[3], r[4]) for r in rows)
+        return found
 
     def duplicate_codes(self) -> int:
         """Codes stored for more than one item anywhere in the system (should be 0)."""

@@ -20,7 +20,7 @@ from api.producer import MessageSink, ProduceError
 from api.recipients import BatchTooLarge, TemplateError, encode_chunks, prepare
 from api.status_view import StatusView
 from bulkops.settings import ApiSettings
-from schemas.common import ItemStatus, OperationStatus, OperationType
+from schemas.common import ErrorCategory, ItemStatus, OperationStatus, OperationType
 from schemas.messages import (
     OPERATION_ID_PATTERN,
     ControlAction,
@@ -29,6 +29,7 @@ from schemas.messages import (
     OperationAbort,
     OperationRequested,
     OperationSnapshot,
+    PreparedRecipient,
 )
 from schemas.requests import (
     SEED_CODE_GENERATION_EXAMPLE,
@@ -331,49 +332,30 @@ async def send_links(
             "No recipient can be sent to: " + "; ".join(prepared.warnings()),
             prepared.details(),
         )
-    try:
-        chunks = encode_chunks(
-            operation_id=operation_id,
-            sponsor_id=sponsor_id,
-            recipients=prepared.recipients,
-            batch_size=body.processing.batch_size,
-            max_bytes=CHUNK_BYTES,
-        )
-    except BatchTooLarge as exc:
-        raise validation_error("processing.batchSize", str(exc)) from exc
+    spec = LinkSendSpec(
+        channel=body.channel,
+        subject=body.operation_name,
+        batch_size=body.processing.batch_size,
+        max_concurrency=body.processing.max_concurrency,
+        retry_attempts=body.processing.retry_attempts,
+        retry_delay_seconds=body.processing.retry_delay_seconds,
+        stop_on_first_error=body.processing.stop_on_first_error,
+        budget_limit=budget,
+        price_per_message=price,
+        recipient_chunks=1,
+    )
     now = datetime.now(UTC)
     total = len(body.recipients)
-    header = OperationRequested(
-        operation_id=operation_id,
-        operation_type=OperationType.LINK_SEND,
-        sponsor_id=sponsor_id,
-        requested_by=principal.subject,
-        requested_at=now,
-        total_items=total,
-        operation_name=body.operation_name,
-        link_send=LinkSendSpec(
-            channel=body.channel,
-            subject=body.operation_name,
-            batch_size=body.processing.batch_size,
-            max_concurrency=body.processing.max_concurrency,
-            retry_attempts=body.processing.retry_attempts,
-            retry_delay_seconds=body.processing.retry_delay_seconds,
-            stop_on_first_error=body.processing.stop_on_first_error,
-            budget_limit=budget,
-            price_per_message=price,
-            recipient_chunks=len(chunks),
-        ),
-    )
-    snapshot = _queued_snapshot(
-        operation_id,
-        sponsor_id,
+    snapshot = await _queue_link_send(
+        request,
         principal,
-        OperationType.LINK_SEND,
-        body.operation_name,
-        total,
-        now,
+        sponsor_id=sponsor_id,
+        operation_id=operation_id,
+        name=body.operation_name,
+        spec=spec,
+        recipients=prepared.recipients,
+        now=now,
     )
-    await _queue(request, snapshot, [header.model_dump_json().encode(), *chunks])
     log.info(
         "operation %s: queued %d %s sends (%d skipped by validation) for sponsor %d by %s",
         operation_id,
@@ -397,6 +379,48 @@ async def send_links(
             validation_warnings=prepared.warnings(),
         )
     )
+
+
+async def _queue_link_send(
+    request: Request,
+    principal: Principal,
+    *,
+    sponsor_id: int,
+    operation_id: str,
+    name: str,
+    spec: LinkSendSpec,
+    recipients: list[PreparedRecipient],
+    now: datetime,
+    retry_of: str | None = None,
+) -> OperationSnapshot:
+    """The header and the recipient chunks of a link send, queued in order (or 503)."""
+    try:
+        chunks = encode_chunks(
+            operation_id=operation_id,
+            sponsor_id=sponsor_id,
+            recipients=recipients,
+            batch_size=spec.batch_size,
+            max_bytes=CHUNK_BYTES,
+        )
+    except BatchTooLarge as exc:
+        raise validation_error("processing.batchSize", str(exc)) from exc
+    header = OperationRequested(
+        operation_id=operation_id,
+        operation_type=OperationType.LINK_SEND,
+        sponsor_id=sponsor_id,
+        requested_by=principal.subject,
+        requested_at=now,
+        total_items=len(recipients),
+        operation_name=name,
+        retry_of=retry_of,
+        link_send=spec.model_copy(update={"recipient_chunks": len(chunks)}),
+    )
+    snapshot = _queued_snapshot(
+        operation_id, sponsor_id, principal, OperationType.LINK_SEND, name, len(recipients), now
+    )
+    snapshot.retry_of = retry_of
+    await _queue(request, snapshot, [header.model_dump_json().encode(), *chunks])
+    return snapshot
 
 
 @router.get(
@@ -671,3 +695,103 @@ def get_aggregates(
         "success": True,
         "data": {"operationId": operationId, "status": snapshot.status.value, **data},
     }
+
+
+class RetryResult(OutModel):
+    original_operation_id: str
+    retry_operation_id: str
+    failed_items_count: int
+    retryable_items_count: int
+    non_retryable_items_count: int
+
+
+_retry_locks: dict[str, asyncio.Lock] = {}
+
+
+@router.post(
+    "/retry/{operationId}",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Envelope[RetryResult],
+    summary="Re-send only the retryable failed items, as a new linked operation",
+    responses={
+        404: {"model": ErrorBody, "description": "Unknown, or another sponsor's"},
+        409: {"model": ErrorBody, "description": "Still running, or nothing to retry"},
+    },
+)
+async def retry_failed(
+    request: Request,
+    principal: CurrentPrincipal,
+    operationId: OperationId,
+    error_code: Annotated[str | None, Query(alias="errorCode", max_length=64)] = None,
+    error_category: Annotated[ErrorCategory | None, Query(alias="errorCategory")] = None,
+) -> Envelope[RetryResult]:
+    """Items that failed with a retryable error go out again in a new operation; each keeps
+    its original item id as the provider idempotency key. Narrow the retry with
+    ``errorCode`` or ``errorCategory``. While a retry of this operation runs, calling again
+    returns that same retry operation."""
+    snapshot = _visible(request, principal, operationId)
+    if not snapshot.status.is_terminal:
+        raise ApiError(409, "OPERATION_RUNNING", "Retry once the operation has finished")
+    lock = _retry_locks.setdefault(operationId, asyncio.Lock())
+    async with lock:
+        view = _view(request)
+        store = _store(request)
+        failed = await asyncio.to_thread(
+            store.failed_items,
+            snapshot.sponsor_id,
+            operationId,
+            code=error_code,
+            category=error_category.value if error_category else None,
+        )
+        retryable = [index for index, ok in failed if ok]
+        counts = {
+            "failed_items_count": len(failed),
+            "retryable_items_count": len(retryable),
+            "non_retryable_items_count": len(failed) - len(retryable),
+        }
+        running = view.running_retry_of(operationId)
+        if running is not None:
+            return Envelope(
+                message="A retry of this operation is already running",
+                data=RetryResult(
+                    original_operation_id=operationId,
+                    retry_operation_id=running.operation_id,
+                    **counts,
+                ),
+            )
+        if not retryable:
+            raise ApiError(
+                409,
+                "NOTHING_TO_RETRY",
+                "No retryable failed items" + (" match the filter" if failed else ""),
+                {"failedItemsCount": len(failed), "nonRetryableItemsCount": len(failed)},
+            )
+        original = await asyncio.to_thread(store.request, snapshot.sponsor_id, operationId)
+        if original is None or original.link_send is None:
+            raise ApiError(409, "NOTHING_TO_RETRY", "Only link sends can be retried")
+        rows = await asyncio.to_thread(
+            store.recipients, snapshot.sponsor_id, operationId, retryable
+        )
+        recipients = [
+            PreparedRecipient(
+                index=i, name=name, address=address, message=message, idempotency_key=key
+            )
+            for i, (_, name, address, message, key) in enumerate(rows)
+        ]
+        retry_id = f"retry_{uuid.uuid4().hex}"
+        await _queue_link_send(
+            request,
+            principal,
+            sponsor_id=snapshot.sponsor_id,
+            operation_id=retry_id,
+            name=f"Retry of {original.operation_name}"[:200],
+            spec=original.link_send,
+            recipients=recipients,
+            now=datetime.now(UTC),
+            retry_of=operationId,
+        )
+    log.info("operation %s: retrying %d failed items as %s", operationId, len(recipients), retry_id)
+    return Envelope(
+        message=f"{len(recipients)} failed items queued again",
+        data=RetryResult(original_operation_id=operationId, retry_operation_id=retry_id, **counts),
+    )

@@ -40,6 +40,14 @@ class StatusView:
         with self._lock:
             return self._snapshots.get(operation_id)
 
+    def running_retry_of(self, operation_id: str) -> OperationSnapshot | None:
+        """A retry of ``operation_id`` that has not finished, if one exists."""
+        with self._lock:
+            for snapshot in self._snapshots.values():
+                if snapshot.retry_of == operation_id and not snapshot.status.is_terminal:
+                    return snapshot
+        return None
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._snapshots)

@@ -45,6 +45,11 @@ class PreparedRecipient(WireModel):
     name: str
     address: str | None = Field(description="E.164 phone number or normalised e-mail address.")
     message: str | None = None
+    idempotency_key: str | None = Field(
+        default=None,
+        description="Provider idempotency key when not the item id: a retry reuses the "
+        "original item's, so a message that did get through is not sent twice.",
+    )
     skip: ItemError | None = Field(
         default=None, description="Set when validation failed: the item ends Skipped with it."
     )
@@ -79,6 +84,7 @@ class OperationRequested(WireModel):
     requested_at: datetime
     total_items: int = Field(gt=0)
     operation_name: str = Field(default="", max_length=200)
+    retry_of: str | None = Field(default=None, pattern=OPERATION_ID_PATTERN)
     code_generation: BulkCodeGenerationRequest | None = None
     link_send: LinkSendSpec | None = None
 
@@ -248,6 +254,7 @@ class OperationSnapshot(WireModel):
         "BUDGET_EXCEEDED or SUBMISSION_INCOMPLETE.",
     )
     cancelled_at: datetime | None = None
+    retry_of: str | None = None
     errors: list[ItemError] = Field(default_factory=list)
     recent_results: list[RecentResult] = Field(default_factory=list)
     version: int = Field(

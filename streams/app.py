@@ -320,6 +320,11 @@ def build_worker(settings: WorkerSettings, store: AnalyticsStore) -> faust.App:
         if state.status.is_terminal:
             return
         batches = list(link_item_batches(state, chunk))
+        await with_retry(
+            f"operation {chunk.operation_id}: storing recipients of chunk {chunk.chunk_index}",
+            store.record_recipients,
+            chunk,
+        )
         for batch in batches:
             state.exploded = with_bit(state.exploded, batch.batch_index)
         save(state)

@@ -88,6 +88,7 @@ def register(
         reserved=bitmap,
         serial_base=serial_base,
         link=request.link_send,
+        retry_of=request.retry_of,
         channel=request.link_send.channel if request.link_send else None,
         subscription_tier_id=codegen.subscription_tier_id if codegen else None,
         code_prefix=codegen.code_prefix if codegen else None,

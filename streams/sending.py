@@ -173,7 +173,7 @@ async def _send_with_retries(
                 to=recipient.address,
                 body=recipient.message,
                 subject=spec.subject,
-                idempotency_key=item_id,
+                idempotency_key=recipient.idempotency_key or item_id,
             )
             return _Outcome(
                 ItemStatus.SUCCESS, result=delivery.provider_message_id, attempts=attempts + 1
