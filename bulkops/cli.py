@@ -10,7 +10,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from bulkops import localkafka
-from bulkops.settings import ApiSettings, WorkerSettings
+from bulkops.client import BulkopsClient
+from bulkops.settings import ApiSettings, ClientSettings, WorkerSettings
 from streams.topics import Topics
 
 log = logging.getLogger("bulkops")
@@ -180,6 +181,85 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _client(args: argparse.Namespace) -> BulkopsClient:
+    settings = ClientSettings()
+    token = args.token or settings.token
+    if not token:
+        raise SystemExit("a token is needed: --token or BULKOPS_TOKEN (see `bulkops token`)")
+    return BulkopsClient(args.url or settings.api_url, token)
+
+
+def _follow(client: BulkopsClient, operation_id: str) -> int:
+    """A live progress bar until the operation ends; exit code 0 only for Completed."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    console = Console(stderr=True)
+    console.print(f"operation [bold]{operation_id}[/bold]")
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("Queued", total=None)
+
+        def show(status: dict[str, object]) -> None:
+            metrics = status["metrics"]
+            assert isinstance(metrics, dict)
+            progress.update(
+                task,
+                total=metrics["totalItems"],
+                completed=metrics["processedItems"],
+                description=str(status["status"]),
+            )
+
+        final = client.wait(operation_id, on_progress=show)
+    metrics = final["metrics"]
+    console.print(
+        f"{final['status']}: {metrics['successfulItems']} succeeded, "
+        f"{metrics['failedItems']} failed, {metrics['skippedItems']} skipped"
+    )
+    for step in final.get("nextSteps", []):
+        console.print(f"  next: {step}")
+    return 0 if final["status"] == "Completed" else 1
+
+
+def cmd_submit_codes(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        operation_id = client.generate_codes(
+            operationName=args.name,
+            subscriptionTierId=args.tier,
+            quantity=args.quantity,
+            codePrefix=args.prefix,
+            validityDays=args.validity_days,
+            processing={"batchSize": args.batch_size},
+        )
+        return _follow(client, operation_id)
+
+
+def cmd_submit_links(args: argparse.Namespace) -> int:
+    import orjson
+
+    body = orjson.loads(args.file.read_bytes())
+    with _client(args) as client:
+        return _follow(client, client.send_links(**body))
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        return _follow(client, args.operation_id)
+
+
 def cmd_export_schemas(args: argparse.Namespace) -> int:
     from schemas.export import write_schemas
 
@@ -233,6 +313,30 @@ def parser() -> argparse.ArgumentParser:
     token.add_argument("--subject")
     token.add_argument("--hours", type=float, default=12)
     token.set_defaults(func=cmd_token)
+
+    def client_options(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--url", help="API base URL (BULKOPS_API_URL)")
+        command.add_argument("--token", help="bearer token (BULKOPS_TOKEN)")
+
+    codes = sub.add_parser("submit-codes", help="generate codes and follow them to the end")
+    client_options(codes)
+    codes.add_argument("--quantity", type=int, required=True)
+    codes.add_argument("--tier", type=int, default=1, help="subscriptionTierId")
+    codes.add_argument("--prefix", default="BULK")
+    codes.add_argument("--validity-days", type=int, default=365)
+    codes.add_argument("--batch-size", type=int, default=500)
+    codes.add_argument("--name", default="Bulk Code Generation")
+    codes.set_defaults(func=cmd_submit_codes)
+
+    links = sub.add_parser("submit-links", help="send links from a JSON body file and follow it")
+    client_options(links)
+    links.add_argument("file", type=Path, help="a send-links request body (JSON)")
+    links.set_defaults(func=cmd_submit_links)
+
+    watch = sub.add_parser("watch", help="follow an operation with a progress bar")
+    client_options(watch)
+    watch.add_argument("operation_id")
+    watch.set_defaults(func=cmd_watch)
 
     export = sub.add_parser(
         "export-schemas", help="write the JSON Schemas of requests and messages"

@@ -176,3 +176,12 @@ class ApiSettings(BulkopsSettings):
     # How long POST /cancel waits for the worker to confirm that no new item will start.
     control_ack_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     status_view_ready_timeout_seconds: float = Field(default=30.0, gt=0)
+
+
+class ClientSettings(BaseSettings):
+    """The command-line client (``bulkops submit-codes``, ``submit-links``, ``watch``)."""
+
+    model_config = SettingsConfigDict(env_prefix="BULKOPS_", env_file=".env", extra="ignore")
+
+    api_url: str = "http://127.0.0.1:8000"
+    token: str | None = None

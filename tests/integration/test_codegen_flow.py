@@ -145,3 +145,28 @@ def test_status_survives_api_restart(make_server: Any) -> None:
     after = server.client(sponsor_id=7).get(f"/status/{operation_id}").json()["data"]
     assert after["status"] == "Completed"
     assert after["metrics"] == before["metrics"]
+
+
+def test_python_client_and_cli_follow_an_operation(server: Server) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from bulkops.client import BulkopsClient
+
+    token = server.token(71)
+    with BulkopsClient(server.base_url, token, sleep=lambda s: time.sleep(min(s, 0.2))) as client:
+        operation_id = client.generate_codes(subscriptionTierId=2, quantity=3000)
+        final = client.wait(operation_id, timeout=60)
+    assert final["status"] == "Completed"
+
+    cli = subprocess.run(
+        [sys.executable, "-m", "bulkops.cli", "submit-codes", "--quantity", "500", "--tier", "2"],
+        env={**server.env, "BULKOPS_API_URL": server.base_url, "BULKOPS_TOKEN": token},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    assert "Completed: 500 succeeded, 0 failed, 0 skipped" in cli.stderr
