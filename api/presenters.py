@@ -93,6 +93,14 @@ def status_out(snapshot: OperationSnapshot, now: datetime) -> OperationStatusOut
         stop_reason=snapshot.stop_reason,
         cancelled_at=snapshot.cancelled_at,
         total_cost=round(snapshot.total_cost, 6),
+        retry_of=snapshot.retry_of,
+        webhook_state=snapshot.webhook_state,
+        webhook_attempts=[
+            a.model_dump(
+                mode="json", include={"event", "attempt", "status_code", "error", "delivered", "at"}
+            )
+            for a in snapshot.webhook_attempts
+        ],
         aggregates_url=f"{API_PREFIX}/aggregates/{snapshot.operation_id}",
         items_url=f"{API_PREFIX}/items/{snapshot.operation_id}",
         poll_after_seconds=poll_after(snapshot),

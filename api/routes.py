@@ -47,6 +47,7 @@ from schemas.responses import (
     Pagination,
 )
 from streams.topics import Topics, sponsor_key
+from streams.webhooks import UnsafeTarget, check_target, sponsor_secret
 
 log = logging.getLogger("bulkops.api")
 
@@ -162,6 +163,7 @@ async def generate_codes(
     if violation is not None:
         raise validation_error(*violation)
     sponsor_id = _sponsor_for_submit(principal, body.sponsor_id)
+    callback = await _checked_callback(request, body.processing.callback_url)
     now = datetime.now(UTC)
     operation_id = f"codegen_{uuid.uuid4().hex}"
     message = OperationRequested(
@@ -171,6 +173,8 @@ async def generate_codes(
         requested_by=principal.subject,
         requested_at=now,
         total_items=body.quantity,
+        callback_url=callback,
+        progress_notifications=body.processing.send_progress_notifications,
         code_generation=body.model_copy(update={"sponsor_id": sponsor_id}),
     )
     snapshot = _queued_snapshot(
@@ -203,6 +207,19 @@ async def generate_codes(
             metrics=metrics(snapshot, now),
         )
     )
+
+
+async def _checked_callback(request: Request, url: object | None) -> str | None:
+    """The callback URL as a string, once it is known not to point inside our network."""
+    if url is None:
+        return None
+    try:
+        await asyncio.to_thread(
+            check_target, str(url), allow_private=_settings(request).webhook_allow_private
+        )
+    except UnsafeTarget as exc:
+        raise validation_error("processing.callbackUrl", str(exc)) from exc
+    return str(url)
 
 
 async def _queue(request: Request, snapshot: OperationSnapshot, messages: list[bytes]) -> None:
@@ -312,6 +329,7 @@ async def send_links(
             "metadata.budgetLimit", f"too small for even one {body.channel.value} message ({price})"
         )
     sponsor_id = _sponsor_for_submit(principal, body.sponsor_id)
+    callback = await _checked_callback(request, body.processing.callback_url)
     operation_id = f"bulk_{uuid.uuid4().hex}"
     store = _store(request)
     try:
@@ -355,6 +373,8 @@ async def send_links(
         spec=spec,
         recipients=prepared.recipients,
         now=now,
+        callback_url=callback,
+        progress_notifications=body.processing.send_progress_notifications,
     )
     log.info(
         "operation %s: queued %d %s sends (%d skipped by validation) for sponsor %d by %s",
@@ -392,6 +412,8 @@ async def _queue_link_send(
     recipients: list[PreparedRecipient],
     now: datetime,
     retry_of: str | None = None,
+    callback_url: str | None = None,
+    progress_notifications: bool = False,
 ) -> OperationSnapshot:
     """The header and the recipient chunks of a link send, queued in order (or 503)."""
     try:
@@ -413,6 +435,8 @@ async def _queue_link_send(
         total_items=len(recipients),
         operation_name=name,
         retry_of=retry_of,
+        callback_url=callback_url,
+        progress_notifications=progress_notifications,
         link_send=spec.model_copy(update={"recipient_chunks": len(chunks)}),
     )
     snapshot = _queued_snapshot(
@@ -795,3 +819,25 @@ async def retry_failed(
         message=f"{len(recipients)} failed items queued again",
         data=RetryResult(original_operation_id=operationId, retry_operation_id=retry_id, **counts),
     )
+
+
+@router.get("/webhook-secret", summary="The secret your webhooks are signed with")
+def webhook_secret(request: Request, principal: CurrentPrincipal) -> dict[str, Any]:
+    """Verify ``X-Bulkops-Signature`` as ``sha256=HMAC_SHA256(secret, timestamp + "." + body)``
+    with ``timestamp`` from ``X-Bulkops-Timestamp``; refuse stale timestamps (replay)."""
+    if principal.sponsor_id is None:
+        raise ApiError(403, "FORBIDDEN", "Webhook secrets belong to a sponsor: use a Sponsor token")
+    return {
+        "success": True,
+        "data": {
+            "secret": sponsor_secret(_settings(request).webhook_secret, principal.sponsor_id),
+            "algorithm": "HMAC-SHA256",
+            "signedPayload": "{X-Bulkops-Timestamp}.{raw body}",
+            "headers": [
+                "X-Bulkops-Signature",
+                "X-Bulkops-Timestamp",
+                "X-Bulkops-Event",
+                "X-Bulkops-Delivery",
+            ],
+        },
+    }

@@ -83,6 +83,7 @@ def bulkops_system(
         "BULKOPS_PORT": str(port),
         "BULKOPS_JWT_SECRET": jwt_secret,
         "BULKOPS_CODE_SECRET": secrets.token_urlsafe(48),
+        "BULKOPS_WEBHOOK_SECRET": secrets.token_urlsafe(48),
         "BULKOPS_SMS_AUTH_TOKEN": secrets.token_urlsafe(16),
         "BULKOPS_WHATSAPP_TOKEN": secrets.token_urlsafe(16),
         "BULKOPS_LOG_LEVEL": "WARNING",

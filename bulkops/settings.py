@@ -20,7 +20,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789"  # noqa: S105 - labelled dev default
 DEV_CODE_SECRET = "dev-only-code-secret-change-me-0123456789"  # noqa: S105 - labelled dev default
 DEV_PROVIDER_TOKEN = "dev-only-provider-token-for-the-simulator"  # noqa: S105 - labelled dev default
-_DEV_SECRETS = {DEV_JWT_SECRET, DEV_CODE_SECRET, DEV_PROVIDER_TOKEN}
+DEV_WEBHOOK_SECRET = "dev-only-webhook-secret-change-me-012345"  # noqa: S105 - labelled dev default
+_DEV_SECRETS = {DEV_JWT_SECRET, DEV_CODE_SECRET, DEV_PROVIDER_TOKEN, DEV_WEBHOOK_SECRET}
 
 
 class BulkopsSettings(BaseSettings):
@@ -45,6 +46,10 @@ class BulkopsSettings(BaseSettings):
     # Secrets: HS256 key for bearer tokens, and the key behind code generation.
     jwt_secret: str = DEV_JWT_SECRET
     code_secret: str = DEV_CODE_SECRET
+    # Master key behind each sponsor's webhook signing secret.
+    webhook_secret: str = DEV_WEBHOOK_SECRET
+    # Allow callback URLs on loopback/private addresses (tests, on-premise receivers).
+    webhook_allow_private: bool = False
 
     log_level: str = "INFO"
     # The seed's quota is 5,000 items per operation; raise it for bulk code runs of millions.
@@ -84,7 +89,7 @@ class BulkopsSettings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_dev_secrets_outside_dev(self) -> BulkopsSettings:
         if self.env != "dev":
-            for name in ("jwt_secret", "code_secret"):
+            for name in ("jwt_secret", "code_secret", "webhook_secret"):
                 value = getattr(self, name)
                 if value in _DEV_SECRETS:
                     raise ValueError(
@@ -131,6 +136,9 @@ class WorkerSettings(BulkopsSettings):
     # process on one host its own id (the default is the host name).
     instance_id: str = Field(default_factory=socket.gethostname, pattern=r"^[A-Za-z0-9._-]{1,200}$")
     session_timeout_seconds: float = Field(default=10.0, ge=6, le=300)
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    webhook_max_attempts: int = Field(default=6, ge=1, le=20)
+    webhook_backoff_seconds: float = Field(default=1.0, ge=0, le=300)
     # Item batches processed at once (link sends wait on I/O; codes do not care).
     process_concurrency: int = Field(default=32, ge=1, le=1000)
 

@@ -85,6 +85,8 @@ class OperationRequested(WireModel):
     total_items: int = Field(gt=0)
     operation_name: str = Field(default="", max_length=200)
     retry_of: str | None = Field(default=None, pattern=OPERATION_ID_PATTERN)
+    callback_url: str | None = Field(default=None, max_length=2000)
+    progress_notifications: bool = False
     code_generation: BulkCodeGenerationRequest | None = None
     link_send: LinkSendSpec | None = None
 
@@ -208,6 +210,7 @@ class RecentResult(WireModel):
 class BatchSunk(WireModel):
     """Emitted after a result batch is stored in ClickHouse: the only input to progress counts."""
 
+    kind: Literal["batch"] = "batch"
     operation_id: str
     sponsor_id: int
     batch_index: int
@@ -220,6 +223,36 @@ class BatchSunk(WireModel):
     cost: float = Field(default=0.0, ge=0)
     sunk_at: datetime
     recent: list[RecentResult] = Field(default_factory=list, max_length=10)
+
+
+class WebhookAttempt(WireModel):
+    """One delivery attempt of a webhook, reported to the progress topic so status shows it."""
+
+    kind: Literal["webhook"] = "webhook"
+    operation_id: str
+    sponsor_id: int
+    event: str
+    attempt: int
+    status_code: int | None = None
+    error: str | None = None
+    delivered: bool
+    final: bool
+    at: datetime
+
+
+def _progress_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("kind", "batch"))
+    return str(getattr(value, "kind", "batch"))
+
+
+ProgressMessage = TypeAdapter(
+    Annotated[
+        Annotated[BatchSunk, Tag("batch")] | Annotated[WebhookAttempt, Tag("webhook")],
+        Discriminator(_progress_kind),
+    ]
+)
+"""What the progress topic carries: stored batches, and webhook delivery attempts."""
 
 
 class OperationSnapshot(WireModel):
@@ -255,6 +288,8 @@ class OperationSnapshot(WireModel):
     )
     cancelled_at: datetime | None = None
     retry_of: str | None = None
+    webhook_state: str | None = Field(default=None, description="pending, delivered or failed")
+    webhook_attempts: list[WebhookAttempt] = Field(default_factory=list)
     errors: list[ItemError] = Field(default_factory=list)
     recent_results: list[RecentResult] = Field(default_factory=list)
     version: int = Field(

@@ -85,6 +85,9 @@ class OperationStatusOut(OutModel):
     stop_reason: str | None = None
     cancelled_at: datetime | None = None
     total_cost: float = 0.0
+    retry_of: str | None = None
+    webhook_state: str | None = None
+    webhook_attempts: list[dict[str, Any]] = Field(default_factory=list)
     aggregates_url: str
     items_url: str
     poll_after_seconds: float = Field(description="A sensible wait before the next poll.")

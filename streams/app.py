@@ -39,9 +39,11 @@ from schemas.messages import (
     OperationAbort,
     OperationRequested,
     OperationsMessage,
+    ProgressMessage,
     RecentResult,
     RecipientChunk,
     ResultBatch,
+    WebhookAttempt,
 )
 from streams.codes import CodeMinter, generate_codes
 from streams.pacing import Pacer
@@ -60,6 +62,7 @@ from streams.progress import (
 from streams.providers.factory import build_providers
 from streams.sending import halting, send_link_batch, skip_batch
 from streams.topics import Topics, sponsor_key
+from streams.webhooks import AttemptResult, deliver, sponsor_secret
 
 log = logging.getLogger("bulkops.worker")
 
@@ -421,16 +424,113 @@ def build_worker(settings: WorkerSettings, store: AnalyticsStore) -> faust.App:
             )
         await results_topic.send(key=event.message.key, value=result.model_dump_json().encode())
 
-    async def on_batch_sunk(event: EventT) -> None:
-        sunk = BatchSunk.model_validate_json(event.value)
-        check_key(event, sunk.sponsor_id)
+    webhook_tasks: dict[tuple[str, str], asyncio.Task[bool]] = {}
+    milestones = (25, 50, 75)
+
+    def start_webhook(state: OperationState, event_name: str) -> None:
+        """Deliver in the background: a slow receiver must never hold up the stream."""
+        key = (state.operation_id, event_name)
+        if state.callback_url is None or key in webhook_tasks:
+            return
+        payload = {
+            "type": event_name,
+            "operationId": state.operation_id,
+            "operationType": state.operation_type.value,
+            "status": state.status.value,
+            "totalItems": state.total_items,
+            "processedItems": state.processed_items,
+            "successfulItems": state.successful_items,
+            "failedItems": state.failed_items,
+            "skippedItems": state.skipped_items,
+            "totalCost": round(state.total_cost, 6),
+            "completedAt": state.completed_at.isoformat() if state.completed_at else None,
+            "timestamp": _now().isoformat(),
+        }
+        sponsor = state.sponsor_id
+
+        async def report(result: AttemptResult) -> None:
+            attempt = WebhookAttempt(
+                operation_id=key[0],
+                sponsor_id=sponsor,
+                event=event_name,
+                attempt=result.attempt,
+                status_code=result.status_code,
+                error=result.error,
+                delivered=result.delivered,
+                final=result.final,
+                at=_now(),
+            )
+            await progress_topic.send(
+                key=sponsor_key(sponsor), value=attempt.model_dump_json().encode()
+            )
+
+        task = asyncio.ensure_future(
+            deliver(
+                url=state.callback_url,
+                event=event_name,
+                payload=payload,
+                secret=sponsor_secret(settings.webhook_secret, sponsor),
+                allow_private=settings.webhook_allow_private,
+                request_timeout=settings.webhook_timeout_seconds,
+                max_attempts=settings.webhook_max_attempts,
+                backoff=settings.webhook_backoff_seconds,
+                report=report,
+            )
+        )
+        webhook_tasks[key] = task
+        # Kept after it ends: the timer must not start it again in this process while the
+        # final attempt's report is still on its way to the table.
+
+    async def on_progress_message(event: EventT) -> None:
+        message = ProgressMessage.validate_json(event.value)
+        check_key(event, message.sponsor_id)
+        if isinstance(message, WebhookAttempt):
+            await on_webhook_attempt(message)
+        else:
+            await on_batch_sunk(message)
+
+    async def on_webhook_attempt(attempt: WebhookAttempt) -> None:
+        state = load(attempt.operation_id)
+        if state is None:
+            raise InvalidMessage(f"unknown operation {attempt.operation_id}")
+        state.webhook_attempts = [*state.webhook_attempts, attempt][-20:]
+        if attempt.final and attempt.event == "operation_completed":
+            state.webhook_state = "delivered" if attempt.delivered else "failed"
+        state.version += 1
+        state.last_updated = _now()
+        save(state)
+        await publish(state)
+        log.info(
+            "operation %s: webhook %s attempt %d: %s",
+            attempt.operation_id,
+            attempt.event,
+            attempt.attempt,
+            "delivered" if attempt.delivered else attempt.error or attempt.status_code,
+        )
+
+    async def on_batch_sunk(sunk: BatchSunk) -> None:
         state = load(sunk.operation_id)
         if state is None:
             raise InvalidMessage(f"unknown operation {sunk.operation_id}")
         if not apply_batch(state, sunk, now=_now(), max_errors=settings.max_errors_in_status):
             return
         state.recent_results = [*state.recent_results, *sunk.recent][-MAX_RECENT_RESULTS:]
+        if state.status.is_terminal and state.callback_url:
+            state.webhook_state = "pending"
+        milestone = max(
+            (m for m in milestones if state.processed_items * 100 >= m * state.total_items),
+            default=0,
+        )
+        notify = (
+            not state.status.is_terminal
+            and state.progress_notifications
+            and milestone > state.milestones_notified
+        )
+        if notify:
+            state.milestones_notified = milestone
         save(state)
+        if notify:
+            start_webhook(state, "progress_update")
         if not state.status.is_terminal:
             dirty.add(sunk.operation_id)
             return
@@ -438,6 +538,7 @@ def build_worker(settings: WorkerSettings, store: AnalyticsStore) -> faust.App:
         in_flight.pop(state.operation_id, None)
         await publish(state)
         await record_operation(state)
+        start_webhook(state, "operation_completed")
         log.info(
             "operation %s: %s (%d succeeded, %d failed, %d skipped)",
             state.operation_id,
@@ -521,7 +622,7 @@ def build_worker(settings: WorkerSettings, store: AnalyticsStore) -> faust.App:
     @app.agent(progress_topic)
     async def count(stream: StreamT[bytes]) -> AsyncIterator[None]:
         async for event in stream.events():
-            await guarded(event, on_batch_sunk)
+            await guarded(event, on_progress_message)
             yield None
 
     @app.timer(settings.status_interval_seconds)
@@ -536,6 +637,8 @@ def build_worker(settings: WorkerSettings, store: AnalyticsStore) -> faust.App:
             value = operations.get(op_id)
             if value is None:
                 continue
+            if value.get("webhook_state") == "pending":  # e.g. after a restart
+                start_webhook(OperationState.model_validate(value), "operation_completed")
             if op_id in dirty or not OperationStatus(value["status"]).is_terminal:
                 state = OperationState.model_validate(value)
                 state.last_updated = _now()

@@ -30,6 +30,9 @@ _WORKER_ONLY = {
     "cost_reserved",
     "partial_batch",
     "partial_allowed",
+    "callback_url",
+    "progress_notifications",
+    "milestones_notified",
 }
 _BITMAPS = ("done", "exploded", "reserved")
 
@@ -49,6 +52,9 @@ class OperationState(OperationSnapshot):
     cost_reserved: float = 0.0
     partial_batch: int | None = None
     partial_allowed: int = 0
+    callback_url: str | None = None
+    progress_notifications: bool = False
+    milestones_notified: int = 0
 
     @field_serializer(*_BITMAPS, when_used="json")
     def _bitmap_as_base64(self, value: bytes) -> str:
@@ -89,6 +95,8 @@ def register(
         serial_base=serial_base,
         link=request.link_send,
         retry_of=request.retry_of,
+        callback_url=request.callback_url,
+        progress_notifications=request.progress_notifications,
         channel=request.link_send.channel if request.link_send else None,
         subscription_tier_id=codegen.subscription_tier_id if codegen else None,
         code_prefix=codegen.code_prefix if codegen else None,

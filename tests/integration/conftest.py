@@ -149,6 +149,7 @@ def make_server(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Any]:
             "BULKOPS_PORT": str(port),
             "BULKOPS_JWT_SECRET": secrets.token_urlsafe(48),
             "BULKOPS_CODE_SECRET": secrets.token_urlsafe(48),
+            "BULKOPS_WEBHOOK_SECRET": secrets.token_urlsafe(48),
             "BULKOPS_SMS_AUTH_TOKEN": secrets.token_urlsafe(16),
             "BULKOPS_WHATSAPP_TOKEN": secrets.token_urlsafe(16),
             "BULKOPS_LOG_LEVEL": "INFO",

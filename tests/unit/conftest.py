@@ -55,6 +55,7 @@ def client(sink: FakeMessageSink) -> Iterator[TestClient]:
         env="test",
         jwt_secret=SECRET,
         code_secret="c" * 40,
+        webhook_secret="w" * 40,
         topic_prefix="unit",
         max_items_per_operation=5000,
         max_body_bytes=64 * 1024,

@@ -201,3 +201,28 @@ def test_openapi_documents_the_seed_example(client: TestClient) -> None:
     examples = operation["requestBody"]["content"]["application/json"]["examples"]
     assert examples["seed"]["value"]["quantity"] == 1000
     assert "202" in operation["responses"] and "422" in operation["responses"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9/hook",
+        "http://10.1.2.3/hook",
+        "http://[::1]/hook",
+        "http://169.254.169.254/",
+    ],
+)
+def test_callback_urls_into_private_networks_are_refused(
+    client: TestClient, sink: FakeMessageSink, url: str
+) -> None:
+    body = {**seed(), "processing": {"callbackUrl": url}}
+    assert_invalid(post(client, body), "processing.callbackUrl")
+    assert sink.sent == []
+
+
+def test_webhook_secret_is_per_sponsor(client: TestClient) -> None:
+    url = "/api/v1/bulk-operations/webhook-secret"
+    seven = client.get(url, headers=auth(7)).json()["data"]["secret"]
+    eight = client.get(url, headers=auth(8)).json()["data"]["secret"]
+    assert len(seven) == 64 and seven != eight
+    assert client.get(url, headers=auth(None, Role.ADMIN)).status_code == 403

@@ -86,6 +86,7 @@ def test_dev_secrets_are_refused_outside_dev(monkeypatch: pytest.MonkeyPatch) ->
         ApiSettings()
     monkeypatch.setenv("BULKOPS_JWT_SECRET", "short")
     monkeypatch.setenv("BULKOPS_CODE_SECRET", "c" * 40)
+    monkeypatch.setenv("BULKOPS_WEBHOOK_SECRET", "w" * 40)
     with pytest.raises(ValidationError, match="at least 32"):
         WorkerSettings()
     monkeypatch.setenv("BULKOPS_JWT_SECRET", "j" * 40)
