@@ -383,7 +383,9 @@ class AnalyticsStore:
 
     def _query(self, sql: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]:
         with self._read_lock:
-            return list(self._reader.query(sql, parameters=parameters).result_rows)
+            return [
+                tuple(row) for row in self._reader.query(sql, parameters=parameters).result_rows
+            ]
 
     def history(
         self, sponsor_id: int | None, *, limit: int, offset: int, status: str | None = None

@@ -22,7 +22,7 @@ MAX_TEMPLATES_PER_SPONSOR = 200
 
 
 def _store(request: Request) -> AnalyticsStore:
-    return request.app.state.store  # type: ignore[no-any-return]
+    return request.app.state.store
 
 
 def _rate(successful: int, processed: int) -> float:

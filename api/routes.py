@@ -98,19 +98,19 @@ router = APIRouter(prefix=API_PREFIX, tags=["bulk-operations"], responses=ERRORS
 
 
 def _settings(request: Request) -> ApiSettings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+    return request.app.state.settings
 
 
 def _view(request: Request) -> StatusView:
-    return request.app.state.status_view  # type: ignore[no-any-return]
+    return request.app.state.status_view
 
 
 def _store(request: Request) -> AnalyticsStore:
-    return request.app.state.store  # type: ignore[no-any-return]
+    return request.app.state.store
 
 
 def _sink(request: Request) -> MessageSink:
-    return request.app.state.message_sink  # type: ignore[no-any-return]
+    return request.app.state.message_sink
 
 
 def _sponsor_for_submit(principal: Principal, requested: int | None) -> int:

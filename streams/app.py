@@ -596,7 +596,7 @@ def build_worker(settings: WorkerSettings, store: AnalyticsStore) -> faust.App:
     @app.agent(results_topic)
     async def sink(stream: StreamT[bytes]) -> AsyncIterator[None]:
         """Stores results in bulk, then announces each stored batch to the progress topic."""
-        async for events in stream.take_events(
+        async for events in stream.take_events(  # type: ignore[attr-defined]  # not in StreamT
             settings.sink_max_messages, within=settings.sink_within_seconds
         ):
             batches: list[ResultBatch] = []

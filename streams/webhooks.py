@@ -21,7 +21,7 @@ import ipaddress
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -86,7 +86,7 @@ async def deliver(
     *,
     url: str,
     event: str,
-    payload: dict[str, object],
+    payload: Mapping[str, object],
     secret: str,
     allow_private: bool,
     request_timeout: float,
