@@ -18,9 +18,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.dashboard import router as dashboard_router
 from api.errors import install_error_handlers
+from api.lifecycle import router as lifecycle_router
 from api.live import router as live_router
+from api.operations import router as operations_router
 from api.presenters import API_PREFIX
-from api.routes import router
+from api.submit import router as submit_router
 from bulkops.settings import ApiSettings
 from schemas.responses import ErrorBody
 
@@ -118,7 +120,9 @@ def create_api(
     )
     app.state.settings = settings
     install_error_handlers(app)
-    app.include_router(router)
+    app.include_router(submit_router)
+    app.include_router(operations_router)
+    app.include_router(lifecycle_router)
     app.include_router(dashboard_router)
     app.include_router(live_router)
 

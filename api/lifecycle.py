@@ -1,0 +1,235 @@
+"""Changing running and finished operations: cancel, retry failed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, status
+
+from api.auth import CurrentPrincipal
+from api.deps import (
+    ERRORS,
+    Envelope,
+    OperationId,
+    settings_of,
+    sink_of,
+    store_of,
+    view_of,
+    visible,
+)
+from api.errors import ApiError
+from api.presenters import API_PREFIX
+from api.producer import ProduceError
+from api.submit import queue_link_send
+from schemas.common import ErrorCategory, OperationStatus
+from schemas.messages import (
+    ControlAction,
+    ControlCommand,
+    OperationSnapshot,
+    PreparedRecipient,
+)
+from schemas.responses import (
+    ErrorBody,
+    OutModel,
+)
+from streams.topics import Topics, sponsor_key
+
+log = logging.getLogger("bulkops.api")
+
+router = APIRouter(prefix=API_PREFIX, tags=["bulk-operations"], responses=ERRORS)
+
+
+class CancelResult(OutModel):
+    operation_id: str
+    final_status: OperationStatus
+    processed_items: int
+    remaining_items: int
+    cancellation_time: datetime
+
+
+@router.post(
+    "/cancel/{operationId}",
+    response_model=Envelope[CancelResult],
+    summary="Cancel a running operation",
+    responses={
+        404: {"model": ErrorBody, "description": "Unknown, or another sponsor's"},
+        409: {"model": ErrorBody, "description": "Already finished or already cancelled"},
+        503: {"model": ErrorBody, "description": "Kafka did not take the cancel"},
+    },
+)
+async def cancel(
+    request: Request,
+    principal: CurrentPrincipal,
+    operationId: OperationId,
+) -> Envelope[CancelResult]:
+    """Stop an operation: once this answers, no new item starts; sends in flight settle.
+
+    Remaining items end ``Skipped`` with error code ``CANCELLED`` and the operation ends
+    ``Cancelled``. An operation that finishes before the worker sees the cancel keeps its
+    final status, and the answer is 409.
+    """
+    snapshot = visible(request, principal, operationId)
+    _refuse_finished(snapshot)
+    settings = settings_of(request)
+    command = ControlCommand(
+        operation_id=operationId,
+        sponsor_id=snapshot.sponsor_id,
+        action=ControlAction.CANCEL,
+        requested_by=principal.subject,
+        requested_at=datetime.now(UTC),
+    )
+    try:
+        await asyncio.wait_for(
+            sink_of(request).send(
+                Topics(settings.topic_prefix).control.name,
+                sponsor_key(snapshot.sponsor_id),
+                command.model_dump_json().encode(),
+            ),
+            timeout=settings.produce_timeout_seconds,
+        )
+    except (ProduceError, TimeoutError) as exc:
+        raise ApiError(503, "SYSTEM_ERROR", "Cancel not queued; retry") from exc
+    view = view_of(request)
+    deadline = asyncio.get_running_loop().time() + settings.control_ack_timeout_seconds
+    while True:
+        current = view.get(operationId) or snapshot
+        if current.stop_reason == "CANCELLED" or current.status.is_terminal:
+            break
+        if asyncio.get_running_loop().time() > deadline:
+            raise ApiError(
+                504,
+                "CANCEL_NOT_CONFIRMED",
+                "The cancel is queued but the worker has not confirmed it yet; poll status",
+            )
+        await asyncio.sleep(0.02)
+    if current.status.is_terminal and current.status is not OperationStatus.CANCELLED:
+        raise ApiError(
+            409, "OPERATION_FINISHED", f"The operation finished first: {current.status.value}"
+        )
+    log.info("operation %s: cancelled by %s", operationId, principal.subject)
+    return Envelope(
+        message="Operation cancelled",
+        data=CancelResult(
+            operation_id=operationId,
+            final_status=OperationStatus.CANCELLED,
+            processed_items=current.processed_items,
+            remaining_items=current.total_items - current.processed_items,
+            cancellation_time=current.cancelled_at or datetime.now(UTC),
+        ),
+    )
+
+
+def _refuse_finished(snapshot: OperationSnapshot) -> None:
+    if snapshot.status.is_terminal:
+        raise ApiError(
+            409,
+            "OPERATION_FINISHED",
+            f"The operation is already {snapshot.status.value}",
+            {"status": snapshot.status.value},
+        )
+    if snapshot.stop_reason == "CANCELLED":
+        raise ApiError(409, "ALREADY_CANCELLED", "The operation is already being cancelled")
+
+
+class RetryResult(OutModel):
+    original_operation_id: str
+    retry_operation_id: str
+    failed_items_count: int
+    retryable_items_count: int
+    non_retryable_items_count: int
+
+
+_retry_locks: dict[str, asyncio.Lock] = {}
+
+
+@router.post(
+    "/retry/{operationId}",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Envelope[RetryResult],
+    summary="Re-send only the retryable failed items, as a new linked operation",
+    responses={
+        404: {"model": ErrorBody, "description": "Unknown, or another sponsor's"},
+        409: {"model": ErrorBody, "description": "Still running, or nothing to retry"},
+    },
+)
+async def retry_failed(
+    request: Request,
+    principal: CurrentPrincipal,
+    operationId: OperationId,
+    error_code: Annotated[str | None, Query(alias="errorCode", max_length=64)] = None,
+    error_category: Annotated[ErrorCategory | None, Query(alias="errorCategory")] = None,
+) -> Envelope[RetryResult]:
+    """Items that failed with a retryable error go out again in a new operation; each keeps
+    its original item id as the provider idempotency key. Narrow the retry with
+    ``errorCode`` or ``errorCategory``. While a retry of this operation runs, calling again
+    returns that same retry operation."""
+    snapshot = visible(request, principal, operationId)
+    if not snapshot.status.is_terminal:
+        raise ApiError(409, "OPERATION_RUNNING", "Retry once the operation has finished")
+    lock = _retry_locks.setdefault(operationId, asyncio.Lock())
+    async with lock:
+        view = view_of(request)
+        store = store_of(request)
+        failed = await asyncio.to_thread(
+            store.failed_items,
+            snapshot.sponsor_id,
+            operationId,
+            code=error_code,
+            category=error_category.value if error_category else None,
+        )
+        retryable = [index for index, ok in failed if ok]
+        counts = {
+            "failed_items_count": len(failed),
+            "retryable_items_count": len(retryable),
+            "non_retryable_items_count": len(failed) - len(retryable),
+        }
+        running = view.running_retry_of(operationId)
+        if running is not None:
+            return Envelope(
+                message="A retry of this operation is already running",
+                data=RetryResult(
+                    original_operation_id=operationId,
+                    retry_operation_id=running.operation_id,
+                    **counts,
+                ),
+            )
+        if not retryable:
+            raise ApiError(
+                409,
+                "NOTHING_TO_RETRY",
+                "No retryable failed items" + (" match the filter" if failed else ""),
+                {"failedItemsCount": len(failed), "nonRetryableItemsCount": len(failed)},
+            )
+        original = await asyncio.to_thread(store.request, snapshot.sponsor_id, operationId)
+        if original is None or original.link_send is None:
+            raise ApiError(409, "NOTHING_TO_RETRY", "Only link sends can be retried")
+        rows = await asyncio.to_thread(
+            store.recipients, snapshot.sponsor_id, operationId, retryable
+        )
+        recipients = [
+            PreparedRecipient(
+                index=i, name=name, address=address, message=message, idempotency_key=key
+            )
+            for i, (_, name, address, message, key) in enumerate(rows)
+        ]
+        retry_id = f"retry_{uuid.uuid4().hex}"
+        await queue_link_send(
+            request,
+            principal,
+            sponsor_id=snapshot.sponsor_id,
+            operation_id=retry_id,
+            name=f"Retry of {original.operation_name}"[:200],
+            spec=original.link_send,
+            recipients=recipients,
+            now=datetime.now(UTC),
+            retry_of=operationId,
+        )
+    log.info("operation %s: retrying %d failed items as %s", operationId, len(recipients), retry_id)
+    return Envelope(
+        message=f"{len(recipients)} failed items queued again",
+        data=RetryResult(original_operation_id=operationId, retry_operation_id=retry_id, **counts),
+    )

@@ -1,0 +1,263 @@
+"""Reading operations back: status, history, codes, items, aggregates, webhook secret."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import Field
+
+from api.auth import CurrentPrincipal
+from api.deps import (
+    ERRORS,
+    Envelope,
+    OperationId,
+    settings_of,
+    store_of,
+    view_of,
+    visible,
+)
+from api.errors import ApiError
+from api.presenters import API_PREFIX, history_entry, status_out, status_url, timespan
+from schemas.common import ItemStatus, OperationStatus, OperationType
+from schemas.responses import (
+    ErrorBody,
+    GeneratedCode,
+    HistoryEntry,
+    OperationStatusOut,
+    OutModel,
+    Pagination,
+)
+from streams.webhooks import sponsor_secret
+
+log = logging.getLogger("bulkops.api")
+
+router = APIRouter(prefix=API_PREFIX, tags=["bulk-operations"], responses=ERRORS)
+
+
+class CodesPage(OutModel):
+    operation_id: str
+    codes: list[GeneratedCode]
+    next_after_index: int | None = Field(description="Pass as afterIndex to get the next page.")
+    total_codes: int
+    unique_codes: int
+
+
+class HistoryPage(OutModel):
+    success: bool = True
+    data: list[HistoryEntry]
+    pagination: Pagination
+
+
+@router.get(
+    "/status/{operationId}",
+    response_model=Envelope[OperationStatusOut],
+    summary="Live status of one operation",
+    responses={404: {"model": ErrorBody, "description": "Unknown, or another sponsor's"}},
+)
+def get_status(
+    request: Request,
+    principal: CurrentPrincipal,
+    operationId: OperationId,
+) -> Envelope[OperationStatusOut]:
+    """From the live view of the status topic: refreshed at least every second while running."""
+    snapshot = visible(request, principal, operationId)
+    return Envelope(data=status_out(snapshot, datetime.now(UTC)))
+
+
+@router.get(
+    "/history",
+    response_model=HistoryPage,
+    summary="The caller's operations, newest first",
+)
+def get_history(
+    request: Request,
+    principal: CurrentPrincipal,
+    page_size: Annotated[int, Query(alias="pageSize", ge=1, le=200)] = 50,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    operation_status: Annotated[OperationStatus | None, Query(alias="status")] = None,
+) -> HistoryPage:
+    """From ClickHouse, optionally filtered by ``status``; a running operation's counts come
+    from the live view."""
+    store = store_of(request)
+    scope = principal.sponsor_scope
+    wanted = operation_status.value if operation_status else None
+    rows = store.history(scope, limit=page_size, offset=(page - 1) * page_size, status=wanted)
+    total = store.history_count(scope, wanted)
+    view = view_of(request)
+    return HistoryPage(
+        data=[history_entry(row, view.get(row.operation_id)) for row in rows],
+        pagination=Pagination(
+            page_size=page_size,
+            page=page,
+            has_more=page * page_size < total,
+            total_count=total,
+        ),
+    )
+
+
+@router.get(
+    "/codes/{operationId}",
+    response_model=Envelope[CodesPage],
+    summary="The codes an operation generated, in item order",
+    responses={404: {"model": ErrorBody, "description": "Unknown, or another sponsor's"}},
+)
+def get_codes(
+    request: Request,
+    principal: CurrentPrincipal,
+    operationId: OperationId,
+    after_index: Annotated[int, Query(alias="afterIndex", ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> Envelope[CodesPage]:
+    """Pages of ``limit`` codes starting at item ``afterIndex``, from ClickHouse."""
+    snapshot = visible(request, principal, operationId)
+    if snapshot.operation_type is not OperationType.CODE_GENERATION:
+        raise ApiError(409, "NOT_A_CODE_OPERATION", "This operation generates no codes")
+    store = store_of(request)
+    rows = store.codes_page(snapshot.sponsor_id, operationId, after_index=after_index, limit=limit)
+    counts = store.code_counts(snapshot.sponsor_id, operationId)
+    return Envelope(
+        data=CodesPage(
+            operation_id=operationId,
+            codes=[
+                GeneratedCode(
+                    item_index=index,
+                    code=code,
+                    subscription_tier_id=tier,
+                    batch_name=batch_name,
+                    expires_at=expires_at,
+                )
+                for index, code, tier, batch_name, expires_at in rows
+            ],
+            next_after_index=rows[-1][0] + 1 if len(rows) == limit else None,
+            total_codes=counts.items,
+            unique_codes=counts.unique_codes,
+        )
+    )
+
+
+class ItemOut(OutModel):
+    index: int
+    item_id: str
+    status: ItemStatus
+    result_data: str | None
+    error_code: str | None
+    error_message: str | None
+    error_category: str | None
+    is_retryable: bool
+    retry_count: int
+    processed_at: datetime
+    processing_duration: str
+    channel: str | None
+    cost: float
+    attempts: int
+
+
+class ItemsPage(OutModel):
+    operation_id: str
+    items: list[ItemOut]
+    next_cursor: int | None = Field(description="Pass as cursor to get the next page.")
+
+
+@router.get(
+    "/items/{operationId}",
+    response_model=Envelope[ItemsPage],
+    summary="Per-item results of an operation, in item order",
+    responses={404: {"model": ErrorBody, "description": "Unknown, or another sponsor's"}},
+)
+def get_items(
+    request: Request,
+    principal: CurrentPrincipal,
+    operationId: OperationId,
+    item_status: Annotated[ItemStatus | None, Query(alias="status")] = None,
+    cursor: Annotated[int, Query(ge=0, le=2**32 - 1)] = 0,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+) -> Envelope[ItemsPage]:
+    """From ClickHouse; filter with ``status`` (e.g. ``Failed``), page with ``cursor``."""
+    snapshot = visible(request, principal, operationId)
+    rows = store_of(request).items_page(
+        snapshot.sponsor_id,
+        operationId,
+        after_index=cursor,
+        limit=limit,
+        status=item_status.value if item_status else None,
+    )
+    items = [
+        ItemOut(
+            index=row[0],
+            item_id=row[1],
+            status=ItemStatus(row[2]),
+            result_data=row[3],
+            error_code=row[4],
+            error_message=row[5],
+            error_category=row[6],
+            is_retryable=bool(row[7]),
+            retry_count=row[8],
+            processed_at=row[9],
+            processing_duration=timespan(timedelta(milliseconds=row[10])) or "00:00:00",
+            channel=row[11],
+            cost=row[12],
+            attempts=row[13],
+        )
+        for row in rows
+    ]
+    return Envelope(
+        data=ItemsPage(
+            operation_id=operationId,
+            items=items,
+            next_cursor=items[-1].index + 1 if len(items) == limit else None,
+        )
+    )
+
+
+@router.get(
+    "/aggregates/{operationId}",
+    summary="Per-operation aggregates from ClickHouse (once finished)",
+    responses={
+        404: {"model": ErrorBody, "description": "Unknown, or another sponsor's"},
+        409: {"model": ErrorBody, "description": "Not ready: the operation is still running"},
+    },
+)
+def get_aggregates(
+    request: Request,
+    principal: CurrentPrincipal,
+    operationId: OperationId,
+) -> dict[str, Any]:
+    """Items by status and by error code, cost, attempts and processing-time percentiles."""
+    snapshot = visible(request, principal, operationId)
+    if not snapshot.status.is_terminal:
+        raise ApiError(
+            409,
+            "NOT_READY",
+            "Aggregates are computed when the operation finishes",
+            {"status": snapshot.status.value, "statusUrl": status_url(operationId)},
+        )
+    data = store_of(request).aggregates(snapshot.sponsor_id, operationId)
+    return {
+        "success": True,
+        "data": {"operationId": operationId, "status": snapshot.status.value, **data},
+    }
+
+
+@router.get("/webhook-secret", summary="The secret your webhooks are signed with")
+def webhook_secret(request: Request, principal: CurrentPrincipal) -> dict[str, Any]:
+    """Verify ``X-Bulkops-Signature`` as ``sha256=HMAC_SHA256(secret, timestamp + "." + body)``
+    with ``timestamp`` from ``X-Bulkops-Timestamp``; refuse stale timestamps (replay)."""
+    if principal.sponsor_id is None:
+        raise ApiError(403, "FORBIDDEN", "Webhook secrets belong to a sponsor: use a Sponsor token")
+    return {
+        "success": True,
+        "data": {
+            "secret": sponsor_secret(settings_of(request).webhook_secret, principal.sponsor_id),
+            "algorithm": "HMAC-SHA256",
+            "signedPayload": "{X-Bulkops-Timestamp}.{raw body}",
+            "headers": [
+                "X-Bulkops-Signature",
+                "X-Bulkops-Timestamp",
+                "X-Bulkops-Event",
+                "X-Bulkops-Delivery",
+            ],
+        },
+    }
