@@ -136,6 +136,13 @@ def build_worker(settings: WorkerSettings, store: AnalyticsStore) -> faust.App:
         partitions=settings.partitions,
         schema=faust.Schema(key_serializer="json", value_serializer="json"),
     )
+    # Cancels that arrived before their operation's request (different topics, no order).
+    early_cancels = app.Table(
+        "early-cancels",
+        default=None,
+        partitions=settings.partitions,
+        schema=faust.Schema(key_serializer="json", value_serializer="json"),
+    )
     dirty: set[str] = set()
 
     def load(operation_id: str) -> OperationState | None:
@@ -294,6 +301,8 @@ def build_worker(settings: WorkerSettings, store: AnalyticsStore) -> faust.App:
                 serial_base=reserve_serials(request) if request.code_generation else 0,
                 now=_now(),
             )
+            if early_cancels.get(op_id) is not None and request_cancel(state, _now()):
+                stops[op_id] = "CANCELLED"
             save(state)
             await with_retry(
                 f"operation {op_id}: storing its request", store.record_request, request
@@ -555,7 +564,9 @@ def build_worker(settings: WorkerSettings, store: AnalyticsStore) -> faust.App:
             raise InvalidMessage(f"{command.action.value} is not supported yet")
         state = load(command.operation_id)
         if state is None:
-            raise InvalidMessage(f"unknown operation {command.operation_id}")
+            early_cancels[command.operation_id] = command.requested_by
+            log.info("operation %s: cancel kept until its request arrives", command.operation_id)
+            return
         if not request_cancel(state, _now()):
             log.info(
                 "operation %s: cancel by %s ignored: already %s",
