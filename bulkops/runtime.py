@@ -14,6 +14,7 @@ from api.producer import KafkaMessageSink
 from api.status_view import KafkaStatusFollower, StatusView
 from bulkops.settings import ApiSettings, WorkerSettings
 from streams.app import build_worker
+from streams.providers.factory import build_providers
 from streams.topics import Topics
 
 log = logging.getLogger("bulkops")
@@ -55,7 +56,8 @@ def combined_app(api_settings: ApiSettings, worker_settings: WorkerSettings) -> 
     async def start(app: FastAPI) -> None:
         store = await asyncio.to_thread(open_store, worker_settings)
         app.state.store = store
-        worker: faust.App = build_worker(worker_settings, store)
+        app.state.providers = build_providers(worker_settings)
+        worker: faust.App = build_worker(worker_settings, store, app.state.providers)
         app.state.worker = worker
         await worker.start()
         await _start_api_parts(app, api_settings)
@@ -63,6 +65,8 @@ def combined_app(api_settings: ApiSettings, worker_settings: WorkerSettings) -> 
     async def stop(app: FastAPI) -> None:
         await _stop_api_parts(app)
         await app.state.worker.stop()
+        for provider in app.state.providers.values():
+            await provider.close()
         app.state.store.close()
 
     return create_api(api_settings, start=start, stop=stop)
@@ -85,7 +89,7 @@ def api_only_app(settings: ApiSettings) -> FastAPI:
 def run_worker(settings: WorkerSettings) -> None:
     """The Faust worker alone, with Faust's own signal handling and shutdown."""
     store = open_store(settings)
-    app = build_worker(settings, store)
+    app = build_worker(settings, store, build_providers(settings))
     try:
         faust.Worker(app, loglevel=settings.log_level).execute_from_commandline()
     finally:

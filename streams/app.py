@@ -59,7 +59,7 @@ from streams.progress import (
     reserve_budget,
     with_bit,
 )
-from streams.providers.factory import build_providers
+from streams.providers.base import Provider
 from streams.sending import halting, send_link_batch, skip_batch
 from streams.topics import Topics, sponsor_key
 from streams.webhooks import AttemptResult, deliver, sponsor_secret
@@ -68,21 +68,38 @@ log = logging.getLogger("bulkops.worker")
 
 _RECENT_SERIALS_KEPT = 256
 _CLICKHOUSE_RETRY_MAX_SECONDS = 30.0
+_SLOW_CLICKHOUSE_SECONDS = 10.0
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
+async def acked_when_handled(stream: StreamT[bytes]) -> AsyncIterator[EventT]:
+    """Events acknowledged as soon as the handler is done with them.
+
+    Faust acks an event only when its actor pulls the next one, so with several actors per
+    agent the last event of each stays unacknowledged while a topic is quiet: offsets stop
+    being committed, shutdowns wait on them and a restart replays everything after them.
+    """
+    manual = stream.noack()  # type: ignore[attr-defined]  # on Stream, not on StreamT
+    async for event in manual.events():
+        try:
+            yield event
+        finally:
+            await manual.ack(event)
+
+
 class InvalidMessage(ValueError):
     """A message that parses but breaks a rule the worker enforces."""
 
 
-def build_worker(settings: WorkerSettings, store: AnalyticsStore) -> faust.App:
-    """A Faust app wired to ``settings``' topics, writing to ``store``."""
+def build_worker(
+    settings: WorkerSettings, store: AnalyticsStore, providers: dict[str, Provider]
+) -> faust.App:
+    """A Faust app on ``settings``' topics, writing to ``store``, sending via ``providers``."""
     topics = Topics(settings.topic_prefix)
     minter = CodeMinter(settings.code_secret)
-    providers = build_providers(settings)
     pacer = Pacer(
         sender_rates={
             "SMS": settings.sender_rate_sms,
@@ -193,8 +210,16 @@ def build_worker(settings: WorkerSettings, store: AnalyticsStore) -> faust.App:
         """
         delay = 0.5
         while True:
+            call = asyncio.ensure_future(asyncio.to_thread(fn, *args, **kwargs))
             try:
-                await asyncio.to_thread(fn, *args, **kwargs)
+                while True:
+                    done, _ = await asyncio.wait({call}, timeout=_SLOW_CLICKHOUSE_SECONDS)
+                    if done:
+                        break
+                    log.warning(
+                        "%s: ClickHouse has not answered for %.0fs", what, _SLOW_CLICKHOUSE_SECONDS
+                    )
+                call.result()
                 return
             except Exception:
                 log.exception("%s failed; retrying in %.1fs", what, delay)
@@ -409,6 +434,10 @@ def build_worker(settings: WorkerSettings, store: AnalyticsStore) -> faust.App:
         batch = ItemBatch.model_validate_json(event.value)
         check_key(event, batch.sponsor_id)
         state = load(batch.operation_id)
+        if state is not None and (
+            state.status.is_terminal or is_batch_done(state, batch.batch_index)
+        ):
+            return  # a replay of a batch already counted: nothing left to do
         if state is not None and state.stop_reason:
             stops.setdefault(batch.operation_id, state.stop_reason)
         stopped = halting(gate, batch.operation_id)
@@ -588,19 +617,19 @@ def build_worker(settings: WorkerSettings, store: AnalyticsStore) -> faust.App:
 
     @app.agent(control_topic)
     async def control(stream: StreamT[bytes]) -> AsyncIterator[None]:
-        async for event in stream.events():
+        async for event in acked_when_handled(stream):
             await guarded(event, on_control)
             yield None
 
     @app.agent(operations_topic)
     async def explode(stream: StreamT[bytes]) -> AsyncIterator[None]:
-        async for event in stream.events():
+        async for event in acked_when_handled(stream):
             await guarded(event, on_operations_message)
             yield None
 
     @app.agent(items_topic, concurrency=settings.process_concurrency)
     async def process(stream: StreamT[bytes]) -> AsyncIterator[None]:
-        async for event in stream.events():
+        async for event in acked_when_handled(stream):
             await guarded(event, on_item_batch)
             yield None
 
@@ -632,7 +661,7 @@ def build_worker(settings: WorkerSettings, store: AnalyticsStore) -> faust.App:
 
     @app.agent(progress_topic)
     async def count(stream: StreamT[bytes]) -> AsyncIterator[None]:
-        async for event in stream.events():
+        async for event in acked_when_handled(stream):
             await guarded(event, on_progress_message)
             yield None
 

@@ -131,8 +131,17 @@ class Server:
             client.close()
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
 @pytest.fixture
-def make_server(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Any]:
+def make_server(
+    kafka_bootstrap: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Any]:
     """Build (not start) a server with a fresh topic prefix and chDB directory."""
     servers: list[Server] = []
 
@@ -165,9 +174,17 @@ def make_server(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Any]:
         return server
 
     yield make
+    failed = getattr(request.node, "report_call", None)
     for server in servers:
         server.close_clients()
         server.stop()
+        if failed is not None and failed.failed:  # the server's side of the story, for CI logs
+            lines = [
+                line
+                for line in server.log_path.read_text(errors="replace").splitlines()
+                if "GET /api" not in line and not line.startswith("|")
+            ]
+            print(f"--- {server.log_path.name} (last 120 lines)\n" + "\n".join(lines[-120:]))
 
 
 @pytest.fixture
