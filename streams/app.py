@@ -167,7 +167,11 @@ def build_worker(
         return None if value is None else OperationState.model_validate(value)
 
     def save(state: OperationState) -> None:
-        """Table values are plain JSON documents; one write carries counts and bitmap."""
+        """Table values are plain JSON documents; one write carries counts and bitmap.
+
+        Every agent writes this table, so a state must be loaded, changed and saved with no
+        ``await`` in between: one held across an await would overwrite what others wrote.
+        """
         operations[state.operation_id] = state.model_dump(mode="json")
 
     async def dead_letter(event: EventT, reason: str, exc: BaseException) -> None:
@@ -362,6 +366,8 @@ def build_worker(
             store.record_recipients,
             chunk,
         )
+        state = load(chunk.operation_id)  # other agents moved it on during the await
+        assert state is not None
         for batch in batches:
             state.exploded = with_bit(state.exploded, batch.batch_index)
         save(state)
