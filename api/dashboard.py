@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Query, Request, status
 
-from analytics.store import AnalyticsStore
 from api.auth import CurrentPrincipal
+from api.deps import store_of
 from api.errors import ApiError, validation_error
 from api.presenters import API_PREFIX
 from api.recipients import PLACEHOLDER, placeholders
@@ -19,10 +19,6 @@ from schemas.templates import SEED_CODE_TEMPLATES, SEED_LINK_TEMPLATES, SavedTem
 
 router = APIRouter(prefix=API_PREFIX, tags=["dashboard"])
 MAX_TEMPLATES_PER_SPONSOR = 200
-
-
-def _store(request: Request) -> AnalyticsStore:
-    return request.app.state.store
 
 
 def _rate(successful: int, processed: int) -> float:
@@ -34,7 +30,7 @@ def get_templates(request: Request, principal: CurrentPrincipal) -> dict[str, An
     """The seed's templates, then the caller's saved ones (``source: saved``)."""
     saved: list[dict[str, Any]] = []
     if principal.sponsor_id is not None:
-        for name, channel, message, batch, concurrency, retries, updated in _store(
+        for name, channel, message, batch, concurrency, retries, updated in store_of(
             request
         ).templates(principal.sponsor_id):
             saved.append(
@@ -74,7 +70,7 @@ async def save_template(
     stray = PLACEHOLDER.sub("", body.message)
     if "{" in stray or "}" in stray:
         raise validation_error("message", "placeholders are {identifier}, e.g. {name} or {link}")
-    store = _store(request)
+    store = store_of(request)
     existing = await asyncio.to_thread(store.templates, principal.sponsor_id)
     names = {row[0] for row in existing}
     if body.name not in names and len(names) >= MAX_TEMPLATES_PER_SPONSOR:
@@ -113,7 +109,7 @@ def get_statistics(
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise validation_error("timeZone", "not an IANA time zone") from exc
     now = datetime.now(UTC)
-    raw = _store(request).statistics(
+    raw = store_of(request).statistics(
         principal.sponsor_scope, since=now - timedelta(days=30), tz=time_zone
     )
     ops, done, failed, cancelled, partial, processed, successful, avg_ms, cost = raw["totals"]

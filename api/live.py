@@ -16,19 +16,19 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Path, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
 from api.auth import CurrentPrincipal, Principal, decode_token
+from api.deps import OperationId
 from api.errors import ApiError, not_found
 from api.presenters import API_PREFIX
 from api.status_view import StatusView
 from bulkops.settings import ApiSettings
-from schemas.messages import OPERATION_ID_PATTERN, OperationSnapshot
+from schemas.messages import OperationSnapshot
 
 LIVE_INTERVAL = 0.25
 SEND_TIMEOUT = 5.0
-OperationId = Annotated[str, Path(pattern=OPERATION_ID_PATTERN, max_length=64)]
 
 router = APIRouter(tags=["live"])
 

@@ -6,6 +6,7 @@ operation-status snapshots, which are keyed by operation id on a compacted topic
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
@@ -130,10 +131,15 @@ class OperationAbort(WireModel):
     reason: str = Field(max_length=1000)
 
 
-def _operations_kind(value: Any) -> str:
-    if isinstance(value, dict):
-        return str(value.get("kind", "request"))
-    return str(getattr(value, "kind", "request"))
+def _kind(default: str) -> Callable[[Any], str]:
+    """A message's ``kind``; messages from older producers have none and get ``default``."""
+
+    def kind(value: Any) -> str:
+        if isinstance(value, dict):
+            return str(value.get("kind", default))
+        return str(getattr(value, "kind", default))
+
+    return kind
 
 
 OperationsMessage = TypeAdapter(
@@ -141,7 +147,7 @@ OperationsMessage = TypeAdapter(
         Annotated[OperationRequested, Tag("request")]
         | Annotated[RecipientChunk, Tag("recipients")]
         | Annotated[OperationAbort, Tag("abort")],
-        Discriminator(_operations_kind),
+        Discriminator(_kind("request")),
     ]
 )
 """What the operations topic carries (``kind`` tells them apart; absent means a request)."""
@@ -240,16 +246,10 @@ class WebhookAttempt(WireModel):
     at: datetime
 
 
-def _progress_kind(value: Any) -> str:
-    if isinstance(value, dict):
-        return str(value.get("kind", "batch"))
-    return str(getattr(value, "kind", "batch"))
-
-
 ProgressMessage = TypeAdapter(
     Annotated[
         Annotated[BatchSunk, Tag("batch")] | Annotated[WebhookAttempt, Tag("webhook")],
-        Discriminator(_progress_kind),
+        Discriminator(_kind("batch")),
     ]
 )
 """What the progress topic carries: stored batches, and webhook delivery attempts."""

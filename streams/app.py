@@ -53,6 +53,7 @@ from streams.progress import (
     OperationState,
     apply_batch,
     bit,
+    has_budget,
     is_batch_done,
     register,
     request_cancel,
@@ -427,6 +428,8 @@ def build_worker(
                 log.info("operation %s: stopping: %s", operation_id, reason)
 
         def reserve(self, batch: ItemBatch, wanted: int) -> int:
+            if not has_budget(batch.link):
+                return wanted  # no budget: nothing to reserve, no table write per batch
             state = load(batch.operation_id)
             if state is None:
                 return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime
+from typing import TypeGuard
 
 from pydantic import field_serializer, field_validator
 
@@ -118,6 +119,10 @@ def is_batch_done(state: OperationState, batch_index: int) -> bool:
     return bit(state.done, batch_index)
 
 
+def has_budget(spec: LinkSendSpec | None) -> TypeGuard[LinkSendSpec]:
+    return spec is not None and spec.budget_limit is not None and spec.price_per_message > 0
+
+
 def reserve_budget(state: OperationState, batch_index: int, wanted: int) -> int:
     """How many of a batch's ``wanted`` sends fit the budget; the same answer on a replay.
 
@@ -126,10 +131,11 @@ def reserve_budget(state: OperationState, batch_index: int, wanted: int) -> int:
     back: the budget errs on the safe side).
     """
     spec = state.link
-    if spec is None or spec.budget_limit is None or spec.price_per_message == 0:
+    if not has_budget(spec):
         return wanted
     if bit(state.reserved, batch_index):
         return state.partial_allowed if state.partial_batch == batch_index else wanted
+    assert spec.budget_limit is not None
     left = spec.budget_limit - state.cost_reserved
     allowed = max(0, min(wanted, int((left + 1e-9) // spec.price_per_message)))
     state.reserved = with_bit(state.reserved, batch_index)
