@@ -119,4 +119,18 @@ ENGINE = ReplacingMergeTree
 ORDER BY (sponsor_id, operation_id, item_index)
 """
 
-ALL = (OPERATIONS, OPERATION_REQUESTS, ITEMS, CODES, TEMPLATES, RECIPIENTS)
+HELD_BATCHES = """
+CREATE TABLE IF NOT EXISTS held_batches
+(
+    sponsor_id UInt64,
+    operation_id String,
+    batch_index UInt32,
+    batch_json String CODEC(ZSTD(3)),
+    held_at DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(held_at)
+ORDER BY (sponsor_id, operation_id, batch_index)
+TTL toDateTime(held_at) + INTERVAL 60 DAY
+"""
+
+ALL = (OPERATIONS, OPERATION_REQUESTS, ITEMS, CODES, TEMPLATES, RECIPIENTS, HELD_BATCHES)

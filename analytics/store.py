@@ -19,7 +19,13 @@ from clickhouse_connect.driver.client import Client
 from analytics import ddl
 from analytics.client import connect
 from schemas.common import ItemStatus, OperationType
-from schemas.messages import OperationRequested, OperationSnapshot, RecipientChunk, ResultBatch
+from schemas.messages import (
+    ItemBatch,
+    OperationRequested,
+    OperationSnapshot,
+    RecipientChunk,
+    ResultBatch,
+)
 
 _ITEM_COLUMNS = (
     "sponsor_id",
@@ -191,6 +197,12 @@ SELECT item_index, name, address, message, idempotency_key FROM recipients FINAL
 WHERE sponsor_id = {sponsor:UInt64} AND operation_id = {operation:String}
   AND item_index IN {indexes:Array(UInt32)}
 ORDER BY item_index
+"""
+_HELD_BATCHES = """
+SELECT batch_index, batch_json FROM held_batches FINAL
+WHERE sponsor_id = {sponsor:UInt64} AND operation_id = {operation:String}
+  AND batch_index IN {indexes:Array(UInt32)}
+ORDER BY batch_index
 """
 _DUPLICATE_CODES = """
 SELECT count() FROM (SELECT code FROM codes FINAL GROUP BY code HAVING count() > 1)
@@ -605,6 +617,28 @@ class AnalyticsStore:
             )
             found.extend((int(r[0]), r[1], r[2], r[3], r[4]) for r in rows)
         return found
+
+    def hold_batches(self, batches: Sequence[ItemBatch]) -> None:
+        """Keep item batches that may not go out yet (paused, or not due), to release later."""
+        now = datetime.now(UTC)
+        rows = [
+            [b.sponsor_id, b.operation_id, b.batch_index, b.model_dump_json(), now] for b in batches
+        ]
+        with self._write_lock:
+            self._writer.insert(
+                "held_batches",
+                rows,
+                column_names=("sponsor_id", "operation_id", "batch_index", "batch_json", "held_at"),
+            )
+
+    def held_batches(
+        self, sponsor_id: int, operation_id: str, indexes: list[int]
+    ) -> dict[int, str]:
+        """The held batches' JSON by batch index (the message to send, as it was held)."""
+        rows = self._query(
+            _HELD_BATCHES, {"sponsor": sponsor_id, "operation": operation_id, "indexes": indexes}
+        )
+        return {int(index): str(payload) for index, payload in rows}
 
     def duplicate_codes(self) -> int:
         """Codes stored for more than one item anywhere in the system (should be 0)."""

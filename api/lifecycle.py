@@ -1,14 +1,16 @@
-"""Changing running and finished operations: cancel, retry failed."""
+"""Changing running and finished operations: cancel, pause, resume, retry failed."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
+from pydantic import Field
 
 from api.auth import CurrentPrincipal
 from api.deps import (
@@ -74,38 +76,13 @@ async def cancel(
     """
     snapshot = visible(request, principal, operationId)
     _refuse_finished(snapshot)
-    settings = settings_of(request)
-    command = ControlCommand(
-        operation_id=operationId,
-        sponsor_id=snapshot.sponsor_id,
-        action=ControlAction.CANCEL,
-        requested_by=principal.subject,
-        requested_at=datetime.now(UTC),
+    current = await _command(
+        request,
+        principal,
+        snapshot,
+        ControlAction.CANCEL,
+        lambda s: s.stop_reason == "CANCELLED" or s.status.is_terminal,
     )
-    try:
-        await asyncio.wait_for(
-            sink_of(request).send(
-                Topics(settings.topic_prefix).control.name,
-                sponsor_key(snapshot.sponsor_id),
-                command.model_dump_json().encode(),
-            ),
-            timeout=settings.produce_timeout_seconds,
-        )
-    except (ProduceError, TimeoutError) as exc:
-        raise ApiError(503, "SYSTEM_ERROR", "Cancel not queued; retry") from exc
-    view = view_of(request)
-    deadline = asyncio.get_running_loop().time() + settings.control_ack_timeout_seconds
-    while True:
-        current = view.get(operationId) or snapshot
-        if current.stop_reason == "CANCELLED" or current.status.is_terminal:
-            break
-        if asyncio.get_running_loop().time() > deadline:
-            raise ApiError(
-                504,
-                "CANCEL_NOT_CONFIRMED",
-                "The cancel is queued but the worker has not confirmed it yet; poll status",
-            )
-        await asyncio.sleep(0.02)
     if current.status.is_terminal and current.status is not OperationStatus.CANCELLED:
         raise ApiError(
             409, "OPERATION_FINISHED", f"The operation finished first: {current.status.value}"
@@ -121,6 +98,131 @@ async def cancel(
             cancellation_time=current.cancelled_at or datetime.now(UTC),
         ),
     )
+
+
+async def _command(
+    request: Request,
+    principal: CurrentPrincipal,
+    snapshot: OperationSnapshot,
+    action: ControlAction,
+    confirmed: Callable[[OperationSnapshot], bool],
+) -> OperationSnapshot:
+    """Put a control command on Kafka and wait until the worker's snapshot confirms it."""
+    settings = settings_of(request)
+    command = ControlCommand(
+        operation_id=snapshot.operation_id,
+        sponsor_id=snapshot.sponsor_id,
+        action=action,
+        requested_by=principal.subject,
+        requested_at=datetime.now(UTC),
+    )
+    try:
+        await asyncio.wait_for(
+            sink_of(request).send(
+                Topics(settings.topic_prefix).control.name,
+                sponsor_key(snapshot.sponsor_id),
+                command.model_dump_json().encode(),
+            ),
+            timeout=settings.produce_timeout_seconds,
+        )
+    except (ProduceError, TimeoutError) as exc:
+        raise ApiError(503, "SYSTEM_ERROR", f"{action.value.title()} not queued; retry") from exc
+    view = view_of(request)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.control_ack_timeout_seconds
+    while True:
+        current = view.get(snapshot.operation_id) or snapshot
+        if confirmed(current):
+            return current
+        if loop.time() > deadline:
+            raise ApiError(
+                504,
+                f"{action.value.upper()}_NOT_CONFIRMED",
+                f"The {action.value} is queued but the worker has not confirmed it yet; "
+                "poll status",
+            )
+        await asyncio.sleep(0.02)
+
+
+class PauseResult(OutModel):
+    operation_id: str
+    status: OperationStatus
+    processed_items: int
+    remaining_items: int
+    changed_at: datetime = Field(description="When the worker paused or resumed it.")
+
+
+def _pause_result(snapshot: OperationSnapshot) -> PauseResult:
+    return PauseResult(
+        operation_id=snapshot.operation_id,
+        status=snapshot.status,
+        processed_items=snapshot.processed_items,
+        remaining_items=snapshot.total_items - snapshot.processed_items,
+        changed_at=snapshot.paused_at or snapshot.last_updated,
+    )
+
+
+@router.post(
+    "/pause/{operationId}",
+    response_model=Envelope[PauseResult],
+    summary="Pause a running or scheduled operation",
+    responses={
+        404: {"model": ErrorBody, "description": "Unknown, or another sponsor's"},
+        409: {"model": ErrorBody, "description": "Finished, cancelled or already paused"},
+        503: {"model": ErrorBody, "description": "Kafka did not take the pause"},
+    },
+)
+async def pause(
+    request: Request, principal: CurrentPrincipal, operationId: OperationId
+) -> Envelope[PauseResult]:
+    """Hold an operation: once this answers, no new batch starts; batches already sending
+    finish (at most ``maxConcurrency`` sends). Counts stay exact across pause and resume; a
+    spread's clock stops while paused."""
+    snapshot = visible(request, principal, operationId)
+    _refuse_finished(snapshot)
+    if snapshot.status is OperationStatus.PAUSED:
+        raise ApiError(409, "ALREADY_PAUSED", "The operation is already paused")
+    current = await _command(
+        request,
+        principal,
+        snapshot,
+        ControlAction.PAUSE,
+        lambda s: s.paused_at is not None or s.status.is_terminal or s.stop_reason is not None,
+    )
+    if current.status is not OperationStatus.PAUSED:
+        raise ApiError(
+            409, "OPERATION_FINISHED", f"The operation could not be paused: {current.status.value}"
+        )
+    log.info("operation %s: paused by %s", operationId, principal.subject)
+    return Envelope(message="Operation paused", data=_pause_result(current))
+
+
+@router.post(
+    "/resume/{operationId}",
+    response_model=Envelope[PauseResult],
+    summary="Resume a paused operation",
+    responses={
+        404: {"model": ErrorBody, "description": "Unknown, or another sponsor's"},
+        409: {"model": ErrorBody, "description": "Not paused"},
+        503: {"model": ErrorBody, "description": "Kafka did not take the resume"},
+    },
+)
+async def resume(
+    request: Request, principal: CurrentPrincipal, operationId: OperationId
+) -> Envelope[PauseResult]:
+    """Release a paused operation's batches again, from where it stopped (or wait for its
+    schedule if it has not started yet)."""
+    snapshot = visible(request, principal, operationId)
+    _refuse_finished(snapshot)
+    if snapshot.status is not OperationStatus.PAUSED:
+        raise ApiError(
+            409, "NOT_PAUSED", f"Only a paused operation can resume: {snapshot.status.value}"
+        )
+    current = await _command(
+        request, principal, snapshot, ControlAction.RESUME, lambda s: s.paused_at is None
+    )
+    log.info("operation %s: resumed by %s", operationId, principal.subject)
+    return Envelope(message="Operation resumed", data=_pause_result(current))
 
 
 def _refuse_finished(snapshot: OperationSnapshot) -> None:

@@ -64,16 +64,21 @@ def metrics(snapshot: OperationSnapshot, now: datetime) -> Metrics:
 
 
 def time_remaining(snapshot: OperationSnapshot, now: datetime) -> timedelta | None:
-    """From the rate observed since the operation started; zero once it is finished."""
+    """From the rate observed since the operation started, and never before the schedule
+    releases its last batch; zero once finished, unknown while paused."""
     if snapshot.status.is_terminal:
         return timedelta(0)
-    if snapshot.started_at is None or snapshot.processed_items == 0:
+    if snapshot.status is OperationStatus.PAUSED:
         return None
+    planned = snapshot.releases_end_at - now if snapshot.releases_end_at else None
+    if snapshot.started_at is None or snapshot.processed_items == 0:
+        return max(planned, timedelta(0)) if planned is not None else None
     elapsed = (now - snapshot.started_at).total_seconds()
     if elapsed <= 0:
         return None
     rate = snapshot.processed_items / elapsed
-    return timedelta(seconds=(snapshot.total_items - snapshot.processed_items) / rate)
+    observed = timedelta(seconds=(snapshot.total_items - snapshot.processed_items) / rate)
+    return max(observed, planned) if planned is not None else observed
 
 
 def status_out(snapshot: OperationSnapshot, now: datetime) -> OperationStatusOut:
@@ -92,6 +97,8 @@ def status_out(snapshot: OperationSnapshot, now: datetime) -> OperationStatusOut
         status_message=snapshot.status_message,
         stop_reason=snapshot.stop_reason,
         cancelled_at=snapshot.cancelled_at,
+        paused_at=snapshot.paused_at,
+        scheduled_start=snapshot.scheduled_start,
         total_cost=round(snapshot.total_cost, 6),
         retry_of=snapshot.retry_of,
         webhook_state=snapshot.webhook_state,
@@ -125,6 +132,11 @@ def poll_after(snapshot: OperationSnapshot) -> float:
     """Poll often early, less as the operation runs on (the backoff of the caller guide)."""
     if snapshot.status.is_terminal:
         return 0.0
+    if snapshot.status is OperationStatus.PAUSED:
+        return 5.0
+    if snapshot.status is OperationStatus.QUEUED and snapshot.scheduled_start is not None:
+        wait = (snapshot.scheduled_start - snapshot.last_updated).total_seconds()
+        return float(min(max(wait, 1.0), 60.0))
     if snapshot.status is OperationStatus.QUEUED or not snapshot.total_items:
         return 1.0
     done = snapshot.processed_items / snapshot.total_items
@@ -134,6 +146,16 @@ def poll_after(snapshot: OperationSnapshot) -> float:
 def next_steps(snapshot: OperationSnapshot) -> list[str]:
     op = snapshot.operation_id
     status = snapshot.status
+    if status is OperationStatus.PAUSED:
+        return [
+            f"POST {API_PREFIX}/resume/{op} to go on where it stopped",
+            f"POST {API_PREFIX}/cancel/{op} to stop it for good; items not sent end Skipped",
+        ]
+    if status is OperationStatus.QUEUED and snapshot.scheduled_start is not None:
+        return [
+            f"Nothing is sent before {snapshot.scheduled_start.isoformat()} (the schedule)",
+            f"POST {API_PREFIX}/pause/{op} or /cancel/{op} to hold or drop it before then",
+        ]
     if status is OperationStatus.QUEUED:
         return [
             "Wait for a worker to pick the operation up (usually under a second)",
@@ -144,6 +166,7 @@ def next_steps(snapshot: OperationSnapshot) -> list[str]:
             f"Poll {status_url(op)} every {poll_after(snapshot):.0f} s, or follow "
             f"/ws/bulk-operations/{op} for live progress",
             f"POST {API_PREFIX}/cancel/{op} to stop it; items not started end Skipped",
+            f"POST {API_PREFIX}/pause/{op} to hold it; batches in flight finish first",
         ]
         if snapshot.failed_items:
             steps.append(f"GET {API_PREFIX}/items/{op}?status=Failed to see what failed so far")

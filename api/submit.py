@@ -31,6 +31,7 @@ from schemas.messages import (
     OperationRequested,
     OperationSnapshot,
     PreparedRecipient,
+    ReleaseSchedule,
 )
 from schemas.requests import (
     SEED_CODE_GENERATION_EXAMPLE,
@@ -42,6 +43,8 @@ from schemas.responses import (
     ErrorBody,
     OperationAccepted,
 )
+from streams.schedule import planned_start, releases_end
+from streams.schedule import resolve as resolve_schedule
 from streams.topics import Topics, sponsor_key
 from streams.webhooks import UnsafeTarget, check_target
 
@@ -300,6 +303,7 @@ async def send_links(
     )
     now = datetime.now(UTC)
     total = len(body.recipients)
+    schedule = resolve_schedule(body.scheduling, now)
     snapshot = await queue_link_send(
         request,
         principal,
@@ -311,6 +315,7 @@ async def send_links(
         now=now,
         callback_url=callback,
         progress_notifications=body.processing.send_progress_notifications,
+        schedule=schedule,
     )
     log.info(
         "operation %s: queued %d %s sends (%d skipped by validation) for sponsor %d by %s",
@@ -321,7 +326,12 @@ async def send_links(
         sponsor_id,
         principal.subject,
     )
-    eta = now + timedelta(seconds=1 + prepared.valid / settings.send_rate(body.channel.value))
+    eta = completion_estimate(
+        now,
+        sending_seconds=1 + prepared.valid / settings.send_rate(body.channel.value),
+        schedule=schedule,
+        batches=-(-total // spec.batch_size),
+    )
     return Envelope(
         data=OperationAccepted(
             operation_id=operation_id,
@@ -330,10 +340,27 @@ async def send_links(
             total_items=total,
             created_at=now,
             estimated_completion_time=eta,
+            scheduled_start=snapshot.scheduled_start,
             status_url=status_url(operation_id),
             metrics=metrics(snapshot, now),
             validation_warnings=prepared.warnings(),
         )
+    )
+
+
+def completion_estimate(
+    now: datetime, *, sending_seconds: float, schedule: ReleaseSchedule | None, batches: int
+) -> datetime | None:
+    """Submit-time ETA: the sending time at the paced rate, after the planned start and no
+    earlier than the last planned release plus one batch's share (None if never known)."""
+    if schedule is None:
+        return now + timedelta(seconds=sending_seconds)
+    start, last = planned_start(schedule), releases_end(schedule, batches)
+    if start is None or last is None:
+        return None
+    return max(
+        start + timedelta(seconds=sending_seconds),
+        last + timedelta(seconds=1 + sending_seconds / max(batches, 1)),
     )
 
 
@@ -350,6 +377,7 @@ async def queue_link_send(
     retry_of: str | None = None,
     callback_url: str | None = None,
     progress_notifications: bool = False,
+    schedule: ReleaseSchedule | None = None,
 ) -> OperationSnapshot:
     """The header and the recipient chunks of a link send, queued in order (or 503)."""
     try:
@@ -374,10 +402,14 @@ async def queue_link_send(
         callback_url=callback_url,
         progress_notifications=progress_notifications,
         link_send=spec.model_copy(update={"recipient_chunks": len(chunks)}),
+        schedule=schedule,
     )
     snapshot = queued_snapshot(
         operation_id, sponsor_id, principal, OperationType.LINK_SEND, name, len(recipients), now
     )
     snapshot.retry_of = retry_of
+    if schedule is not None:
+        snapshot.scheduled_start = planned_start(schedule)
+        snapshot.releases_end_at = releases_end(schedule, -(-len(recipients) // spec.batch_size))
     await queue(request, snapshot, [header.model_dump_json().encode(), *chunks])
     return snapshot

@@ -128,6 +128,10 @@ class WorkerSettings(BulkopsSettings):
     """The Faust worker: explode, process, progress, sink."""
 
     status_interval_seconds: float = Field(default=1.0, gt=0, le=10)
+    # How often held batches (paused, scheduled, spread) are checked for being due, and how
+    # many are released per check and operation.
+    release_interval_seconds: float = Field(default=0.25, gt=0, le=10)
+    release_batches_per_tick: int = Field(default=500, ge=1, le=10_000)
     sink_max_messages: int = Field(default=200, ge=1, le=10000)
     sink_within_seconds: float = Field(default=0.25, gt=0, le=10)
     max_errors_in_status: int = Field(default=50, ge=0, le=1000)

@@ -73,6 +73,26 @@ class LinkSendSpec(WireModel):
     recipient_chunks: int = Field(ge=1)
 
 
+class ReleaseSchedule(WireModel):
+    """When batches may be released: the request's ``scheduling``, checked and resolved.
+
+    ``start_at`` is the requested ``scheduledDate`` (or the submit time); the rest is
+    evaluated in ``time_zone`` by :mod:`streams.schedule`.
+    """
+
+    start_at: datetime
+    time_zone: str = Field(max_length=64)
+    spread_seconds: float = Field(default=0.0, ge=0, le=7 * 24 * 3600)
+    preferred_hours: list[str] = Field(default_factory=list, max_length=24)
+    avoid_weekdays: list[int] = Field(
+        default_factory=list, max_length=7, description="0 = Monday … 6 = Sunday"
+    )
+
+    @property
+    def always_open(self) -> bool:
+        return not self.preferred_hours and not self.avoid_weekdays
+
+
 class OperationRequested(WireModel):
     """One submitted operation, as the API (or another system) produces it to the topic."""
 
@@ -90,6 +110,7 @@ class OperationRequested(WireModel):
     progress_notifications: bool = False
     code_generation: BulkCodeGenerationRequest | None = None
     link_send: LinkSendSpec | None = None
+    schedule: ReleaseSchedule | None = None
 
     @model_validator(mode="after")
     def _payload_matches_type(self) -> Self:
@@ -142,17 +163,6 @@ def _kind(default: str) -> Callable[[Any], str]:
     return kind
 
 
-OperationsMessage = TypeAdapter(
-    Annotated[
-        Annotated[OperationRequested, Tag("request")]
-        | Annotated[RecipientChunk, Tag("recipients")]
-        | Annotated[OperationAbort, Tag("abort")],
-        Discriminator(_kind("request")),
-    ]
-)
-"""What the operations topic carries (``kind`` tells them apart; absent means a request)."""
-
-
 class CodeBatchSpec(WireModel):
     """What a code-generation item batch needs: the codes of items ``[start, start+count)``."""
 
@@ -175,6 +185,39 @@ class ItemBatch(WireModel):
     code: CodeBatchSpec | None = None
     link: LinkSendSpec | None = None
     recipients: list[PreparedRecipient] | None = None
+
+
+class ReleaseTick(WireModel):
+    """Sent by the worker to itself: "batches of this operation may be due; release them".
+
+    Releases go through the operations topic so that they are serialised with the explosion
+    and holding of the same sponsor's batches (one actor per partition).
+    """
+
+    kind: Literal["release"] = "release"
+    operation_id: str = Field(pattern=OPERATION_ID_PATTERN)
+    sponsor_id: int = Field(ge=1, le=2**63 - 1)
+
+
+class BatchHold(WireModel):
+    """A batch that reached a paused operation: kept aside until the operation resumes."""
+
+    kind: Literal["hold"] = "hold"
+    sponsor_id: int = Field(ge=1, le=2**63 - 1)
+    batch: ItemBatch
+
+
+OperationsMessage = TypeAdapter(
+    Annotated[
+        Annotated[OperationRequested, Tag("request")]
+        | Annotated[RecipientChunk, Tag("recipients")]
+        | Annotated[OperationAbort, Tag("abort")]
+        | Annotated[ReleaseTick, Tag("release")]
+        | Annotated[BatchHold, Tag("hold")],
+        Discriminator(_kind("request")),
+    ]
+)
+"""What the operations topic carries (``kind`` tells them apart; absent means a request)."""
 
 
 class ResultBatch(WireModel):
@@ -287,6 +330,13 @@ class OperationSnapshot(WireModel):
         "BUDGET_EXCEEDED or SUBMISSION_INCOMPLETE.",
     )
     cancelled_at: datetime | None = None
+    paused_at: datetime | None = None
+    scheduled_start: datetime | None = Field(
+        default=None, description="When a scheduled operation starts (first open window)."
+    )
+    releases_end_at: datetime | None = Field(
+        default=None, description="When the last batch is planned to go out (spread sends)."
+    )
     retry_of: str | None = None
     webhook_state: str | None = Field(default=None, description="pending, delivered or failed")
     webhook_attempts: list[WebhookAttempt] = Field(default_factory=list)
@@ -304,7 +354,7 @@ class ControlAction(StrEnum):
 
 
 class ControlCommand(WireModel):
-    """Cancel / pause / resume an operation (consumed by the lifecycle work of issue #4)."""
+    """Cancel, pause or resume an operation; keyed by sponsor id on the control topic."""
 
     operation_id: str
     sponsor_id: int

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
-from pydantic import AfterValidator, AnyHttpUrl, Field, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    AnyHttpUrl,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from schemas.common import ApiModel, Channel
 
@@ -111,21 +119,60 @@ SEED_CODE_GENERATION_EXAMPLE: dict[str, Any] = {
 }
 
 
+Weekday = Literal["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+SCHEDULE_SKEW_SECONDS = 60
+"""A ``scheduledDate`` this far in the past is taken as "now" (clock skew); older is refused."""
+
+
 class SchedulingOptions(ApiModel):
-    """``BulkSchedulingOptions`` of the seed. Scheduling itself arrives with issue #4: until
-    then a request that asks for it is refused rather than silently sent at once."""
+    """``BulkSchedulingOptions`` of the seed: when and how fast the batches go out.
+
+    ``preferredHours`` lists the local starts of one-hour sending windows and
+    ``avoidWeekdays`` whole local days without sends, both in ``timeZone``; they apply
+    whenever given. ``spreadDurationMinutes`` may be fractional (0.5 = 30 s).
+    """
 
     is_scheduled: bool = False
-    scheduled_date: datetime | None = None
-    time_zone: str = Field(default="Europe/Istanbul", max_length=64)
-    spread_over_time: bool = False
-    spread_duration_minutes: int = Field(default=60, ge=1, le=60 * 24 * 7)
-    preferred_hours: list[Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]] = Field(
-        default_factory=list, max_length=24
+    scheduled_date: datetime | None = Field(
+        default=None, description="Start (ISO 8601 with offset); required when isScheduled."
     )
-    avoid_weekdays: list[
-        Literal["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
-    ] = Field(default_factory=list, max_length=7)
+    time_zone: str = Field(default="Europe/Istanbul", max_length=64, examples=["Europe/Istanbul"])
+    spread_over_time: bool = False
+    spread_duration_minutes: float = Field(default=60, ge=1 / 60, le=60 * 24 * 7)
+    preferred_hours: list[Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]] = Field(
+        default_factory=list, max_length=24, examples=[["09:00", "14:00"]]
+    )
+    avoid_weekdays: list[Weekday] = Field(
+        default_factory=list, max_length=7, examples=[["Saturday", "Sunday"]]
+    )
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from exc
+        return value
+
+    @field_validator("scheduled_date")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.utcoffset() is None:
+            raise ValueError("scheduledDate needs an offset or Z (e.g. 2025-08-20T09:00:00Z)")
+        return value
+
+    @model_validator(mode="after")
+    def _possible(self) -> Self:
+        if self.is_scheduled:
+            if self.scheduled_date is None:
+                raise ValueError("scheduledDate is required when isScheduled is true")
+            earliest = datetime.now(UTC) - timedelta(seconds=SCHEDULE_SKEW_SECONDS)
+            if self.scheduled_date < earliest:
+                raise ValueError("scheduledDate is in the past")
+        if len(set(self.avoid_weekdays)) == 7:
+            raise ValueError("avoidWeekdays excludes every day: the operation could never run")
+        return self
 
 
 class BulkLinkRecipient(ApiModel):
@@ -177,13 +224,6 @@ class BulkLinkSendRequest(ApiModel):
     scheduling: SchedulingOptions = Field(default_factory=SchedulingOptions)
     processing: ProcessingOptions = Field(default_factory=ProcessingOptions)
     metadata: LinkSendMetadata = Field(default_factory=LinkSendMetadata)
-
-    @field_validator("scheduling")
-    @classmethod
-    def _no_scheduling_yet(cls, value: SchedulingOptions) -> SchedulingOptions:
-        if value.is_scheduled or value.spread_over_time:
-            raise ValueError("scheduled and spread-out sends are not supported yet (issue #4)")
-        return value
 
 
 SEED_LINK_SEND_EXAMPLE: dict[str, Any] = {

@@ -54,6 +54,7 @@ class OperationAccepted(OutModel):
     total_items: int
     created_at: datetime
     estimated_completion_time: datetime | None = None
+    scheduled_start: datetime | None = None
     status_url: str
     metrics: Metrics
     validation_warnings: list[str] = Field(default_factory=list)
@@ -84,6 +85,10 @@ class OperationStatusOut(OutModel):
     recent_results: list[RecentResultOut]
     stop_reason: str | None = None
     cancelled_at: datetime | None = None
+    paused_at: datetime | None = None
+    scheduled_start: datetime | None = Field(
+        default=None, description="When a scheduled operation starts sending."
+    )
     total_cost: float = 0.0
     retry_of: str | None = None
     webhook_state: str | None = None

@@ -21,7 +21,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 from faust.types import EventT, StreamT
@@ -31,6 +31,7 @@ from analytics.store import AnalyticsStore
 from bulkops.settings import WorkerSettings
 from schemas.common import ItemStatus, OperationStatus, OperationType
 from schemas.messages import (
+    BatchHold,
     BatchSunk,
     ControlAction,
     ControlCommand,
@@ -42,6 +43,7 @@ from schemas.messages import (
     ProgressMessage,
     RecentResult,
     RecipientChunk,
+    ReleaseTick,
     ResultBatch,
     WebhookAttempt,
 )
@@ -53,11 +55,17 @@ from streams.progress import (
     OperationState,
     apply_batch,
     bit,
+    due_batches,
     has_budget,
     is_batch_done,
+    mark_held,
+    mark_released,
+    pause,
     register,
+    release_quota,
     request_cancel,
     reserve_budget,
+    resume,
     with_bit,
 )
 from streams.providers.base import Provider
@@ -66,10 +74,15 @@ from streams.topics import Topics, sponsor_key
 from streams.webhooks import AttemptResult, deliver, sponsor_secret
 
 log = logging.getLogger("bulkops.worker")
+T = TypeVar("T")
 
 _RECENT_SERIALS_KEPT = 256
 _CLICKHOUSE_RETRY_MAX_SECONDS = 30.0
 _SLOW_CLICKHOUSE_SECONDS = 10.0
+_TICK_RETRY_SECONDS = 5.0
+# Table values are the model's JSON, keyed by alias: what the timers peek at without parsing.
+_HELD_COUNT = OperationState.model_fields["held_count"].alias
+_WEBHOOK_STATE = OperationState.model_fields["webhook_state"].alias
 
 
 def _now() -> datetime:
@@ -154,9 +167,10 @@ def build_worker(
         partitions=settings.partitions,
         schema=faust.Schema(key_serializer="json", value_serializer="json"),
     )
-    # Cancels that arrived before their operation's request (different topics, no order).
-    early_cancels = app.Table(
-        "early-cancels",
+    # Cancel/pause/resume that arrived before their operation's request (different topics,
+    # no order between them): the action to apply when the request comes.
+    early_controls = app.Table(
+        "early-controls",
         default=None,
         partitions=settings.partitions,
         schema=faust.Schema(key_serializer="json", value_serializer="json"),
@@ -207,7 +221,7 @@ def build_worker(
         )
         dirty.discard(state.operation_id)
 
-    async def with_retry(what: str, fn: Callable[..., object], *args: Any, **kwargs: Any) -> None:
+    async def with_retry(what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking ClickHouse write off the loop; on failure wait and retry, never skip.
 
         Blocking the agent keeps its partitions where they are, so nothing is acknowledged
@@ -224,8 +238,7 @@ def build_worker(
                     log.warning(
                         "%s: ClickHouse has not answered for %.0fs", what, _SLOW_CLICKHOUSE_SECONDS
                     )
-                call.result()
-                return
+                return call.result()
             except Exception:
                 log.exception("%s failed; retrying in %.1fs", what, delay)
                 await asyncio.sleep(delay)
@@ -314,6 +327,11 @@ def build_worker(
             await on_request(event, message)
         elif isinstance(message, RecipientChunk):
             await on_recipients(event, message)
+        elif isinstance(message, ReleaseTick):
+            await on_release(event, message)
+        elif isinstance(message, BatchHold):
+            check_key(event, message.batch.sponsor_id)
+            await on_hold(event, message.batch)
         else:
             await on_abort(event, message)
 
@@ -331,8 +349,11 @@ def build_worker(
                 serial_base=reserve_serials(request) if request.code_generation else 0,
                 now=_now(),
             )
-            if early_cancels.get(op_id) is not None and request_cancel(state, _now()):
+            early = early_controls.get(op_id)
+            if early == ControlAction.CANCEL.value and request_cancel(state, _now()):
                 stops[op_id] = "CANCELLED"
+            elif early == ControlAction.PAUSE.value:
+                pause(state, _now())
             save(state)
             await with_retry(
                 f"operation {op_id}: storing its request", store.record_request, request
@@ -349,11 +370,11 @@ def build_worker(
             )
         if request.code_generation is None:
             return  # link sends explode as their recipient chunks arrive
-        for batch in code_item_batches(request, state.serial_base):
-            if not is_batch_done(state, batch.batch_index):
-                await items_topic.send(
-                    key=event.message.key, value=batch.model_dump_json().encode()
-                )
+        await release_or_hold(
+            sponsor_key(request.sponsor_id),
+            op_id,
+            list(code_item_batches(request, state.serial_base)),
+        )
 
     async def on_recipients(event: EventT, chunk: RecipientChunk) -> None:
         state = load(chunk.operation_id)
@@ -372,11 +393,124 @@ def build_worker(
         for batch in batches:
             state.exploded = with_bit(state.exploded, batch.batch_index)
         save(state)
+        await release_or_hold(sponsor_key(chunk.sponsor_id), chunk.operation_id, batches)
+
+    async def release_or_hold(key: bytes, operation_id: str, batches: list[ItemBatch]) -> None:
+        """Send the batches that may go now; keep the others in ClickHouse until they are due.
+
+        On a replay, a batch already released goes again (processing it is idempotent) and
+        one already held stays held. Releases are saved before the sends, holds after the
+        ClickHouse write, so a crash in between only repeats work.
+        """
+        now = _now()
+        state = load(operation_id)
+        assert state is not None
+        quota = release_quota(state, now)
+        to_send: list[ItemBatch] = []
+        to_hold: list[ItemBatch] = []
         for batch in batches:
-            if not is_batch_done(state, batch.batch_index):
-                await items_topic.send(
-                    key=event.message.key, value=batch.model_dump_json().encode()
-                )
+            index = batch.batch_index
+            if is_batch_done(state, index) or bit(state.held, index):
+                continue
+            if bit(state.released, index):
+                to_send.append(batch)
+            elif quota > 0:
+                quota -= 1
+                mark_released(state, index, now)
+                to_send.append(batch)
+            else:
+                to_hold.append(batch)
+        save(state)
+        for batch in to_send:
+            await items_topic.send(key=key, value=batch.model_dump_json().encode())
+        if to_hold:
+            await keep(operation_id, to_hold)
+            log.info("operation %s: %d batches held until due", operation_id, len(to_hold))
+
+    async def keep(operation_id: str, batches: list[ItemBatch]) -> None:
+        """Hold batches until they are due.
+
+        A link-send batch is kept in ClickHouse (its recipients exist only in the message);
+        a code batch is a pure function of the stored request, so holding it is one bit.
+        """
+        stored = [b for b in batches if b.code is None]
+        if stored:
+            await with_retry(
+                f"operation {operation_id}: holding {len(stored)} batches",
+                store.hold_batches,
+                stored,
+            )
+        state = load(operation_id)
+        assert state is not None
+        for batch in batches:
+            mark_held(state, batch.batch_index)
+        save(state)
+
+    async def held_messages(state: OperationState, indexes: list[int]) -> dict[int, str]:
+        """The item-batch messages of held batches, by batch index."""
+        what = f"operation {state.operation_id}: reading {len(indexes)} held batches"
+        if state.operation_type is not OperationType.CODE_GENERATION:
+            return await with_retry(
+                what, store.held_batches, state.sponsor_id, state.operation_id, indexes
+            )
+        request = await with_retry(what, store.request, state.sponsor_id, state.operation_id)
+        if request is None:
+            return {}
+        wanted = set(indexes)
+        return {
+            batch.batch_index: batch.model_dump_json()
+            for batch in code_item_batches(request, state.serial_base)
+            if batch.batch_index in wanted
+        }
+
+    async def on_hold(event: EventT, batch: ItemBatch) -> None:
+        """A batch that reached a paused operation: hold it, unless it may go again now."""
+        state = load(batch.operation_id)
+        if state is None or state.status.is_terminal or is_batch_done(state, batch.batch_index):
+            return
+        if state.paused_at is None:
+            await items_topic.send(key=event.message.key, value=batch.model_dump_json().encode())
+            return
+        await keep(batch.operation_id, [batch])
+        log.debug("operation %s: batch %d held while paused", batch.operation_id, batch.batch_index)
+
+    async def on_release(event: EventT, tick: ReleaseTick) -> None:
+        """Send the held batches that are due now, oldest first.
+
+        The sends are on the broker before the table says they were released: a crash
+        between the two sends them again, never loses them.
+        """
+        ticking.pop(tick.operation_id, None)
+        now = _now()
+        state = load(tick.operation_id)
+        if state is None or state.status.is_terminal or state.held_count == 0:
+            return
+        indexes = due_batches(state, now, settings.release_batches_per_tick)
+        if not indexes:
+            return
+        held = await held_messages(state, indexes)
+        missing = [i for i in indexes if i not in held]
+        if missing:
+            log.error("operation %s: held batches %s not found", tick.operation_id, missing[:10])
+        deliveries = [
+            await items_topic.send(key=event.message.key, value=held[i].encode())
+            for i in indexes
+            if i in held
+        ]
+        await asyncio.gather(*deliveries)
+        state = load(tick.operation_id)
+        assert state is not None
+        was_queued = state.status is OperationStatus.QUEUED
+        for index in held:
+            mark_released(state, index, now)
+        save(state)
+        log.info(
+            "operation %s: released %d held batches%s",
+            tick.operation_id,
+            len(held),
+            " (scheduled start reached)" if was_queued else "",
+        )
+        await publish(state)
 
     async def on_abort(event: EventT, abort: OperationAbort) -> None:
         """The API could not queue the whole submission: stop, and settle unsent batches."""
@@ -409,7 +543,20 @@ def build_worker(
             )
 
     stops: dict[str, str] = {}
+    # Per link send: sends in flight (maxConcurrency), and batches sending at once. Few
+    # batches at a time (enough to keep maxConcurrency busy) keep a pause prompt: batches
+    # waiting for a turn are held, only those already sending finish.
     in_flight: dict[str, asyncio.Semaphore] = {}
+    turns: dict[str, asyncio.Semaphore] = {}
+
+    def is_paused(operation_id: str) -> bool:
+        state = load(operation_id)
+        return state is not None and state.paused_at is not None and state.stop_reason is None
+
+    async def hold(event: EventT, batch: ItemBatch) -> None:
+        """Back to the explode agent, which keeps the batch until the operation resumes."""
+        message = BatchHold(sponsor_id=batch.sponsor_id, batch=batch)
+        await operations_topic.send(key=event.message.key, value=message.model_dump_json().encode())
 
     class TableGate:
         """Stop rules and budget for the sending code, kept in the operations table."""
@@ -449,26 +596,35 @@ def build_worker(
             return  # a replay of a batch already counted: nothing left to do
         if state is not None and state.stop_reason:
             stops.setdefault(batch.operation_id, state.stop_reason)
+        elif is_paused(batch.operation_id):
+            await hold(event, batch)
+            return
         stopped = halting(gate, batch.operation_id)
         if stopped is not None:
             result = skip_batch(batch, stopped)
         elif batch.operation_type is OperationType.CODE_GENERATION:
             result = generate_codes(minter, batch)
         else:
-            if batch.link is None:
+            spec = batch.link
+            if spec is None:
                 raise InvalidMessage("a link-send batch needs its link spec")
-            semaphore = in_flight.get(batch.operation_id)
-            if semaphore is None:
-                semaphore = in_flight[batch.operation_id] = asyncio.Semaphore(
-                    batch.link.max_concurrency
+            op_id = batch.operation_id
+            if op_id not in in_flight:
+                in_flight[op_id] = asyncio.Semaphore(spec.max_concurrency)
+                turns[op_id] = asyncio.Semaphore(
+                    max(2, -(-2 * spec.max_concurrency // spec.batch_size))
                 )
-            result = await send_link_batch(
-                batch,
-                provider=providers[batch.link.channel.value],
-                pacer=pacer,
-                gate=gate,
-                in_flight=semaphore,
-            )
+            async with turns[op_id]:
+                if is_paused(op_id):  # paused while this batch waited for its turn
+                    await hold(event, batch)
+                    return
+                result = await send_link_batch(
+                    batch,
+                    provider=providers[spec.channel.value],
+                    pacer=pacer,
+                    gate=gate,
+                    in_flight=in_flight[op_id],
+                )
         await results_topic.send(key=event.message.key, value=result.model_dump_json().encode())
 
     webhook_tasks: dict[tuple[str, str], asyncio.Task[bool]] = {}
@@ -583,6 +739,7 @@ def build_worker(
             return
         stops.pop(state.operation_id, None)
         in_flight.pop(state.operation_id, None)
+        turns.pop(state.operation_id, None)
         await publish(state)
         await record_operation(state)
         start_webhook(state, "operation_completed")
@@ -598,27 +755,37 @@ def build_worker(
     async def on_control(event: EventT) -> None:
         command = ControlCommand.model_validate_json(event.value)
         check_key(event, command.sponsor_id)
-        if command.action is not ControlAction.CANCEL:
-            raise InvalidMessage(f"{command.action.value} is not supported yet")
-        state = load(command.operation_id)
+        op_id, action = command.operation_id, command.action
+        state = load(op_id)
         if state is None:
-            early_cancels[command.operation_id] = command.requested_by
-            log.info("operation %s: cancel kept until its request arrives", command.operation_id)
+            if early_controls.get(op_id) != ControlAction.CANCEL.value:  # a cancel is final
+                early_controls[op_id] = action.value
+            log.info("operation %s: %s kept until its request arrives", op_id, action.value)
             return
-        if not request_cancel(state, _now()):
+        now = _now()
+        if action is ControlAction.CANCEL:
+            changed = request_cancel(state, now)
+        elif action is ControlAction.PAUSE:
+            changed = pause(state, now)
+        else:
+            changed = resume(state, now)
+        if not changed:
             log.info(
-                "operation %s: cancel by %s ignored: already %s",
-                command.operation_id,
+                "operation %s: %s by %s ignored: %s",
+                op_id,
+                action.value,
                 command.requested_by,
-                state.status.value,
+                "cancelling" if state.stop_reason == "CANCELLED" else state.status.value,
             )
             return
-        stops[command.operation_id] = "CANCELLED"
+        if action is ControlAction.CANCEL:
+            stops[op_id] = "CANCELLED"
         save(state)
         await publish(state)
         log.info(
-            "operation %s: cancelled by %s at %d/%d items",
-            command.operation_id,
+            "operation %s: %s by %s at %d/%d items",
+            op_id,
+            {"cancel": "cancelled", "pause": "paused", "resume": "resumed"}[action.value],
             command.requested_by,
             state.processed_items,
             state.total_items,
@@ -674,6 +841,33 @@ def build_worker(
             await guarded(event, on_progress_message)
             yield None
 
+    ticking: dict[str, float] = {}
+
+    @app.timer(settings.release_interval_seconds)
+    async def release_due() -> None:
+        """Ask for a release when an operation has held batches that are due.
+
+        The table is only read here; the release itself runs in the explode agent (tables
+        are written from stream events), through a tick on the operations topic. One tick
+        per operation is outstanding at a time, or again after ``_TICK_RETRY_SECONDS``.
+        """
+        clock = asyncio.get_running_loop().time()
+        now = _now()
+        for op_id in list(operations.keys()):
+            value = operations.get(op_id)
+            if not value or not value.get(_HELD_COUNT):
+                continue
+            if clock - ticking.get(op_id, -_TICK_RETRY_SECONDS) < _TICK_RETRY_SECONDS:
+                continue
+            state = OperationState.model_validate(value)
+            if state.status.is_terminal or not due_batches(state, now, 1):
+                continue
+            ticking[op_id] = clock
+            tick = ReleaseTick(operation_id=op_id, sponsor_id=state.sponsor_id)
+            await operations_topic.send(
+                key=sponsor_key(state.sponsor_id), value=tick.model_dump_json().encode()
+            )
+
     @app.timer(settings.status_interval_seconds)
     async def publish_running() -> None:
         """Every running operation gets a fresh snapshot at least once per interval.
@@ -686,7 +880,7 @@ def build_worker(
             value = operations.get(op_id)
             if value is None:
                 continue
-            if value.get("webhook_state") == "pending":  # e.g. after a restart
+            if value.get(_WEBHOOK_STATE) == "pending":  # e.g. after a restart
                 start_webhook(OperationState.model_validate(value), "operation_completed")
             if op_id in dirty or not OperationStatus(value["status"]).is_terminal:
                 state = OperationState.model_validate(value)

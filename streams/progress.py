@@ -9,13 +9,20 @@ bitmap lives in the same table value as the counters, so one changelog write car
 from __future__ import annotations
 
 import base64
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypeGuard
 
 from pydantic import field_serializer, field_validator
 
 from schemas.common import OperationStatus
-from schemas.messages import BatchSunk, LinkSendSpec, OperationRequested, OperationSnapshot
+from schemas.messages import (
+    BatchSunk,
+    LinkSendSpec,
+    OperationRequested,
+    OperationSnapshot,
+    ReleaseSchedule,
+)
+from streams.schedule import open_seconds, planned_start, release_limit, releases_end
 
 MAX_RECENT_RESULTS = 10
 
@@ -34,8 +41,14 @@ _WORKER_ONLY = {
     "callback_url",
     "progress_notifications",
     "milestones_notified",
+    "schedule",
+    "released",
+    "released_count",
+    "held",
+    "held_count",
+    "paused_seconds",
 }
-_BITMAPS = ("done", "exploded", "reserved")
+_BITMAPS = ("done", "exploded", "reserved", "released", "held")
 
 
 class OperationState(OperationSnapshot):
@@ -56,6 +69,14 @@ class OperationState(OperationSnapshot):
     callback_url: str | None = None
     progress_notifications: bool = False
     milestones_notified: int = 0
+    # Release control: which batches went to the items topic, which wait in ClickHouse
+    # (paused, or not due yet), and the open time spent paused (it does not count for a spread).
+    schedule: ReleaseSchedule | None = None
+    released: bytes = b""
+    released_count: int = 0
+    held: bytes = b""
+    held_count: int = 0
+    paused_seconds: float = 0.0
 
     @field_serializer(*_BITMAPS, when_used="json")
     def _bitmap_as_base64(self, value: bytes) -> str:
@@ -76,23 +97,34 @@ def register(
     """The state of an operation the worker has just exploded: Processing, nothing counted."""
     codegen = request.code_generation
     bitmap = bytes((batches_total + 7) // 8)
+    start = planned_start(request.schedule) if request.schedule else None
+    waiting = start is not None and start > now
     return OperationState(
         operation_id=request.operation_id,
         sponsor_id=request.sponsor_id,
         operation_type=request.operation_type,
         operation_name=request.operation_name,
         requested_by=request.requested_by,
-        status=OperationStatus.PROCESSING,
+        status=OperationStatus.QUEUED if waiting else OperationStatus.PROCESSING,
         total_items=request.total_items,
         batches_total=batches_total,
         created_at=request.requested_at,
-        started_at=now,
+        started_at=None if waiting else now,
         last_updated=now,
-        current_phase="Processing",
-        status_message=_running_message(0, request.total_items),
+        current_phase="Scheduled" if waiting else "Processing",
+        status_message=(
+            f"Scheduled: starts at {start.isoformat()}"
+            if waiting and start
+            else _running_message(0, request.total_items)
+        ),
         done=bitmap,
         exploded=bitmap,
         reserved=bitmap,
+        released=bitmap,
+        held=bitmap,
+        schedule=request.schedule,
+        scheduled_start=start,
+        releases_end_at=releases_end(request.schedule, batches_total),
         serial_base=serial_base,
         link=request.link_send,
         retry_of=request.retry_of,
@@ -113,6 +145,117 @@ def with_bit(bitmap: bytes, index: int) -> bytes:
     flipped = bytearray(bitmap)
     flipped[index >> 3] |= 1 << (index & 7)
     return bytes(flipped)
+
+
+def without_bit(bitmap: bytes, index: int) -> bytes:
+    flipped = bytearray(bitmap)
+    flipped[index >> 3] &= ~(1 << (index & 7)) & 0xFF
+    return bytes(flipped)
+
+
+def set_bits(bitmap: bytes, limit: int) -> list[int]:
+    """Indexes of the set bits below ``limit``, in order."""
+    return [i for i in range(limit) if bitmap[i >> 3] & (1 << (i & 7))]
+
+
+def release_quota(state: OperationState, now: datetime) -> int:
+    """How many more batches may go to the items topic now.
+
+    A stopped operation releases everything (its batches are then skipped, so they settle
+    at once); a paused one releases nothing; otherwise the schedule decides.
+    """
+    if state.stop_reason is not None:
+        return state.batches_total
+    if state.paused_at is not None:
+        return 0
+    limit = release_limit(state.schedule, state.batches_total, now, state.paused_seconds)
+    return max(0, limit - state.released_count)
+
+
+def due_batches(state: OperationState, now: datetime, limit: int) -> list[int]:
+    """Held batches that may go now, oldest first, at most ``limit``.
+
+    Batches held on their way to a send (the operation was paused) go again as soon as it
+    resumes; batches never released wait for the schedule's quota.
+    """
+    if state.held_count == 0 or (state.paused_at is not None and state.stop_reason is None):
+        return []
+    quota = release_quota(state, now)
+    due: list[int] = []
+    for index in set_bits(state.held, state.batches_total):
+        if bit(state.released, index):
+            due.append(index)
+        elif quota > 0:
+            quota -= 1
+            due.append(index)
+        if len(due) == limit:
+            break
+    return due
+
+
+def mark_released(state: OperationState, index: int, now: datetime) -> None:
+    """Record that batch ``index`` went to the items topic (once; replays change nothing)."""
+    if bit(state.held, index):
+        state.held = without_bit(state.held, index)
+        state.held_count -= 1
+    if not bit(state.released, index):
+        state.released = with_bit(state.released, index)
+        state.released_count += 1
+    if state.status is OperationStatus.QUEUED:
+        state.status = OperationStatus.PROCESSING
+        state.started_at = now
+        state.current_phase = "Processing"
+        state.status_message = _running_message(state.processed_items, state.total_items)
+        state.version += 1
+        state.last_updated = now
+
+
+def mark_held(state: OperationState, index: int) -> None:
+    if not bit(state.held, index):
+        state.held = with_bit(state.held, index)
+        state.held_count += 1
+
+
+def pause(state: OperationState, now: datetime) -> bool:
+    """Stop releasing batches; False when finished, stopping or already paused."""
+    if state.status.is_terminal or state.stop_reason is not None or state.paused_at is not None:
+        return False
+    state.paused_at = now
+    state.status = OperationStatus.PAUSED
+    state.current_phase = "Paused"
+    state.status_message = (
+        f"Paused at {state.processed_items}/{state.total_items} items; "
+        "batches in flight finish, no new batch starts"
+    )
+    state.last_updated = now
+    state.version += 1
+    return True
+
+
+def resume(state: OperationState, now: datetime) -> bool:
+    """Release batches again; False unless paused. Paused open time is not spread time."""
+    if state.paused_at is None or state.status.is_terminal:
+        return False
+    if state.schedule is not None and now > state.schedule.start_at:
+        since = max(state.paused_at, state.schedule.start_at)
+        state.paused_seconds += open_seconds(state.schedule, since, now)
+        state.releases_end_at = shifted(state.releases_end_at, now - state.paused_at)
+    state.paused_at = None
+    started = state.started_at is not None
+    state.status = OperationStatus.PROCESSING if started else OperationStatus.QUEUED
+    state.current_phase = "Processing" if started else "Scheduled"
+    state.status_message = (
+        _running_message(state.processed_items, state.total_items)
+        if started
+        else f"Scheduled: starts at {state.scheduled_start}"
+    )
+    state.last_updated = now
+    state.version += 1
+    return True
+
+
+def shifted(moment: datetime | None, by: timedelta) -> datetime | None:
+    return None if moment is None else moment + by
 
 
 def is_batch_done(state: OperationState, batch_index: int) -> bool:
@@ -201,6 +344,8 @@ def request_cancel(state: OperationState, now: datetime) -> bool:
         return False
     state.stop_reason = "CANCELLED"
     state.cancelled_at = now
+    state.paused_at = None  # held batches are released, to settle as Skipped
+    state.status = OperationStatus.PROCESSING
     state.current_phase = "Cancelling"
     state.status_message = (
         f"Cancelling: no new item starts; {state.processed_items}/{state.total_items} processed"
