@@ -113,7 +113,8 @@ CREATE TABLE IF NOT EXISTS recipients
     name String,
     address String,
     message String,
-    idempotency_key String
+    idempotency_key String,
+    dealer_json String DEFAULT ''
 )
 ENGINE = ReplacingMergeTree
 ORDER BY (sponsor_id, operation_id, item_index)
@@ -133,4 +134,56 @@ ORDER BY (sponsor_id, operation_id, batch_index)
 TTL toDateTime(held_at) + INTERVAL 60 DAY
 """
 
-ALL = (OPERATIONS, OPERATION_REQUESTS, ITEMS, CODES, TEMPLATES, RECIPIENTS, HELD_BATCHES)
+# The sponsor's code inventory: a code is available unless its latest row here is reserved
+# (for a dealer invitation under way) or transferred (to a dealer); released gives it back.
+CODE_RESERVATIONS = """
+CREATE TABLE IF NOT EXISTS code_reservations
+(
+    sponsor_id UInt64,
+    code String,
+    subscription_tier_id UInt32,
+    operation_id String,
+    item_index UInt32,
+    state LowCardinality(String),
+    updated_at DateTime64(6, 'UTC')
+)
+ENGINE = ReplacingMergeTree(updated_at)
+ORDER BY (sponsor_id, code)
+"""
+
+DEALER_INVITATIONS = """
+CREATE TABLE IF NOT EXISTS dealer_invitations
+(
+    sponsor_id UInt64,
+    operation_id String,
+    item_index UInt32,
+    row_number UInt32,
+    email String,
+    phone String,
+    dealer_name String,
+    tier LowCardinality(String),
+    codes Array(String),
+    token String,
+    invitation_type LowCardinality(String),
+    status LowCardinality(String),
+    error_code Nullable(String),
+    error_message Nullable(String),
+    processed_at DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(processed_at)
+ORDER BY (sponsor_id, operation_id, item_index)
+"""
+
+ALL = (
+    OPERATIONS,
+    OPERATION_REQUESTS,
+    ITEMS,
+    CODES,
+    TEMPLATES,
+    RECIPIENTS,
+    HELD_BATCHES,
+    CODE_RESERVATIONS,
+    DEALER_INVITATIONS,
+    # Migration of a recipients table created before dealer invitations existed.
+    "ALTER TABLE recipients ADD COLUMN IF NOT EXISTS dealer_json String DEFAULT ''",
+)

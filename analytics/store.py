@@ -85,6 +85,7 @@ SELECT operation_id, operation_name, operation_type, status, total_items, proces
 FROM operations FINAL
 WHERE ({sponsor:Nullable(UInt64)} IS NULL OR sponsor_id = {sponsor:Nullable(UInt64)})
   AND ({status:Nullable(String)} IS NULL OR status = {status:Nullable(String)})
+  AND ({kind:Nullable(String)} IS NULL OR operation_type = {kind:Nullable(String)})
 ORDER BY created_at DESC, operation_id DESC
 LIMIT {limit:UInt32} OFFSET {offset:UInt64}
 """
@@ -92,6 +93,7 @@ _HISTORY_COUNT = """
 SELECT count() FROM operations FINAL
 WHERE ({sponsor:Nullable(UInt64)} IS NULL OR sponsor_id = {sponsor:Nullable(UInt64)})
   AND ({status:Nullable(String)} IS NULL OR status = {status:Nullable(String)})
+  AND ({kind:Nullable(String)} IS NULL OR operation_type = {kind:Nullable(String)})
 """
 _ITEMS_PAGE = """
 SELECT item_index, item_id, status, result_data, error_code, error_message, error_category,
@@ -193,7 +195,7 @@ WHERE sponsor_id = {sponsor:UInt64} AND operation_id = {operation:String} AND st
 ORDER BY item_index
 """
 _RECIPIENTS = """
-SELECT item_index, name, address, message, idempotency_key FROM recipients FINAL
+SELECT item_index, name, address, message, idempotency_key, dealer_json FROM recipients FINAL
 WHERE sponsor_id = {sponsor:UInt64} AND operation_id = {operation:String}
   AND item_index IN {indexes:Array(UInt32)}
 ORDER BY item_index
@@ -204,9 +206,88 @@ WHERE sponsor_id = {sponsor:UInt64} AND operation_id = {operation:String}
   AND batch_index IN {indexes:Array(UInt32)}
 ORDER BY batch_index
 """
+# A code is available when it has not expired and its latest reservation row (if any) is
+# "released". Oldest expiry first, so codes that would lapse soonest are handed out first.
+_AVAILABLE_CODES = """
+SELECT code FROM codes FINAL
+WHERE sponsor_id = {sponsor:UInt64} AND subscription_tier_id = {tier:UInt32}
+  AND expires_at > now64(3)
+  AND code NOT IN (
+    SELECT code FROM code_reservations FINAL
+    WHERE sponsor_id = {sponsor:UInt64} AND state != 'released'
+  )
+ORDER BY expires_at, operation_id, item_index
+LIMIT {limit:UInt32}
+"""
+_RESERVED_FOR = """
+SELECT item_index, code FROM code_reservations FINAL
+WHERE sponsor_id = {sponsor:UInt64} AND operation_id = {operation:String}
+  AND item_index IN {indexes:Array(UInt32)} AND state != 'released'
+ORDER BY item_index, code
+"""
+_INVENTORY = """
+SELECT c.subscription_tier_id AS tier,
+       countIf(c.expires_at > now64(3) AND r.state IN ('', 'released')) AS available,
+       countIf(r.state = 'reserved') AS reserved,
+       countIf(r.state = 'transferred') AS transferred,
+       countIf(c.expires_at <= now64(3) AND r.state IN ('', 'released')) AS expired
+FROM (SELECT code, subscription_tier_id, expires_at FROM codes FINAL
+      WHERE sponsor_id = {sponsor:UInt64}) AS c
+LEFT JOIN (SELECT code, state FROM code_reservations FINAL
+           WHERE sponsor_id = {sponsor:UInt64}) AS r ON c.code = r.code
+GROUP BY tier
+ORDER BY tier
+SETTINGS join_use_nulls = 0
+"""
+_EXISTING_DEALERS = """
+SELECT DISTINCT email FROM dealer_invitations FINAL
+WHERE sponsor_id = {sponsor:UInt64} AND status = 'Success' AND email IN {emails:Array(String)}
+"""
+_DEALER_REPORT = """
+SELECT row_number, email, phone, dealer_name, tier, codes, token, status,
+       error_code, error_message, processed_at
+FROM dealer_invitations FINAL
+WHERE sponsor_id = {sponsor:UInt64} AND operation_id = {operation:String}
+ORDER BY row_number
+"""
+_DEALER_ERRORS = """
+SELECT row_number, email, coalesce(error_message, error_code, status), processed_at
+FROM dealer_invitations FINAL
+WHERE sponsor_id = {sponsor:UInt64} AND operation_id = {operation:String} AND status != 'Success'
+ORDER BY row_number
+LIMIT {limit:UInt32}
+"""
 _DUPLICATE_CODES = """
 SELECT count() FROM (SELECT code FROM codes FINAL GROUP BY code HAVING count() > 1)
 """
+
+
+_RESERVATION_COLUMNS = (
+    "sponsor_id",
+    "code",
+    "subscription_tier_id",
+    "operation_id",
+    "item_index",
+    "state",
+    "updated_at",
+)
+_DEALER_COLUMNS = (
+    "sponsor_id",
+    "operation_id",
+    "item_index",
+    "row_number",
+    "email",
+    "phone",
+    "dealer_name",
+    "tier",
+    "codes",
+    "token",
+    "invitation_type",
+    "status",
+    "error_code",
+    "error_message",
+    "processed_at",
+)
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -283,9 +364,19 @@ class AnalyticsStore:
         """Store item outcomes (and codes) of several result batches in one insert per table."""
         items: list[list[Any]] = [[] for _ in _ITEM_COLUMNS]
         codes: list[list[Any]] = [[] for _ in _CODE_COLUMNS]
+        dealers: list[list[Any]] = []
+        reservations: list[list[Any]] = []
         for batch in batches:
             self._collect(batch, items, codes)
+            if batch.dealers is not None:
+                self._collect_dealers(batch, dealers, reservations)
         with self._write_lock:
+            if dealers:
+                self._writer.insert("dealer_invitations", dealers, column_names=_DEALER_COLUMNS)
+            if reservations:
+                self._writer.insert(
+                    "code_reservations", reservations, column_names=_RESERVATION_COLUMNS
+                )
             if items[0]:
                 self._writer.insert(
                     "items", items, column_names=_ITEM_COLUMNS, column_oriented=True
@@ -341,6 +432,44 @@ class AnalyticsStore:
                     codes[5].append(batch.batch_name)
                     codes[6].append(batch.processed_at)
                     codes[7].append(batch.expires_at)
+
+    @staticmethod
+    def _collect_dealers(
+        batch: ResultBatch, dealers: list[list[Any]], reservations: list[list[Any]]
+    ) -> None:
+        """Invitation rows, and their codes transferred (success) or given back (not)."""
+        assert batch.dealers is not None
+        errors = {e.item_index: e for e in batch.errors}
+        now = datetime.now(UTC)
+        for offset, (dealer, status) in enumerate(zip(batch.dealers, batch.statuses, strict=True)):
+            if dealer is None:
+                continue
+            index = batch.start_index + offset
+            error = errors.get(index)
+            dealers.append(
+                [
+                    batch.sponsor_id,
+                    batch.operation_id,
+                    index,
+                    dealer.row_number,
+                    dealer.email,
+                    dealer.phone,
+                    dealer.dealer_name,
+                    dealer.tier,
+                    dealer.codes if status is ItemStatus.SUCCESS else [],
+                    dealer.token,
+                    dealer.invitation_type,
+                    status.value,
+                    error.error_code if error else None,
+                    error.error_message if error else None,
+                    batch.processed_at,
+                ]
+            )
+            state = "transferred" if status is ItemStatus.SUCCESS else "released"
+            reservations.extend(
+                [batch.sponsor_id, code, dealer.tier_id, batch.operation_id, index, state, now]
+                for code in dealer.codes
+            )
 
     def record_request(self, request: OperationRequested) -> None:
         """Keep the request as submitted, once per operation (replays collapse on merge)."""
@@ -400,10 +529,23 @@ class AnalyticsStore:
             ]
 
     def history(
-        self, sponsor_id: int | None, *, limit: int, offset: int, status: str | None = None
+        self,
+        sponsor_id: int | None,
+        *,
+        limit: int,
+        offset: int,
+        status: str | None = None,
+        operation_type: str | None = None,
     ) -> list[HistoryRow]:
         rows = self._query(
-            _HISTORY, {"sponsor": sponsor_id, "limit": limit, "offset": offset, "status": status}
+            _HISTORY,
+            {
+                "sponsor": sponsor_id,
+                "limit": limit,
+                "offset": offset,
+                "status": status,
+                "kind": operation_type,
+            },
         )
         result = []
         for row in rows:
@@ -413,8 +555,11 @@ class AnalyticsStore:
             result.append(HistoryRow(*values))
         return result
 
-    def history_count(self, sponsor_id: int | None, status: str | None = None) -> int:
-        return int(self._query(_HISTORY_COUNT, {"sponsor": sponsor_id, "status": status})[0][0])
+    def history_count(
+        self, sponsor_id: int | None, status: str | None = None, operation_type: str | None = None
+    ) -> int:
+        parameters = {"sponsor": sponsor_id, "status": status, "kind": operation_type}
+        return int(self._query(_HISTORY_COUNT, parameters)[0][0])
 
     def items_page(
         self,
@@ -568,6 +713,7 @@ class AnalyticsStore:
                 r.address,
                 r.message,
                 r.idempotency_key or f"{chunk.operation_id}:{r.index}",
+                r.dealer.model_dump_json(exclude={"codes"}) if r.dealer else "",
             ]
             for r in chunk.recipients
             if r.skip is None and r.address is not None and r.message is not None
@@ -586,6 +732,7 @@ class AnalyticsStore:
                     "address",
                     "message",
                     "idempotency_key",
+                    "dealer_json",
                 ),
             )
 
@@ -604,8 +751,8 @@ class AnalyticsStore:
 
     def recipients(
         self, sponsor_id: int, operation_id: str, indexes: list[int]
-    ) -> list[tuple[int, str, str, str, str]]:
-        found: list[tuple[int, str, str, str, str]] = []
+    ) -> list[tuple[int, str, str, str, str, str]]:
+        found: list[tuple[int, str, str, str, str, str]] = []
         for start in range(0, len(indexes), 10_000):
             rows = self._query(
                 _RECIPIENTS,
@@ -615,8 +762,97 @@ class AnalyticsStore:
                     "indexes": indexes[start : start + 10_000],
                 },
             )
-            found.extend((int(r[0]), r[1], r[2], r[3], r[4]) for r in rows)
+            found.extend((int(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in rows)
         return found
+
+    def reserve_codes(
+        self,
+        sponsor_id: int,
+        operation_id: str,
+        needs: Sequence[tuple[int, int, int]],
+    ) -> dict[int, list[str]]:
+        """Codes for each ``(item_index, tier_id, count)``: all of them, or none (absent).
+
+        Items that already hold a reservation of this operation get it back (a replay), the
+        others get the next available codes of their tier. Callers serialise per sponsor
+        (the worker's explode agent owns the sponsor's partition), and the read and the
+        write below happen under one lock, so no code is ever handed out twice.
+        """
+        if not needs:
+            return {}
+        indexes = [index for index, _, _ in needs]
+        with self._write_lock:
+            held: dict[int, list[str]] = {}
+            for index, code in self._query(
+                _RESERVED_FOR,
+                {"sponsor": sponsor_id, "operation": operation_id, "indexes": indexes},
+            ):
+                held.setdefault(int(index), []).append(str(code))
+            wanted: dict[int, list[tuple[int, int]]] = {}
+            for index, tier, count in needs:
+                if index not in held and count > 0:
+                    wanted.setdefault(tier, []).append((index, count))
+            now = datetime.now(UTC)
+            rows: list[list[Any]] = []
+            for tier, items in wanted.items():
+                pool = [
+                    str(row[0])
+                    for row in self._query(
+                        _AVAILABLE_CODES,
+                        {"sponsor": sponsor_id, "tier": tier, "limit": sum(c for _, c in items)},
+                    )
+                ]
+                taken = 0
+                for index, count in items:
+                    if taken + count > len(pool):
+                        continue  # not enough left for this one: it gets none
+                    codes = pool[taken : taken + count]
+                    taken += count
+                    held[index] = codes
+                    rows.extend(
+                        [sponsor_id, code, tier, operation_id, index, "reserved", now]
+                        for code in codes
+                    )
+            if rows:
+                self._writer.insert("code_reservations", rows, column_names=_RESERVATION_COLUMNS)
+        for index, _, count in needs:
+            if count == 0:
+                held.setdefault(index, [])
+        return held
+
+    def available_codes(self, sponsor_id: int) -> dict[int, int]:
+        """Available codes per subscription tier id."""
+        return {int(row[0]): int(row[1]) for row in self.inventory(sponsor_id)}
+
+    def inventory(self, sponsor_id: int) -> list[tuple[int, int, int, int, int]]:
+        """(tier id, available, reserved, transferred, expired) per tier."""
+        return [
+            (int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]))
+            for r in self._query(_INVENTORY, {"sponsor": sponsor_id})
+        ]
+
+    def existing_dealers(self, sponsor_id: int, emails: Sequence[str]) -> set[str]:
+        """Which of ``emails`` (lower case) already belong to an invited dealer."""
+        found: set[str] = set()
+        for start in range(0, len(emails), 5000):
+            rows = self._query(
+                _EXISTING_DEALERS,
+                {"sponsor": sponsor_id, "emails": list(emails[start : start + 5000])},
+            )
+            found.update(str(row[0]) for row in rows)
+        return found
+
+    def dealer_report(self, sponsor_id: int, operation_id: str) -> list[tuple[Any, ...]]:
+        rows = self._query(_DEALER_REPORT, {"sponsor": sponsor_id, "operation": operation_id})
+        return [(*row[:10], _utc(row[10])) for row in rows]
+
+    def dealer_errors(
+        self, sponsor_id: int, operation_id: str, limit: int = 100
+    ) -> list[tuple[int, str, str, datetime | None]]:
+        rows = self._query(
+            _DEALER_ERRORS, {"sponsor": sponsor_id, "operation": operation_id, "limit": limit}
+        )
+        return [(int(r[0]), str(r[1]), str(r[2]), _utc(r[3])) for r in rows]
 
     def hold_batches(self, batches: Sequence[ItemBatch]) -> None:
         """Keep item batches that may not go out yet (paused, or not due), to release later."""

@@ -17,6 +17,8 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.dashboard import router as dashboard_router
+from api.dealers import DEALER_PREFIX, inventory_router
+from api.dealers import router as dealers_router
 from api.errors import install_error_handlers
 from api.lifecycle import router as lifecycle_router
 from api.live import router as live_router
@@ -125,6 +127,8 @@ def create_api(
     app.include_router(lifecycle_router)
     app.include_router(dashboard_router)
     app.include_router(live_router)
+    app.include_router(dealers_router)
+    app.include_router(inventory_router)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and status-view readiness")
     def healthz() -> dict[str, Any]:
@@ -134,6 +138,10 @@ def create_api(
     app.add_middleware(
         BodySizeLimit,
         max_bytes=settings.max_body_bytes,
-        per_path={f"{API_PREFIX}/send-links": settings.max_link_send_body_bytes},
+        per_path={
+            f"{API_PREFIX}/send-links": settings.max_link_send_body_bytes,
+            # the file plus the multipart envelope; the route checks the file's own size
+            f"{DEALER_PREFIX}/invite-bulk": settings.dealer_max_file_bytes + 65_536,
+        },
     )
     return app

@@ -31,6 +31,7 @@ from schemas.common import ErrorCategory, OperationStatus
 from schemas.messages import (
     ControlAction,
     ControlCommand,
+    DealerRow,
     OperationSnapshot,
     PreparedRecipient,
 )
@@ -314,9 +315,14 @@ async def retry_failed(
         )
         recipients = [
             PreparedRecipient(
-                index=i, name=name, address=address, message=message, idempotency_key=key
+                index=i,
+                name=name,
+                address=address,
+                message=message,
+                idempotency_key=key,
+                dealer=DealerRow.model_validate_json(dealer) if dealer else None,
             )
-            for i, (_, name, address, message, key) in enumerate(rows)
+            for i, (_, name, address, message, key, dealer) in enumerate(rows)
         ]
         retry_id = f"retry_{uuid.uuid4().hex}"
         await queue_link_send(
@@ -329,6 +335,7 @@ async def retry_failed(
             recipients=recipients,
             now=datetime.now(UTC),
             retry_of=operationId,
+            operation_type=original.operation_type,
         )
     log.info("operation %s: retrying %d failed items as %s", operationId, len(recipients), retry_id)
     return Envelope(

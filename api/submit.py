@@ -59,7 +59,7 @@ ASSUMED_CODES_PER_SECOND = 20_000
 CHUNK_BYTES = 900_000
 
 
-def _sponsor_for_submit(principal: Principal, requested: int | None) -> int:
+def sponsor_for_submit(principal: Principal, requested: int | None) -> int:
     if principal.is_admin:
         if requested is None:
             raise validation_error("sponsorId", "required when an Admin submits for a sponsor")
@@ -101,7 +101,7 @@ async def generate_codes(
     violation = settings.size_violation(body.quantity, body.processing.batch_size)
     if violation is not None:
         raise validation_error(*violation)
-    sponsor_id = _sponsor_for_submit(principal, body.sponsor_id)
+    sponsor_id = sponsor_for_submit(principal, body.sponsor_id)
     callback = await _checked_callback(request, body.processing.callback_url)
     now = datetime.now(UTC)
     operation_id = f"codegen_{uuid.uuid4().hex}"
@@ -267,7 +267,7 @@ async def send_links(
         raise validation_error(
             "metadata.budgetLimit", f"too small for even one {body.channel.value} message ({price})"
         )
-    sponsor_id = _sponsor_for_submit(principal, body.sponsor_id)
+    sponsor_id = sponsor_for_submit(principal, body.sponsor_id)
     callback = await _checked_callback(request, body.processing.callback_url)
     operation_id = f"bulk_{uuid.uuid4().hex}"
     store = store_of(request)
@@ -378,8 +378,10 @@ async def queue_link_send(
     callback_url: str | None = None,
     progress_notifications: bool = False,
     schedule: ReleaseSchedule | None = None,
+    operation_type: OperationType = OperationType.LINK_SEND,
 ) -> OperationSnapshot:
-    """The header and the recipient chunks of a link send, queued in order (or 503)."""
+    """The header and the recipient chunks of a link send (or of another operation that
+    sends to recipients, like dealer invitations), queued in order (or 503)."""
     try:
         chunks = encode_chunks(
             operation_id=operation_id,
@@ -392,7 +394,7 @@ async def queue_link_send(
         raise validation_error("processing.batchSize", str(exc)) from exc
     header = OperationRequested(
         operation_id=operation_id,
-        operation_type=OperationType.LINK_SEND,
+        operation_type=operation_type,
         sponsor_id=sponsor_id,
         requested_by=principal.subject,
         requested_at=now,
@@ -405,7 +407,7 @@ async def queue_link_send(
         schedule=schedule,
     )
     snapshot = queued_snapshot(
-        operation_id, sponsor_id, principal, OperationType.LINK_SEND, name, len(recipients), now
+        operation_id, sponsor_id, principal, operation_type, name, len(recipients), now
     )
     snapshot.retry_of = retry_of
     if schedule is not None:

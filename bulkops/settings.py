@@ -188,6 +188,14 @@ class ApiSettings(BulkopsSettings):
     # How long POST /cancel waits for the worker to confirm that no new item will start.
     control_ack_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     status_view_ready_timeout_seconds: float = Field(default=30.0, gt=0)
+    # Dealer invitations from Excel (001_*): upload limits, batching, and which subscription
+    # tier id holds each dealer tier's codes.
+    dealer_max_file_bytes: int = Field(default=5 * 1_048_576, ge=1024, le=64 * 1_048_576)
+    dealer_max_rows: int = Field(default=2000, ge=1, le=100_000)
+    dealer_batch_size: int = Field(default=50, ge=1, le=1000)
+    dealer_max_concurrency: int = Field(default=50, ge=1, le=100)
+    dealer_tier_ids: dict[str, int] = {"S": 1, "M": 2, "L": 3, "XL": 4}
+    dealer_invite_url: str = "https://sponsor.example.com/dealer-invite"
 
 
 class ClientSettings(BaseSettings):

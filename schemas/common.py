@@ -59,6 +59,7 @@ class Channel(StrEnum):
 class OperationType(StrEnum):
     CODE_GENERATION = "BulkCodeGeneration"
     LINK_SEND = "BulkLinkSend"
+    DEALER_INVITATION = "BulkDealerInvitation"
 
 
 class ApiModel(BaseModel):

@@ -39,6 +39,24 @@ class ItemError(WireModel):
     retry_count: int = 0
 
 
+class DealerRow(WireModel):
+    """One dealer of an Excel invitation upload, as validated by the API.
+
+    ``codes`` is filled by the worker when it reserves them from the sponsor's inventory.
+    """
+
+    row_number: int = Field(ge=2, description="The row in the uploaded sheet.")
+    email: str = Field(max_length=254)
+    phone: str = Field(max_length=32, description="E.164")
+    dealer_name: str = Field(max_length=200)
+    tier: str = Field(max_length=8, description="S, M, L or XL")
+    tier_id: int = Field(ge=1)
+    code_count: int = Field(ge=0, le=1000)
+    token: str = Field(max_length=64, description="The invitation's secret token.")
+    invitation_type: str = Field(max_length=16)
+    codes: list[str] = Field(default_factory=list, max_length=1000)
+
+
 class PreparedRecipient(WireModel):
     """A recipient validated and rendered by the API: the worker only sends."""
 
@@ -54,6 +72,7 @@ class PreparedRecipient(WireModel):
     skip: ItemError | None = Field(
         default=None, description="Set when validation failed: the item ends Skipped with it."
     )
+    dealer: DealerRow | None = None
 
 
 class LinkSendSpec(WireModel):
@@ -71,6 +90,9 @@ class LinkSendSpec(WireModel):
         ge=0, description="Snapshotted at submit from the price table."
     )
     recipient_chunks: int = Field(ge=1)
+    deliver: bool = Field(
+        default=True, description="False: record the items (dealer invitations) without a message."
+    )
 
 
 class ReleaseSchedule(WireModel):
@@ -239,6 +261,9 @@ class ResultBatch(WireModel):
     channel: Channel | None = None
     unit_cost: float = Field(default=0.0, ge=0, description="Cost of each successful item.")
     attempts: list[int] = Field(default_factory=list, description="Send attempts per item.")
+    dealers: list[DealerRow | None] | None = Field(
+        default=None, description="Dealer invitations: the dealer of each item."
+    )
 
     @model_validator(mode="after")
     def _parallel_lists(self) -> Self:

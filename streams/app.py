@@ -29,7 +29,7 @@ from pydantic import ValidationError
 
 from analytics.store import AnalyticsStore
 from bulkops.settings import WorkerSettings
-from schemas.common import ItemStatus, OperationStatus, OperationType
+from schemas.common import ErrorCategory, ItemStatus, OperationStatus, OperationType
 from schemas.messages import (
     BatchHold,
     BatchSunk,
@@ -37,9 +37,11 @@ from schemas.messages import (
     ControlCommand,
     DeadLetter,
     ItemBatch,
+    ItemError,
     OperationAbort,
     OperationRequested,
     OperationsMessage,
+    PreparedRecipient,
     ProgressMessage,
     RecentResult,
     RecipientChunk,
@@ -69,7 +71,7 @@ from streams.progress import (
     with_bit,
 )
 from streams.providers.base import Provider
-from streams.sending import halting, send_link_batch, skip_batch
+from streams.sending import halting, record_only, send_link_batch, skip_batch
 from streams.topics import Topics, sponsor_key
 from streams.webhooks import AttemptResult, deliver, sponsor_secret
 
@@ -382,6 +384,8 @@ def build_worker(
             raise InvalidMessage(f"recipients for unknown link send {chunk.operation_id}")
         if state.status.is_terminal:
             return
+        if state.operation_type is OperationType.DEALER_INVITATION:
+            chunk = await with_codes(chunk)
         batches = list(link_item_batches(state, chunk))
         await with_retry(
             f"operation {chunk.operation_id}: storing recipients of chunk {chunk.chunk_index}",
@@ -394,6 +398,49 @@ def build_worker(
             state.exploded = with_bit(state.exploded, batch.batch_index)
         save(state)
         await release_or_hold(sponsor_key(chunk.sponsor_id), chunk.operation_id, batches)
+
+    async def with_codes(chunk: RecipientChunk) -> RecipientChunk:
+        """Each dealer of the chunk with its codes reserved from the sponsor's inventory.
+
+        This runs in the explode agent, which owns the sponsor's partition: reservations of
+        one sponsor never run concurrently, so no code goes to two dealers. A dealer whose
+        tier has too few codes left gets none and ends Skipped with INSUFFICIENT_CODES.
+        """
+        needs = [
+            (r.index, r.dealer.tier_id, r.dealer.code_count)
+            for r in chunk.recipients
+            if r.dealer is not None and r.skip is None
+        ]
+        reserved = await with_retry(
+            f"operation {chunk.operation_id}: reserving codes for chunk {chunk.chunk_index}",
+            store.reserve_codes,
+            chunk.sponsor_id,
+            chunk.operation_id,
+            needs,
+        )
+        recipients: list[PreparedRecipient] = []
+        for r in chunk.recipients:
+            if r.dealer is None or r.skip is not None:
+                recipients.append(r)
+            elif r.index in reserved:
+                dealer = r.dealer.model_copy(update={"codes": reserved[r.index]})
+                recipients.append(r.model_copy(update={"dealer": dealer}))
+            else:
+                error = ItemError(
+                    item_index=r.index,
+                    item_id=f"{chunk.operation_id}:{r.index}",
+                    error_code="INSUFFICIENT_CODES",
+                    error_message=(
+                        f"Yetersiz kod ({r.dealer.tier} tier): {r.dealer.code_count} needed, "
+                        "not enough left in the inventory"
+                    ),
+                    error_category=ErrorCategory.BUSINESS,
+                )
+                recipients.append(r.model_copy(update={"skip": error}))
+        short = sum(1 for r in recipients if r.skip is not None and r.dealer is not None)
+        if short:
+            log.warning("operation %s: %d dealers without codes", chunk.operation_id, short)
+        return chunk.model_copy(update={"recipients": recipients})
 
     async def release_or_hold(key: bytes, operation_id: str, batches: list[ItemBatch]) -> None:
         """Send the batches that may go now; keep the others in ClickHouse until they are due.
@@ -618,13 +665,18 @@ def build_worker(
                 if is_paused(op_id):  # paused while this batch waited for its turn
                     await hold(event, batch)
                     return
-                result = await send_link_batch(
-                    batch,
-                    provider=providers[spec.channel.value],
-                    pacer=pacer,
-                    gate=gate,
-                    in_flight=in_flight[op_id],
-                )
+                if spec.deliver:
+                    result = await send_link_batch(
+                        batch,
+                        provider=providers[spec.channel.value],
+                        pacer=pacer,
+                        gate=gate,
+                        in_flight=in_flight[op_id],
+                    )
+                else:
+                    result = record_only(batch)
+        if batch.recipients and any(r.dealer for r in batch.recipients):
+            result.dealers = [r.dealer for r in batch.recipients]
         await results_topic.send(key=event.message.key, value=result.model_dump_json().encode())
 
     webhook_tasks: dict[tuple[str, str], asyncio.Task[bool]] = {}

@@ -201,6 +201,27 @@ async def _send_with_retries(
             await sleep(delay)
 
 
+def record_only(batch: ItemBatch) -> ResultBatch:
+    """Items that need no message (dealer invitations without SMS): done once recorded;
+    items the API marked invalid stay Skipped."""
+    assert batch.recipients is not None and batch.link is not None
+    ok = [r.skip is None for r in batch.recipients]
+    return ResultBatch(
+        operation_id=batch.operation_id,
+        sponsor_id=batch.sponsor_id,
+        operation_type=batch.operation_type,
+        batch_index=batch.batch_index,
+        start_index=batch.start_index,
+        statuses=[ItemStatus.SUCCESS if good else ItemStatus.SKIPPED for good in ok],
+        results=["recorded" if good else None for good in ok],
+        errors=[r.skip for r in batch.recipients if r.skip is not None],
+        processed_at=datetime.now(UTC),
+        duration_ms=0.0,
+        channel=batch.link.channel,
+        attempts=[0] * batch.count,
+    )
+
+
 def skip_batch(batch: ItemBatch, reason: str) -> ResultBatch:
     """Every item of ``batch`` skipped because its operation stopped (e.g. was cancelled)."""
     op = batch.operation_id

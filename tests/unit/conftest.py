@@ -35,13 +35,22 @@ class FakeMessageSink:
 
 
 class FakeCodeStore:
-    """The one query send-links makes before queueing: which sponsorship codes exist."""
+    """The queries submissions make before queueing: which sponsorship codes exist, which
+    dealers exist, how many codes each tier has available (the ``AnalyticsStore`` API)."""
 
     def __init__(self, codes: set[str]) -> None:
         self.codes = codes
+        self.dealers: set[str] = set()
+        self.available: dict[int, int] = {1: 10_000, 2: 10_000, 3: 10_000, 4: 10_000}
 
     def known_codes(self, sponsor_id: int, codes: Any) -> set[str]:
         return self.codes & set(codes)
+
+    def existing_dealers(self, sponsor_id: int, emails: Any) -> set[str]:
+        return self.dealers & set(emails)
+
+    def available_codes(self, sponsor_id: int) -> dict[int, int]:
+        return dict(self.available)
 
 
 @pytest.fixture

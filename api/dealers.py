@@ -1,0 +1,462 @@
+"""Dealer invitations from an Excel upload (``001_*``), run as an ordinary bulk operation.
+
+The upload is checked as a whole (size, a real xlsx, rows within the limit), then row by
+row; every problem is reported at once with its row number, as JSON or, with
+``?errorReport=xlsx``, as a workbook. Code availability per tier is checked before the job
+is accepted; the worker then reserves each dealer's codes atomically (per sponsor) and sends
+the invitation SMS through the link-send providers. Cancel, pause, retry, live progress and
+history work on the job like on any operation: its ``jobId`` is its operation id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile, status
+from fastapi.responses import Response
+
+from api import workbook
+from api.auth import CurrentPrincipal
+from api.deps import ERRORS, Envelope, OperationId, settings_of, store_of, view_of, visible
+from api.errors import ApiError
+from api.presenters import status_url
+from api.submit import queue_link_send, sponsor_for_submit
+from schemas.common import Channel, OperationStatus, OperationType
+from schemas.messages import DealerRow, LinkSendSpec, OperationSnapshot, PreparedRecipient
+from schemas.responses import ErrorBody, OutModel
+
+log = logging.getLogger("bulkops.api")
+
+DEALER_PREFIX = "/api/v1/sponsorship/dealer"
+router = APIRouter(prefix=DEALER_PREFIX, tags=["dealer-invitations"], responses=ERRORS)
+
+_JOB_STATUS = {
+    OperationStatus.QUEUED: "Pending",
+    OperationStatus.VALIDATING: "Pending",
+    OperationStatus.PROCESSING: "Processing",
+    OperationStatus.PAUSED: "Paused",
+    OperationStatus.COMPLETED: "Completed",
+    OperationStatus.PARTIALLY_COMPLETED: "PartialSuccess",
+    OperationStatus.FAILED: "Failed",
+    OperationStatus.CANCELLED: "Cancelled",
+}
+Tier = Literal["S", "M", "L", "XL"]
+
+
+class BulkInvitationJob(OutModel):
+    """``BulkInvitationJobDto`` of the seed."""
+
+    job_id: str
+    total_dealers: int
+    status: str
+    created_date: datetime
+    status_check_url: str
+    operation_status_url: str
+
+
+class DealerError(OutModel):
+    row_number: int
+    email: str
+    error: str
+    timestamp: datetime | None
+
+
+class ErrorSummary(OutModel):
+    errors: list[DealerError]
+
+
+class BulkInvitationStatus(OutModel):
+    job_id: str
+    status: str
+    invitation_type: str | None = None
+    total_dealers: int
+    processed_dealers: int
+    successful_invitations: int
+    failed_invitations: int
+    progress_percentage: float
+    created_date: datetime
+    started_date: datetime | None
+    completed_date: datetime | None
+    error_summary: ErrorSummary
+    report_url: str
+    operation_status_url: str
+
+
+class BulkInvitationHistory(OutModel):
+    jobs: list[BulkInvitationStatus]
+    total_count: int
+
+
+@router.get(
+    "/invite-bulk/template.xlsx",
+    summary="The upload template: header, an example row, a tier drop-down",
+    response_class=Response,
+    responses={200: {"content": {workbook.XLSX_MEDIA_TYPE: {}}}},
+)
+async def invitation_template(principal: CurrentPrincipal) -> Response:
+    return _xlsx(workbook.template(), "dealer-invitations-template.xlsx")
+
+
+@router.post(
+    "/invite-bulk",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Envelope[BulkInvitationJob],
+    summary="Invite dealers in bulk from an Excel file",
+    responses={
+        413: {"model": ErrorBody, "description": "File over the size limit"},
+        422: {
+            "model": ErrorBody,
+            "description": "Not a usable workbook, invalid rows (all of them, with row "
+            "numbers), or not enough codes in a tier",
+            "content": {workbook.XLSX_MEDIA_TYPE: {}},
+        },
+    },
+)
+async def invite_bulk(
+    request: Request,
+    principal: CurrentPrincipal,
+    file: Annotated[UploadFile, File(description="An .xlsx file; row 1 is the header.")],
+    invitation_type: Annotated[
+        Literal["Invite", "AutoCreate"], Form(alias="invitationType")
+    ] = "Invite",
+    default_tier: Annotated[Tier, Form(alias="defaultTier")] = "M",
+    default_code_count: Annotated[
+        int, Form(alias="defaultCodeCount", ge=0, le=workbook.MAX_CODES_PER_DEALER)
+    ] = 1,
+    send_sms: Annotated[bool, Form(alias="sendSms")] = True,
+    use_row_counts: Annotated[bool, Form(alias="useRowSpecificCounts")] = False,
+    sponsor_id: Annotated[int | None, Form(alias="sponsorId", ge=1)] = None,
+    error_report: Annotated[Literal["json", "xlsx"], Query(alias="errorReport")] = "json",
+) -> Envelope[BulkInvitationJob]:
+    """Columns: Email, Phone, DealerName, CodeCount, Tier (row 1 is the header; empty rows
+    are skipped). Each dealer gets an invitation with a unique link, ``CodeCount`` codes of
+    its tier from the sponsor's inventory (``defaultCodeCount``/``defaultTier`` unless
+    ``useRowSpecificCounts``), and an SMS when ``sendSms``."""
+    settings = settings_of(request)
+    sponsor = sponsor_for_submit(principal, sponsor_id)
+    name = (file.filename or "").strip()
+    if not name.lower().endswith(".xlsx"):
+        raise ApiError(
+            422,
+            "UNSUPPORTED_FILE_TYPE",
+            "Only .xlsx workbooks are accepted (save .xls or .csv files as .xlsx)",
+            {"field": "file", "fileName": name[:200]},
+        )
+    data = await file.read(settings.dealer_max_file_bytes + 1)
+    if len(data) > settings.dealer_max_file_bytes:
+        raise ApiError(
+            413,
+            "FILE_TOO_LARGE",
+            f"The file is larger than {settings.dealer_max_file_bytes // 1_048_576} MB",
+            {"maxBytes": settings.dealer_max_file_bytes},
+        )
+    try:
+        parsed = await asyncio.to_thread(
+            workbook.parse_sheet,
+            data,
+            max_rows=settings.dealer_max_rows,
+            max_bytes=settings.dealer_max_file_bytes,
+            default_tier=default_tier,
+            default_code_count=default_code_count,
+            use_row_counts=use_row_counts,
+            region=settings.default_phone_region,
+        )
+    except workbook.WorkbookError as exc:
+        code = 413 if exc.code == "FILE_TOO_LARGE" else 422
+        raise ApiError(code, exc.code, str(exc), {"field": "file"}) from exc
+    store = store_of(request)
+    errors = parsed.errors + workbook.find_duplicates(parsed.dealers)
+    existing = await asyncio.to_thread(
+        store.existing_dealers, sponsor, [d.email for d in parsed.dealers]
+    )
+    errors += [
+        workbook.RowError(d.row, "Email", "A dealer with this email already exists", d.email)
+        for d in parsed.dealers
+        if d.email in existing
+    ]
+    if errors:
+        return _refuse_rows(errors, error_report)  # type: ignore[return-value]
+    await _check_codes(request, sponsor, parsed.dealers)
+
+    operation_id = f"dealer_{uuid.uuid4().hex}"
+    now = datetime.now(UTC)
+    recipients = [
+        _recipient(i, dealer, invitation_type, settings.dealer_tier_ids[dealer.tier], request)
+        for i, dealer in enumerate(parsed.dealers)
+    ]
+    spec = LinkSendSpec(
+        channel=Channel.SMS,
+        subject="Bayi daveti",
+        batch_size=settings.dealer_batch_size,
+        max_concurrency=settings.dealer_max_concurrency,
+        retry_attempts=2,
+        retry_delay_seconds=1.0,
+        price_per_message=settings.price(Channel.SMS.value) if send_sms else 0.0,
+        recipient_chunks=1,
+        deliver=send_sms,
+    )
+    await queue_link_send(
+        request,
+        principal,
+        sponsor_id=sponsor,
+        operation_id=operation_id,
+        name=f"Dealer invitations: {name}"[:200],
+        spec=spec,
+        recipients=recipients,
+        now=now,
+        operation_type=OperationType.DEALER_INVITATION,
+    )
+    log.info(
+        "operation %s: %d dealer invitations (%s, sms=%s) for sponsor %d by %s",
+        operation_id,
+        len(recipients),
+        invitation_type,
+        send_sms,
+        sponsor,
+        principal.subject,
+    )
+    return Envelope(
+        message=f"Toplu davet işlemi başlatıldı. {len(recipients)} dealer kuyruğa eklendi.",
+        data=BulkInvitationJob(
+            job_id=operation_id,
+            total_dealers=len(recipients),
+            status="Pending",
+            created_date=now,
+            status_check_url=f"{DEALER_PREFIX}/bulk-status/{operation_id}",
+            operation_status_url=status_url(operation_id),
+        ),
+    )
+
+
+def _recipient(
+    index: int, dealer: workbook.DealerInput, kind: str, tier_id: int, request: Request
+) -> PreparedRecipient:
+    token = secrets.token_urlsafe(24)
+    link = f"{settings_of(request).dealer_invite_url}/{token}"
+    return PreparedRecipient(
+        index=index,
+        name=dealer.name,
+        address=dealer.phone,
+        message=f"Merhaba {dealer.name}! Bayi davetiniz hazır: {link}",
+        dealer=DealerRow(
+            row_number=dealer.row,
+            email=dealer.email,
+            phone=dealer.phone,
+            dealer_name=dealer.name,
+            tier=dealer.tier,
+            tier_id=tier_id,
+            code_count=dealer.code_count,
+            token=token,
+            invitation_type=kind,
+        ),
+    )
+
+
+def _refuse_rows(errors: list[workbook.RowError], form: str) -> Response:
+    ordered = sorted(errors, key=lambda e: (e.row, e.field))
+    if form == "xlsx":
+        return _xlsx(
+            workbook.error_report(ordered), "dealer-invitation-errors.xlsx", status_code=422
+        )
+    raise ApiError(
+        422,
+        "VALIDATION_FAILED",
+        f"{len(ordered)} problems in {len({e.row for e in ordered})} rows; nothing was queued "
+        "(ask with ?errorReport=xlsx for a workbook of them)",
+        {
+            "errorCount": len(ordered),
+            "errors": [
+                {"row": e.row, "column": e.field, "error": e.error, "value": e.value}
+                for e in ordered
+            ],
+        },
+    )
+
+
+async def _check_codes(request: Request, sponsor: int, dealers: list[workbook.DealerInput]) -> None:
+    """The seed's availability check: every tier must hold enough available codes."""
+    tier_ids = settings_of(request).dealer_tier_ids
+    needed: Counter[str] = Counter()
+    for dealer in dealers:
+        needed[dealer.tier] += dealer.code_count
+    available = await asyncio.to_thread(store_of(request).available_codes, sponsor)
+    short = [
+        {"tier": tier, "required": count, "available": available.get(tier_ids[tier], 0)}
+        for tier, count in sorted(needed.items())
+        if count > available.get(tier_ids[tier], 0)
+    ]
+    if short:
+        first = short[0]
+        raise ApiError(
+            422,
+            "INSUFFICIENT_CODES",
+            f"Yetersiz kod ({first['tier']} tier). Gerekli: {first['required']}, "
+            f"Mevcut: {first['available']}",
+            {"tiers": short},
+        )
+
+
+def _job_status(request: Request, snapshot: OperationSnapshot) -> BulkInvitationStatus:
+    errors = store_of(request).dealer_errors(snapshot.sponsor_id, snapshot.operation_id)
+    total = snapshot.total_items
+    return BulkInvitationStatus(
+        job_id=snapshot.operation_id,
+        status=_JOB_STATUS[snapshot.status],
+        total_dealers=total,
+        processed_dealers=snapshot.processed_items,
+        successful_invitations=snapshot.successful_items,
+        failed_invitations=snapshot.failed_items + snapshot.skipped_items,
+        progress_percentage=round(snapshot.processed_items / total * 100, 1) if total else 0.0,
+        created_date=snapshot.created_at,
+        started_date=snapshot.started_at,
+        completed_date=snapshot.completed_at,
+        error_summary=ErrorSummary(
+            errors=[
+                DealerError(row_number=row, email=email, error=error, timestamp=at)
+                for row, email, error, at in errors
+            ]
+        ),
+        report_url=f"{DEALER_PREFIX}/bulk-status/{snapshot.operation_id}/report.xlsx",
+        operation_status_url=status_url(snapshot.operation_id),
+    )
+
+
+def _dealer_job(request: Request, principal: CurrentPrincipal, job_id: str) -> OperationSnapshot:
+    snapshot = visible(request, principal, job_id)
+    if snapshot.operation_type is not OperationType.DEALER_INVITATION:
+        raise ApiError(404, "JOB_NOT_FOUND", f"{job_id} is not a dealer invitation job")
+    return snapshot
+
+
+@router.get(
+    "/bulk-status/{jobId}",
+    response_model=Envelope[BulkInvitationStatus],
+    summary="Progress and errors of one dealer invitation job",
+)
+async def bulk_status(
+    request: Request, principal: CurrentPrincipal, jobId: OperationId
+) -> Envelope[BulkInvitationStatus]:
+    snapshot = _dealer_job(request, principal, jobId)
+    return Envelope(data=await asyncio.to_thread(_job_status, request, snapshot))
+
+
+@router.get(
+    "/bulk-status/{jobId}/report.xlsx",
+    summary="Every row of a job with its outcome, error and assigned codes",
+    response_class=Response,
+    responses={200: {"content": {workbook.XLSX_MEDIA_TYPE: {}}}},
+)
+async def bulk_report(
+    request: Request, principal: CurrentPrincipal, jobId: OperationId
+) -> Response:
+    snapshot = _dealer_job(request, principal, jobId)
+    rows = await asyncio.to_thread(
+        store_of(request).dealer_report, snapshot.sponsor_id, snapshot.operation_id
+    )
+    body = workbook.outcome_report(
+        (
+            r[0],  # row
+            r[1],  # email
+            r[2],  # phone
+            r[3],  # dealer name
+            r[4],  # tier
+            r[7],  # status
+            r[9] or r[8] or "",  # error message, else code
+            " ".join(r[5]),  # codes
+            r[6],  # token
+            r[10].isoformat() if r[10] else "",
+        )
+        for r in rows
+    )
+    return _xlsx(body, f"{jobId}-report.xlsx")
+
+
+@router.get(
+    "/bulk-history",
+    response_model=Envelope[BulkInvitationHistory],
+    summary="The caller's dealer invitation jobs, newest first",
+)
+async def bulk_history(
+    request: Request,
+    principal: CurrentPrincipal,
+    page_size: Annotated[int, Query(alias="pageSize", ge=1, le=100)] = 20,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> Envelope[BulkInvitationHistory]:
+    store = store_of(request)
+    kind = OperationType.DEALER_INVITATION.value
+    rows = await asyncio.to_thread(
+        store.history,
+        principal.sponsor_scope,
+        limit=page_size,
+        offset=(page - 1) * page_size,
+        operation_type=kind,
+    )
+    total = await asyncio.to_thread(
+        store.history_count, principal.sponsor_scope, operation_type=kind
+    )
+    view = view_of(request)
+    jobs = [
+        await asyncio.to_thread(_job_status, request, snapshot)
+        for row in rows
+        if (snapshot := view.get(row.operation_id)) is not None
+    ]
+    return Envelope(data=BulkInvitationHistory(jobs=jobs, total_count=total))
+
+
+class TierInventory(OutModel):
+    tier: str | None
+    subscription_tier_id: int
+    available: int
+    reserved: int
+    transferred: int
+    expired: int
+
+
+inventory_router = APIRouter(
+    prefix="/api/v1/sponsorship/codes", tags=["dealer-invitations"], responses=ERRORS
+)
+
+
+@inventory_router.get(
+    "/inventory",
+    response_model=Envelope[list[TierInventory]],
+    summary="The sponsor's codes per tier: available, reserved, transferred, expired",
+)
+async def code_inventory(
+    request: Request,
+    principal: CurrentPrincipal,
+    sponsor_id: Annotated[int | None, Query(alias="sponsorId", ge=1)] = None,
+) -> Envelope[list[TierInventory]]:
+    """Codes come from ``generate-codes``; a dealer invitation reserves them and transfers
+    them to the dealer when the invitation is made (or gives them back if it fails)."""
+    sponsor = sponsor_for_submit(principal, sponsor_id)
+    names = {tier_id: name for name, tier_id in settings_of(request).dealer_tier_ids.items()}
+    rows = await asyncio.to_thread(store_of(request).inventory, sponsor)
+    return Envelope(
+        data=[
+            TierInventory(
+                tier=names.get(tier_id),
+                subscription_tier_id=tier_id,
+                available=available,
+                reserved=reserved,
+                transferred=transferred,
+                expired=expired,
+            )
+            for tier_id, available, reserved, transferred, expired in rows
+        ]
+    )
+
+
+def _xlsx(body: bytes, filename: str, status_code: int = 200) -> Response:
+    return Response(
+        content=body,
+        status_code=status_code,
+        media_type=workbook.XLSX_MEDIA_TYPE,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
