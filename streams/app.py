@@ -385,7 +385,7 @@ def build_worker(
         if state.status.is_terminal:
             return
         if state.operation_type is OperationType.DEALER_INVITATION:
-            chunk = await with_codes(chunk)
+            chunk = await with_codes(chunk, state)
         batches = list(link_item_batches(state, chunk))
         await with_retry(
             f"operation {chunk.operation_id}: storing recipients of chunk {chunk.chunk_index}",
@@ -399,17 +399,21 @@ def build_worker(
         save(state)
         await release_or_hold(sponsor_key(chunk.sponsor_id), chunk.operation_id, batches)
 
-    async def with_codes(chunk: RecipientChunk) -> RecipientChunk:
+    async def with_codes(chunk: RecipientChunk, state: OperationState) -> RecipientChunk:
         """Each dealer of the chunk with its codes reserved from the sponsor's inventory.
 
         This runs in the explode agent, which owns the sponsor's partition: reservations of
         one sponsor never run concurrently, so no code goes to two dealers. A dealer whose
         tier has too few codes left gets none and ends Skipped with INSUFFICIENT_CODES.
+        Dealers of batches already counted (a replay) reserve nothing: their codes were
+        transferred or given back when their batch was stored.
         """
+        assert state.link is not None
+        size = state.link.batch_size
         needs = [
             (r.index, r.dealer.tier_id, r.dealer.code_count)
             for r in chunk.recipients
-            if r.dealer is not None and r.skip is None
+            if r.dealer is not None and r.skip is None and not is_batch_done(state, r.index // size)
         ]
         reserved = await with_retry(
             f"operation {chunk.operation_id}: reserving codes for chunk {chunk.chunk_index}",

@@ -199,3 +199,31 @@ def test_the_job_is_an_ordinary_operation(make_server: Any, simulator: Simulator
     assert status["metrics"]["successfulItems"] == 5
     history = operations.get("/history").json()["data"]
     assert job_id in {entry["operationId"] for entry in history}
+
+
+def test_failed_invitations_give_codes_back_and_retry_invites_them(
+    make_server: Any, simulator: SimulatorThread
+) -> None:
+    simulator.simulator.config.mode = "error500"
+    server: Server = make_server(**provider_env(simulator)).start()
+    stock(server, 76, tier_id=1, quantity=30)
+    client = sponsor_client(server, 76)
+    job_id = invite(client, dealer_rows(10, "S", 3)).json()["data"]["jobId"]
+    job = wait_job(client, job_id, timeout=90)
+    assert job["status"] == "Failed" and job["failedInvitations"] == 10
+    assert len(job["errorSummary"]["errors"]) == 10
+    assert job["errorSummary"]["errors"][0]["rowNumber"] == 2
+    assert inventory(client)["S"]["available"] == 30, "a failed invitation releases its codes"
+    assert {r["Status"] for r in report(client, job_id)} == {"Failed"}
+
+    simulator.simulator.config.mode = "normal"
+    retried = server.client(sponsor_id=76).post(f"/retry/{job_id}")
+    assert retried.status_code == 202, retried.text
+    retry_id = retried.json()["data"]["retryOperationId"]
+    again = wait_job(client, retry_id)
+    assert again["status"] == "Completed" and again["successfulInvitations"] == 10
+    rows = report(client, retry_id)
+    codes = [c for r in rows for c in str(r["Codes"]).split()]
+    assert len(codes) == len(set(codes)) == 30
+    assert [r["Row"] for r in rows] == list(range(2, 12))
+    assert inventory(client)["S"]["transferred"] == 30
