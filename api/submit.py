@@ -329,7 +329,8 @@ async def send_links(
     eta = completion_estimate(
         now,
         sending_seconds=1 + prepared.valid / settings.send_rate(body.channel.value),
-        schedule=schedule,
+        scheduled=schedule is not None,
+        snapshot=snapshot,
         batches=-(-total // spec.batch_size),
     )
     return Envelope(
@@ -349,13 +350,18 @@ async def send_links(
 
 
 def completion_estimate(
-    now: datetime, *, sending_seconds: float, schedule: ReleaseSchedule | None, batches: int
+    now: datetime,
+    *,
+    sending_seconds: float,
+    scheduled: bool,
+    snapshot: OperationSnapshot,
+    batches: int,
 ) -> datetime | None:
     """Submit-time ETA: the sending time at the paced rate, after the planned start and no
     earlier than the last planned release plus one batch's share (None if never known)."""
-    if schedule is None:
+    if not scheduled:
         return now + timedelta(seconds=sending_seconds)
-    start, last = planned_start(schedule), releases_end(schedule, batches)
+    start, last = snapshot.scheduled_start, snapshot.releases_end_at
     if start is None or last is None:
         return None
     return max(

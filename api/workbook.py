@@ -22,7 +22,6 @@ from typing import Any
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from openpyxl import Workbook, load_workbook
-from openpyxl.cell.cell import Cell
 from openpyxl.styles import Font
 from openpyxl.worksheet.datavalidation import DataValidation
 
@@ -253,12 +252,9 @@ def safe_cell(value: Any) -> Any:
 
 
 def _write(sheet: Any, rows: Iterable[Sequence[Any]]) -> None:
+    """openpyxl stores text starting with ``=`` as a formula; ``safe_cell`` leaves none."""
     for row in rows:
         sheet.append([safe_cell(v) for v in row])
-    for column in sheet.iter_cols():
-        for cell in column:
-            if isinstance(cell, Cell) and isinstance(cell.value, str):
-                cell.data_type = "s"  # never a formula, whatever the text
 
 
 def _save(book: Workbook) -> bytes:

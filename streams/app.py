@@ -647,7 +647,7 @@ def build_worker(
             return  # a replay of a batch already counted: nothing left to do
         if state is not None and state.stop_reason:
             stops.setdefault(batch.operation_id, state.stop_reason)
-        elif is_paused(batch.operation_id):
+        elif state is not None and state.paused_at is not None:
             await hold(event, batch)
             return
         stopped = halting(gate, batch.operation_id)

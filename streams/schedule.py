@@ -18,12 +18,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
+from typing import get_args
 from zoneinfo import ZoneInfo
 
 from schemas.messages import ReleaseSchedule
-from schemas.requests import SchedulingOptions
+from schemas.requests import SchedulingOptions, Weekday
 
-WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+WEEKDAYS: tuple[str, ...] = get_args(Weekday)
 SEARCH_DAYS = 15
 """How far ahead an open window is looked for; with one allowed weekday it is within 8 days."""
 

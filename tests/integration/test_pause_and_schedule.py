@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bulkops.simulator import SimulatorThread
+from streams.schedule import WEEKDAYS
 from tests.integration.conftest import Server, provider_env
 from tests.integration.test_codegen_flow import all_codes, submit, wait_terminal
 from tests.integration.test_link_sends import body
@@ -245,15 +246,7 @@ def test_impossible_schedules_are_422(server: Server) -> None:
     never = _scheduled(
         5,
         datetime.now(UTC) + timedelta(hours=1),
-        avoidWeekdays=[
-            "Monday",
-            "Tuesday",
-            "Wednesday",
-            "Thursday",
-            "Friday",
-            "Saturday",
-            "Sunday",
-        ],
+        avoidWeekdays=list(WEEKDAYS),
     )
     response = client.post("/send-links", json=never)
     assert response.status_code == 422 and "never run" in response.text

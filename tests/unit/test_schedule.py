@@ -115,17 +115,7 @@ def test_resolve_maps_the_request() -> None:
         ({"timeZone": "Mars/Olympus_Mons"}, "unknown time zone"),
         ({"timeZone": "../../etc/passwd"}, "unknown time zone"),
         (
-            {
-                "avoidWeekdays": [
-                    "Monday",
-                    "Tuesday",
-                    "Wednesday",
-                    "Thursday",
-                    "Friday",
-                    "Saturday",
-                    "Sunday",
-                ]
-            },
+            {"avoidWeekdays": list(sched.WEEKDAYS)},
             "never run",
         ),
         ({"preferredHours": ["24:00"]}, "preferredHours"),
