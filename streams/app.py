@@ -50,6 +50,7 @@ from schemas.messages import (
     WebhookAttempt,
 )
 from streams.codes import CodeMinter, generate_codes
+from streams.consumer import App
 from streams.pacing import Pacer
 from streams.plan import code_item_batches, count_batches, link_item_batches
 from streams.progress import (
@@ -124,7 +125,7 @@ def build_worker(
         },
         sponsor_rates=dict.fromkeys(("SMS", "WhatsApp", "Email"), settings.sponsor_rate_per_second),
     )
-    app = faust.App(
+    app = App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
