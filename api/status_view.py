@@ -14,6 +14,7 @@ import time
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from pydantic import ValidationError
 
+from bulkops.kafkalog import client_logger
 from schemas.messages import OperationSnapshot
 
 log = logging.getLogger("bulkops.api.status")
@@ -66,6 +67,7 @@ class KafkaStatusFollower:
                 "enable.auto.commit": False,
                 "enable.partition.eof": True,
                 "auto.offset.reset": "earliest",
+                "logger": client_logger("status-view"),
             }
         )
         self._stop = threading.Event()

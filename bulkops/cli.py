@@ -9,7 +9,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from bulkops import localkafka
+from bulkops import kafkalog, localkafka
 from bulkops.client import BulkopsClient
 from bulkops.settings import ApiSettings, ClientSettings, WorkerSettings
 from streams.topics import Topics
@@ -24,6 +24,7 @@ def configure_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    kafkalog.install()
 
 
 def _ensure_topics(settings: ApiSettings | WorkerSettings) -> None:

@@ -8,6 +8,7 @@ until the broker answers a metadata request; ``stop`` ends it by PID. No Docker 
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import os
 import shutil
@@ -18,10 +19,12 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from bulkops.kafkalog import client_logger
 from streams.topics import TopicSpec
 
 log = logging.getLogger("bulkops.kafka")
@@ -74,9 +77,36 @@ def _listening(port: int) -> bool:
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports free on 127.0.0.1 (all held open while drawing)."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _ports(data_dir: Path, port: int | None, controller_port: int | None) -> tuple[int, int]:
+    """The broker's and the controller's ports: as asked, else as this data directory last
+    used them (a restarted broker keeps its addresses), else two fresh distinct ones."""
+    remembered: dict[str, int] = {}
+    saved = data_dir / "ports.json"
+    if saved.exists():
+        remembered = json.loads(saved.read_text())
+    port = port or remembered.get("port")
+    controller_port = controller_port or remembered.get("controllerPort")
+    fresh = iter(p for p in free_ports(3) if p not in (port, controller_port))
+    port = port or next(fresh)
+    if not controller_port or controller_port == port:
+        controller_port = next(fresh)
+    saved.write_text(json.dumps({"port": port, "controllerPort": controller_port}))
+    return port, controller_port
 
 
 def fetch(libs: Path = LIBS) -> Path:
@@ -156,13 +186,14 @@ def start(
 ) -> Broker:
     """Format (first time only) and start a broker; return once it answers metadata requests."""
     libs = fetch()
-    for taken in (port, controller_port):
-        if taken and _listening(taken):
-            raise BrokerError(f"port {taken} is already in use on 127.0.0.1")
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
-    controller_port = controller_port or free_port()
+    port, controller_port = _ports(data_dir, port, controller_port)
+    if port == controller_port:
+        raise BrokerError(f"the broker and its controller cannot share port {port}")
+    for taken in (port, controller_port):
+        if _listening(taken):
+            raise BrokerError(f"port {taken} is already in use on 127.0.0.1")
     props = data_dir / "server.properties"
     props.write_text(_properties(data_dir, port, controller_port))
     log4j = data_dir / "log4j2.properties"
@@ -284,7 +315,8 @@ def create_topics(
     bootstrap: str, specs: list[TopicSpec], *, partitions: int, replication_factor: int = 1
 ) -> list[str]:
     """Create missing topics (existing ones are left alone); return the names created."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": client_logger("admin")}
+    admin = AdminClient(config)
     existing = set(admin.list_topics(timeout=10).topics)
     wanted = []
     for spec in specs:
