@@ -120,18 +120,21 @@ ENGINE = ReplacingMergeTree
 ORDER BY (sponsor_id, operation_id, item_index)
 """
 
-HELD_BATCHES = """
-CREATE TABLE IF NOT EXISTS held_batches
+# Every item batch of a link send, as the message the items topic carries: its recipients
+# exist nowhere else, and a batch that is held (paused, scheduled) or re-driven by the stall
+# watchdog goes out again from here. Code batches are re-planned from the request instead.
+ITEM_BATCHES = """
+CREATE TABLE IF NOT EXISTS item_batches
 (
     sponsor_id UInt64,
     operation_id String,
     batch_index UInt32,
     batch_json String CODEC(ZSTD(3)),
-    held_at DateTime64(3, 'UTC')
+    stored_at DateTime64(3, 'UTC')
 )
-ENGINE = ReplacingMergeTree(held_at)
+ENGINE = ReplacingMergeTree(stored_at)
 ORDER BY (sponsor_id, operation_id, batch_index)
-TTL toDateTime(held_at) + INTERVAL 60 DAY
+TTL toDateTime(stored_at) + INTERVAL 60 DAY
 """
 
 # The sponsor's code inventory: a code is available unless its latest row here is reserved
@@ -181,7 +184,7 @@ ALL = (
     CODES,
     TEMPLATES,
     RECIPIENTS,
-    HELD_BATCHES,
+    ITEM_BATCHES,
     CODE_RESERVATIONS,
     DEALER_INVITATIONS,
     # Migration of a recipients table created before dealer invitations existed.

@@ -18,9 +18,10 @@ from clickhouse_connect.driver.client import Client
 
 from analytics import ddl
 from analytics.client import connect
-from schemas.common import ItemStatus, OperationType
+from schemas.common import Channel, ErrorCategory, ItemStatus, OperationType
 from schemas.messages import (
     ItemBatch,
+    ItemError,
     OperationRequested,
     OperationSnapshot,
     RecipientChunk,
@@ -200,8 +201,16 @@ WHERE sponsor_id = {sponsor:UInt64} AND operation_id = {operation:String}
   AND item_index IN {indexes:Array(UInt32)}
 ORDER BY item_index
 """
-_HELD_BATCHES = """
-SELECT batch_index, batch_json FROM held_batches FINAL
+_STORED_ITEMS = """
+SELECT item_index, status, result_data, error_code, error_message, error_category,
+       is_retryable, retry_count, processing_duration_ms, cost, attempts, processed_at, channel
+FROM items FINAL
+WHERE sponsor_id = {sponsor:UInt64} AND operation_id = {operation:String}
+  AND item_index >= {start:UInt32} AND item_index < {stop:UInt32}
+ORDER BY item_index
+"""
+_ITEM_BATCHES = """
+SELECT batch_index, batch_json FROM item_batches FINAL
 WHERE sponsor_id = {sponsor:UInt64} AND operation_id = {operation:String}
   AND batch_index IN {indexes:Array(UInt32)}
 ORDER BY batch_index
@@ -854,25 +863,83 @@ class AnalyticsStore:
         )
         return [(int(r[0]), str(r[1]), str(r[2]), _utc(r[3])) for r in rows]
 
-    def hold_batches(self, batches: Sequence[ItemBatch]) -> None:
-        """Keep item batches that may not go out yet (paused, or not due), to release later."""
+    def record_chunk(self, chunk: RecipientChunk, batches: Sequence[ItemBatch]) -> None:
+        """A link send's recipient chunk as it arrived: its recipients (for retries) and its
+        item batches (to hold, release or re-drive them later), in one go."""
+        self.record_recipients(chunk)
         now = datetime.now(UTC)
         rows = [
             [b.sponsor_id, b.operation_id, b.batch_index, b.model_dump_json(), now] for b in batches
         ]
+        if not rows:
+            return
         with self._write_lock:
             self._writer.insert(
-                "held_batches",
+                "item_batches",
                 rows,
-                column_names=("sponsor_id", "operation_id", "batch_index", "batch_json", "held_at"),
+                column_names=(
+                    "sponsor_id",
+                    "operation_id",
+                    "batch_index",
+                    "batch_json",
+                    "stored_at",
+                ),
             )
 
-    def held_batches(
+    def stored_result(self, batch: ItemBatch) -> ResultBatch | None:
+        """The outcome of ``batch`` as the sink stored it, or None unless every item is stored.
+
+        The sink writes a batch's items in one insert before it announces the batch, so a
+        batch whose announcement was lost is recognised here and counted without being
+        processed (or sent) again.
+        """
+        rows = self._query(
+            _STORED_ITEMS,
+            {
+                "sponsor": batch.sponsor_id,
+                "operation": batch.operation_id,
+                "start": batch.start_index,
+                "stop": batch.start_index + batch.count,
+            },
+        )
+        if len(rows) != batch.count:
+            return None
+        statuses = [ItemStatus(row[1]) for row in rows]
+        errors = [
+            ItemError(
+                item_index=int(row[0]),
+                item_id=f"{batch.operation_id}:{int(row[0])}",
+                error_code=str(row[3]),
+                error_message=str(row[4] or ""),
+                error_category=ErrorCategory(row[5]),
+                is_retryable=bool(row[6]),
+                retry_count=int(row[7]),
+            )
+            for row in rows
+            if row[3] is not None and row[5] is not None
+        ]
+        return ResultBatch(
+            operation_id=batch.operation_id,
+            sponsor_id=batch.sponsor_id,
+            operation_type=batch.operation_type,
+            batch_index=batch.batch_index,
+            start_index=batch.start_index,
+            statuses=statuses,
+            results=[row[2] for row in rows],
+            errors=errors,
+            processed_at=max(_utc(row[11]) or datetime.now(UTC) for row in rows),
+            duration_ms=float(sum(row[8] for row in rows)),
+            channel=Channel(rows[0][12]) if rows[0][12] else None,
+            unit_cost=max(float(row[9]) for row in rows),
+            attempts=[int(row[10]) for row in rows],
+        )
+
+    def item_batches(
         self, sponsor_id: int, operation_id: str, indexes: list[int]
     ) -> dict[int, str]:
-        """The held batches' JSON by batch index (the message to send, as it was held)."""
+        """Stored item batches' JSON by batch index (the message to send, as it was made)."""
         rows = self._query(
-            _HELD_BATCHES, {"sponsor": sponsor_id, "operation": operation_id, "indexes": indexes}
+            _ITEM_BATCHES, {"sponsor": sponsor_id, "operation": operation_id, "indexes": indexes}
         )
         return {int(index): str(payload) for index, payload in rows}
 

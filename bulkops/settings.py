@@ -132,6 +132,11 @@ class WorkerSettings(BulkopsSettings):
     # many are released per check and operation.
     release_interval_seconds: float = Field(default=0.25, gt=0, le=10)
     release_batches_per_tick: int = Field(default=500, ge=1, le=10_000)
+    # The stall watchdog: how often it looks, and how long an operation must have stood
+    # still, with its partition drained, before its outstanding batches count as lost. Keep
+    # it above the API's produce timeout: a submission's chunks may take that long.
+    stall_check_interval_seconds: float = Field(default=5.0, gt=0, le=300)
+    stall_seconds: float = Field(default=30.0, ge=1, le=3600)
     sink_max_messages: int = Field(default=200, ge=1, le=10000)
     sink_within_seconds: float = Field(default=0.25, gt=0, le=10)
     max_errors_in_status: int = Field(default=50, ge=0, le=1000)

@@ -133,6 +133,12 @@ class OperationRequested(WireModel):
     code_generation: BulkCodeGenerationRequest | None = None
     link_send: LinkSendSpec | None = None
     schedule: ReleaseSchedule | None = None
+    submission_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="One per submit attempt; messages of another attempt at the same "
+        "operation id are ignored, so a retried submit never runs an operation twice.",
+    )
 
     @model_validator(mode="after")
     def _payload_matches_type(self) -> Self:
@@ -163,6 +169,12 @@ class RecipientChunk(WireModel):
     chunk_index: int = Field(ge=0)
     start_index: int = Field(ge=0)
     recipients: list[PreparedRecipient] = Field(min_length=1)
+    submission_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="One per submit attempt; messages of another attempt at the same "
+        "operation id are ignored, so a retried submit never runs an operation twice.",
+    )
 
 
 class OperationAbort(WireModel):
@@ -172,6 +184,12 @@ class OperationAbort(WireModel):
     operation_id: str = Field(pattern=OPERATION_ID_PATTERN)
     sponsor_id: int = Field(ge=1, le=2**63 - 1)
     reason: str = Field(max_length=1000)
+    submission_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="One per submit attempt; messages of another attempt at the same "
+        "operation id are ignored, so a retried submit never runs an operation twice.",
+    )
 
 
 def _kind(default: str) -> Callable[[Any], str]:
@@ -221,6 +239,19 @@ class ReleaseTick(WireModel):
     sponsor_id: int = Field(ge=1, le=2**63 - 1)
 
 
+class Redrive(WireModel):
+    """Sent by the worker's stall watchdog: batches released long ago and never counted.
+
+    The explode agent answers each from what ClickHouse already holds (its stored item
+    outcomes are counted again) or sends the item batch to the items topic once more.
+    """
+
+    kind: Literal["redrive"] = "redrive"
+    operation_id: str = Field(pattern=OPERATION_ID_PATTERN)
+    sponsor_id: int = Field(ge=1, le=2**63 - 1)
+    batch_indexes: list[int] = Field(min_length=1, max_length=10_000)
+
+
 class BatchHold(WireModel):
     """A batch that reached a paused operation: kept aside until the operation resumes."""
 
@@ -235,7 +266,8 @@ OperationsMessage = TypeAdapter(
         | Annotated[RecipientChunk, Tag("recipients")]
         | Annotated[OperationAbort, Tag("abort")]
         | Annotated[ReleaseTick, Tag("release")]
-        | Annotated[BatchHold, Tag("hold")],
+        | Annotated[BatchHold, Tag("hold")]
+        | Annotated[Redrive, Tag("redrive")],
         Discriminator(_kind("request")),
     ]
 )

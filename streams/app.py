@@ -21,10 +21,10 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import faust
-from faust.types import EventT, StreamT
+from faust.types import TP, EventT, StreamT
 from pydantic import ValidationError
 
 from analytics.store import AnalyticsStore
@@ -45,12 +45,13 @@ from schemas.messages import (
     ProgressMessage,
     RecentResult,
     RecipientChunk,
+    Redrive,
     ReleaseTick,
     ResultBatch,
     WebhookAttempt,
 )
 from streams.codes import CodeMinter, generate_codes
-from streams.consumer import App
+from streams.delivery import App, InFlightSafeConsumer
 from streams.pacing import Pacer
 from streams.plan import code_item_batches, count_batches, link_item_batches
 from streams.progress import (
@@ -63,6 +64,7 @@ from streams.progress import (
     is_batch_done,
     mark_held,
     mark_released,
+    outstanding,
     pause,
     register,
     release_quota,
@@ -74,6 +76,7 @@ from streams.progress import (
 from streams.providers.base import Provider
 from streams.sending import halting, record_only, send_link_batch, skip_batch
 from streams.topics import Topics, sponsor_key
+from streams.watchdog import PendingWork, StallWatchdog, remedy
 from streams.webhooks import AttemptResult, deliver, sponsor_secret
 
 log = logging.getLogger("bulkops.worker")
@@ -127,6 +130,7 @@ def build_worker(
     )
     app = App(
         settings.app_id,
+        gapless_topics=[spec.name for spec in topics.internal()],
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
         key_serializer="raw",
@@ -286,7 +290,7 @@ def build_worker(
             succeeded=counts[ItemStatus.SUCCESS],
             failed=counts[ItemStatus.FAILED],
             skipped=counts[ItemStatus.SKIPPED],
-            errors=result.errors,
+            errors=result.errors[: settings.max_errors_in_status],
             duration_ms=result.duration_ms,
             cost=counts[ItemStatus.SUCCESS] * result.unit_cost,
             sunk_at=_now(),
@@ -335,6 +339,8 @@ def build_worker(
         elif isinstance(message, BatchHold):
             check_key(event, message.batch.sponsor_id)
             await on_hold(event, message.batch)
+        elif isinstance(message, Redrive):
+            await on_redrive(event, message)
         else:
             await on_abort(event, message)
 
@@ -342,6 +348,14 @@ def build_worker(
         check_limits(request)
         op_id = request.operation_id
         state = load(op_id)
+        if state is not None and state.submission_id != request.submission_id:
+            log.warning(
+                "operation %s: another submission of it (%s) ignored: it was registered by %s",
+                op_id,
+                request.submission_id,
+                state.submission_id,
+            )
+            return
         if state is not None and state.status.is_terminal:
             log.info("operation %s: replayed request ignored, already %s", op_id, state.status)
             return
@@ -351,6 +365,7 @@ def build_worker(
                 batches_total=count_batches(request),
                 serial_base=reserve_serials(request) if request.code_generation else 0,
                 now=_now(),
+                partition=event.message.partition,
             )
             early = early_controls.get(op_id)
             if early == ControlAction.CANCEL.value and request_cancel(state, _now()):
@@ -383,15 +398,16 @@ def build_worker(
         state = load(chunk.operation_id)
         if state is None or state.link is None:
             raise InvalidMessage(f"recipients for unknown link send {chunk.operation_id}")
-        if state.status.is_terminal:
+        if state.status.is_terminal or not same_submission(state, chunk.submission_id):
             return
         if state.operation_type is OperationType.DEALER_INVITATION:
             chunk = await with_codes(chunk, state)
         batches = list(link_item_batches(state, chunk))
         await with_retry(
-            f"operation {chunk.operation_id}: storing recipients of chunk {chunk.chunk_index}",
-            store.record_recipients,
+            f"operation {chunk.operation_id}: storing chunk {chunk.chunk_index}",
+            store.record_chunk,
             chunk,
+            batches,
         )
         state = load(chunk.operation_id)  # other agents moved it on during the await
         assert state is not None
@@ -476,34 +492,27 @@ def build_worker(
         for batch in to_send:
             await items_topic.send(key=key, value=batch.model_dump_json().encode())
         if to_hold:
-            await keep(operation_id, to_hold)
+            keep(operation_id, to_hold)
             log.info("operation %s: %d batches held until due", operation_id, len(to_hold))
 
-    async def keep(operation_id: str, batches: list[ItemBatch]) -> None:
-        """Hold batches until they are due.
+    def keep(operation_id: str, batches: list[ItemBatch]) -> None:
+        """Hold batches until they are due: one bit each.
 
-        A link-send batch is kept in ClickHouse (its recipients exist only in the message);
-        a code batch is a pure function of the stored request, so holding it is one bit.
+        A link-send batch was stored in ClickHouse when its chunk arrived; a code batch is a
+        pure function of the stored request. Either goes out again from there.
         """
-        stored = [b for b in batches if b.code is None]
-        if stored:
-            await with_retry(
-                f"operation {operation_id}: holding {len(stored)} batches",
-                store.hold_batches,
-                stored,
-            )
         state = load(operation_id)
         assert state is not None
         for batch in batches:
             mark_held(state, batch.batch_index)
         save(state)
 
-    async def held_messages(state: OperationState, indexes: list[int]) -> dict[int, str]:
-        """The item-batch messages of held batches, by batch index."""
-        what = f"operation {state.operation_id}: reading {len(indexes)} held batches"
+    async def batch_messages(state: OperationState, indexes: list[int]) -> dict[int, str]:
+        """The item-batch messages of batches exploded earlier, by batch index."""
+        what = f"operation {state.operation_id}: reading {len(indexes)} item batches"
         if state.operation_type is not OperationType.CODE_GENERATION:
             return await with_retry(
-                what, store.held_batches, state.sponsor_id, state.operation_id, indexes
+                what, store.item_batches, state.sponsor_id, state.operation_id, indexes
             )
         request = await with_retry(what, store.request, state.sponsor_id, state.operation_id)
         if request is None:
@@ -523,7 +532,7 @@ def build_worker(
         if state.paused_at is None:
             await items_topic.send(key=event.message.key, value=batch.model_dump_json().encode())
             return
-        await keep(batch.operation_id, [batch])
+        keep(batch.operation_id, [batch])
         log.debug("operation %s: batch %d held while paused", batch.operation_id, batch.batch_index)
 
     async def on_release(event: EventT, tick: ReleaseTick) -> None:
@@ -540,7 +549,7 @@ def build_worker(
         indexes = due_batches(state, now, settings.release_batches_per_tick)
         if not indexes:
             return
-        held = await held_messages(state, indexes)
+        held = await batch_messages(state, indexes)
         missing = [i for i in indexes if i not in held]
         if missing:
             log.error("operation %s: held batches %s not found", tick.operation_id, missing[:10])
@@ -567,7 +576,11 @@ def build_worker(
     async def on_abort(event: EventT, abort: OperationAbort) -> None:
         """The API could not queue the whole submission: stop, and settle unsent batches."""
         state = load(abort.operation_id)
-        if state is None or state.status.is_terminal:
+        if (
+            state is None
+            or state.status.is_terminal
+            or not same_submission(state, abort.submission_id)
+        ):
             return
         state.stop_reason = "SUBMISSION_INCOMPLETE"
         stops[state.operation_id] = state.stop_reason
@@ -593,6 +606,66 @@ def build_worker(
                 .model_dump_json()
                 .encode(),
             )
+
+    def same_submission(state: OperationState, submission_id: str | None) -> bool:
+        """Whether a message belongs to the submit attempt that registered the operation."""
+        if state.submission_id == submission_id:
+            return True
+        log.warning(
+            "operation %s: a message of another submission (%s) ignored",
+            state.operation_id,
+            submission_id,
+        )
+        return False
+
+    async def on_redrive(event: EventT, redrive: Redrive) -> None:
+        """Drive on batches the stall watchdog found released and never counted.
+
+        A batch whose items ClickHouse already holds is counted from them (its progress
+        message was lost); any other goes to the items topic again (its item batch or its
+        results were lost). Both are idempotent, like every replay.
+        """
+        state = load(redrive.operation_id)
+        if state is None or state.status.is_terminal:
+            return
+        wanted = set(outstanding(state))
+        indexes = [i for i in redrive.batch_indexes if i in wanted]
+        if not indexes:
+            return
+        messages = await batch_messages(state, indexes)
+        counted, resent = 0, 0
+        for index in indexes:
+            payload = messages.get(index)
+            if payload is None:
+                log.error(
+                    "operation %s: batch %d cannot be re-driven: not stored",
+                    state.operation_id,
+                    index,
+                )
+                continue
+            batch = ItemBatch.model_validate_json(payload)
+            stored = await with_retry(
+                f"operation {state.operation_id}: reading the items of batch {index}",
+                store.stored_result,
+                batch,
+            )
+            if stored is not None:
+                await progress_topic.send(
+                    key=event.message.key, value=summarise(stored).model_dump_json().encode()
+                )
+                counted += 1
+            else:
+                await items_topic.send(key=event.message.key, value=payload.encode())
+                resent += 1
+        log.warning(
+            "operation %s: re-drove %d batches released and never counted: "
+            "%d counted from their stored items, %d sent again (first: %s)",
+            state.operation_id,
+            counted + resent,
+            counted,
+            resent,
+            indexes[:10],
+        )
 
     stops: dict[str, str] = {}
     # Per link send: sends in flight (maxConcurrency), and batches sending at once. Few
@@ -924,6 +997,36 @@ def build_worker(
             await operations_topic.send(
                 key=sponsor_key(state.sponsor_id), value=tick.model_dump_json().encode()
             )
+
+    watchdog = StallWatchdog(settings.stall_seconds)
+
+    @app.timer(settings.stall_check_interval_seconds)
+    async def find_stalls() -> None:
+        """Operations whose released batches stopped moving are driven on (see
+        :mod:`streams.watchdog`); the table is only read here."""
+        consumer = cast(InFlightSafeConsumer, app.consumer)
+        assigned = consumer.assignment()
+        clock = asyncio.get_running_loop().time()
+        watched: list[str] = []
+        for op_id in list(operations.keys()):
+            value = operations.get(op_id)
+            if value is None or OperationStatus(value["status"]).is_terminal:
+                continue
+            state = OperationState.model_validate(value)
+            work = PendingWork.of(state)
+            if not work or state.partition is None:
+                continue
+            tps = [TP(name, state.partition) for name in topics.flow()]
+            if not set(tps) <= assigned:
+                continue
+            watched.append(op_id)
+            verdict = watchdog.observe(op_id, work.fingerprint(state), tps, consumer, clock)
+            if verdict is not None:
+                message = remedy(state, work, verdict, settings.release_batches_per_tick)
+                await operations_topic.send(
+                    key=sponsor_key(state.sponsor_id), value=message.model_dump_json().encode()
+                )
+        watchdog.retain(watched)
 
     @app.timer(settings.status_interval_seconds)
     async def publish_running() -> None:

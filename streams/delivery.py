@@ -1,25 +1,57 @@
-"""A Faust transport whose consumer never commits past a message still being processed.
+"""Faust, corrected where it can lose messages: the app class the worker runs on.
 
-With agent concurrency, events of one partition finish out of order. Faust commits the
-longest run of acknowledged offsets, and when nothing has been committed yet, or when the
-message still in flight sits right at the committed head, that run may start *after* the
-in-flight message (faust-streaming issue #606, fix proposed in PR #707, unreleased): the
-offset is committed over it, and a crash loses it. Our process agent runs 32 actors per
-partition, so a worker killed within its first second lost item batches this way.
+Two defects of faust-streaming 0.15.3 each let an offset be committed over an item batch
+that was never processed, and a batch lost that way leaves its operation ``Processing``
+forever. Both are fixed here, at the depth where they happen:
 
-The fix caps every commit below the oldest message a stream has taken but not yet
-acknowledged, which is what at-least-once needs.
+* **Commits over messages in flight** (faust-streaming #606, fix proposed in PR #707,
+  unreleased). With agent concurrency, events of one partition finish out of order. Faust
+  commits the longest run of acknowledged offsets, and when nothing has been committed yet,
+  or when the message still in flight sits right at the committed head, that run may start
+  *after* the in-flight message. :class:`InFlightSafeConsumer` caps every commit below the
+  oldest message a stream has taken but not yet acknowledged.
+
+* **Stream partitions resumed before they are sought** (the class of faust-streaming #216,
+  whose fix, PR #217, covered only apps without tables; also #596). After a rebalance a
+  worker with tables reads its changelogs with the fetcher running and the flow open, then
+  ``Recovery.on_recovery_completed`` resumes the stream partitions and only then awaits
+  ``perform_seek()`` (one committed-offset request per partition). Meanwhile the fetcher
+  hands stream messages to the agents' queues and moves each partition's *read offset*
+  forward. The seek then rewinds the read offset, a callback that was still awaiting sets it
+  forward again, the re-fetched messages below it are dropped ("DROPPED MESSAGE ROFF"),
+  the jump is recorded as a *gap* — which Faust's commit logic treats as acknowledged — and
+  ``flow_control.resume()`` clears the queues holding what had been delivered early. The
+  commit then passes batches nobody processed. :class:`SeekFirstRecovery` seeks first and
+  resumes the stream partitions, the flow and the queues together, with no ``await`` in
+  between, so nothing reaches an agent from a position that is about to change.
+
+A gap in a topic only Bulkops produces to (no transactions, no compaction) means messages
+were skipped; :class:`InFlightSafeConsumer` logs it as an error. The worker's stall watchdog
+(:mod:`streams.watchdog`) re-drives any batch that is released and never counted, whatever
+the cause.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any, cast
+
 import faust
+from faust.tables.manager import TableManager
+from faust.tables.recovery import Recovery
+from faust.transport.consumer import RecordMap
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP
 from faust.types.transports import TransportT
 
+log = logging.getLogger("bulkops.worker")
+
 
 class InFlightSafeConsumer(aiokafka_driver.Consumer):
+    """Never commits at or past a message still being processed; reports unexpected gaps."""
+
     def _new_offset(self, tp: TP) -> int | None:
         in_flight = [
             message.offset
@@ -40,16 +72,128 @@ class InFlightSafeConsumer(aiokafka_driver.Consumer):
             acked.extend(later)
             acked.sort()
 
+    async def _getmany(
+        self,
+        active_partitions: set[TP] | None,
+        timeout: float,  # noqa: ASYNC109 - Faust's signature
+    ) -> RecordMap:
+        """Fetch for the partitions active *now*, never for a set that changes meanwhile.
+
+        Faust hands its live set of active partitions to aiokafka, which reads it from the
+        consumer thread for as long as the fetch waits, and treats an *empty* set as "every
+        assigned partition". When recovery pauses the changelog partitions the set empties
+        under a waiting fetch: aiokafka then returns (and counts as consumed) records of the
+        paused stream partitions, and Faust drops them because they are not active.
+        """
+        if active_partitions is None:
+            return await super()._getmany(None, timeout)
+        wanted = frozenset(active_partitions)
+        if not wanted:
+            await asyncio.sleep(min(timeout, 0.1))
+            return {}
+        return await super()._getmany(cast(set[TP], wanted), timeout)
+
+    def log_ends(self, tps: Iterable[TP]) -> dict[TP, int] | None:
+        """The log end offset the fetcher last saw per partition; None until all are known."""
+        ends: dict[TP, int] = {}
+        for tp in tps:
+            try:
+                end = self.highwater(tp)
+            except (AssertionError, KeyError):  # not assigned (any more)
+                return None
+            if end is None:
+                return None
+            ends[tp] = end
+        return ends
+
+    def consumed_past(self, marks: Mapping[TP, int]) -> bool:
+        """Whether every message below ``marks`` is processed and its offset committed."""
+        return all((self._committed_offset.get(tp) or 0) >= mark for tp, mark in marks.items())
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        if tp.topic in getattr(self.app, "gapless_topics", ()):
+            log.error(
+                "offsets %d..%d of %s[%d] were skipped by the consumer; the stall watchdog "
+                "re-drives what they held",
+                offset_from,
+                offset_to,
+                tp.topic,
+                tp.partition,
+            )
+        await super()._add_gap(tp, offset_from, offset_to)
+
 
 class InFlightSafeTransport(aiokafka_driver.Transport):
     Consumer = InFlightSafeConsumer
 
 
+class SeekFirstRecovery(Recovery):
+    """Recovery that seeks the stream partitions before any of their messages is fetched."""
+
+    async def on_recovery_completed(self, generation_id: int = 0) -> None:
+        app = cast(Any, self.app)
+        consumer = app.consumer
+        self.log.info("Restore complete!")
+        await app.on_rebalance_complete.send()
+        self._set_recovery_ended()
+        callbacks = [
+            asyncio.ensure_future(
+                table.on_recovery_completed(
+                    self.actives_for_table[table], self.standbys_for_table[table]
+                )
+            )
+            for table in self.tables.values()
+        ]
+        if callbacks:
+            await asyncio.wait(callbacks)
+        assignment = consumer.assignment()
+        if app.consumer_generation_id != generation_id:
+            self.log.warning(
+                "Recovery rebalancing again: generation %r, recovered %r",
+                app.consumer_generation_id,
+                generation_id,
+            )
+            return
+        if assignment:
+            self.log.info("Seek stream partitions to committed offsets.")
+            await self._wait(consumer.perform_seek(), timeout=app.conf.broker_request_timeout)
+        self.completed.set()
+        # No await from here to resume_flow(): the fetcher hands over nothing of a stream
+        # partition before it is resumed, and the queues flow_control.resume() clears hold
+        # nothing of it yet.
+        consumer.resume_partitions({tp for tp in assignment if not self._is_changelog_tp(tp)})
+        app.flow_control.resume()
+        consumer.resume_flow()
+        self.log.info("Resumed stream partitions at their committed offsets")
+        await app._fetcher.maybe_start()
+        self.tables.on_actives_ready()
+        if not app.assignor.assigned_standbys():
+            self.tables.on_standbys_ready()
+        app.on_rebalance_end()
+        self.log.info("Worker ready")
+
+
+class SeekFirstTableManager(TableManager):
+    @property
+    def recovery(self) -> Recovery:
+        if self._recovery is None:
+            self._recovery = SeekFirstRecovery(self.app, self, beacon=self.beacon, loop=self.loop)
+        return self._recovery
+
+
 class App(faust.App):
-    """``faust.App`` consuming through :class:`InFlightSafeTransport`."""
+    """``faust.App`` with the consumer and the recovery above.
+
+    ``gapless_topics`` names the topics only Bulkops produces to: a gap in them is reported.
+    """
+
+    def __init__(self, *args: Any, gapless_topics: Collection[str] = (), **kwargs: Any) -> None:
+        kwargs.setdefault("TableManager", SeekFirstTableManager)
+        super().__init__(*args, **kwargs)
+        self.gapless_topics = frozenset(gapless_topics)
 
     def _new_transport(self) -> TransportT:
         return InFlightSafeTransport(self.conf.broker_consumer, self)
 
 
-__all__ = ["App", "InFlightSafeConsumer", "InFlightSafeTransport"]
+__all__ = ["App", "InFlightSafeConsumer", "SeekFirstRecovery"]

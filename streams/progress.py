@@ -47,6 +47,8 @@ _WORKER_ONLY = {
     "held",
     "held_count",
     "paused_seconds",
+    "submission_id",
+    "partition",
 }
 _BITMAPS = ("done", "exploded", "reserved", "released", "held")
 
@@ -77,6 +79,10 @@ class OperationState(OperationSnapshot):
     held: bytes = b""
     held_count: int = 0
     paused_seconds: float = 0.0
+    # Which submit attempt registered the operation (messages of another are ignored), and
+    # the partition its sponsor's messages live on (what the stall watchdog watches).
+    submission_id: str | None = None
+    partition: int | None = None
 
     @field_serializer(*_BITMAPS, when_used="json")
     def _bitmap_as_base64(self, value: bytes) -> str:
@@ -92,7 +98,12 @@ class OperationState(OperationSnapshot):
 
 
 def register(
-    request: OperationRequested, *, batches_total: int, serial_base: int, now: datetime
+    request: OperationRequested,
+    *,
+    batches_total: int,
+    serial_base: int,
+    now: datetime,
+    partition: int | None = None,
 ) -> OperationState:
     """The state of an operation the worker has just exploded: Processing, nothing counted."""
     codegen = request.code_generation
@@ -130,6 +141,8 @@ def register(
         retry_of=request.retry_of,
         callback_url=request.callback_url,
         progress_notifications=request.progress_notifications,
+        submission_id=request.submission_id,
+        partition=partition,
         channel=request.link_send.channel if request.link_send else None,
         subscription_tier_id=codegen.subscription_tier_id if codegen else None,
         code_prefix=codegen.code_prefix if codegen else None,
@@ -155,18 +168,57 @@ def without_bit(bitmap: bytes, index: int) -> bytes:
 
 def set_bits(bitmap: bytes, limit: int) -> list[int]:
     """Indexes of the set bits below ``limit``, in order."""
-    return [i for i in range(limit) if bitmap[i >> 3] & (1 << (i & 7))]
+    return _indexes(int.from_bytes(bitmap, "little"), limit)
+
+
+def _indexes(bits: int, limit: int) -> list[int]:
+    found: list[int] = []
+    while bits:
+        low = bits & -bits
+        index = low.bit_length() - 1
+        if index >= limit:
+            break
+        found.append(index)
+        bits ^= low
+    return found
+
+
+def all_exploded(state: OperationState) -> bool:
+    """Whether every item batch exists: always for codes, once all chunks came for a link send."""
+    if state.link is None:
+        return True
+    return int.from_bytes(state.exploded, "little").bit_count() >= state.batches_total
+
+
+def unexploded(state: OperationState) -> list[int]:
+    """Batches of a link send whose recipient chunk has not arrived."""
+    if state.link is None:
+        return []
+    everything = (1 << state.batches_total) - 1
+    return _indexes(everything & ~int.from_bytes(state.exploded, "little"), state.batches_total)
+
+
+def outstanding(state: OperationState) -> list[int]:
+    """Batches released to the items topic, not held since, and not counted yet."""
+    bits = (
+        int.from_bytes(state.released, "little")
+        & ~int.from_bytes(state.done, "little")
+        & ~int.from_bytes(state.held, "little")
+    )
+    return _indexes(bits, state.batches_total)
 
 
 def release_quota(state: OperationState, now: datetime) -> int:
     """How many more batches may go to the items topic now.
 
     A stopped operation releases everything (its batches are then skipped, so they settle
-    at once); a paused one releases nothing; otherwise the schedule decides.
+    at once); a paused one releases nothing, nor does a link send whose recipient chunks
+    have not all arrived (a submission the API could not finish must not half run);
+    otherwise the schedule decides.
     """
     if state.stop_reason is not None:
         return state.batches_total
-    if state.paused_at is not None:
+    if state.paused_at is not None or not all_exploded(state):
         return 0
     limit = release_limit(state.schedule, state.batches_total, now, state.paused_seconds)
     return max(0, limit - state.released_count)

@@ -73,7 +73,8 @@ class _Outcome:
 
 def stop_error(reason: str, item_id: str, index: int) -> ItemError:
     message, category = STOP_ERRORS.get(reason, (f"Skipped: {reason}", ErrorCategory.PROCESSING))
-    return ItemError(
+    # model_construct: built here from trusted values, one per skipped item of a batch.
+    return ItemError.model_construct(
         item_index=index,
         item_id=item_id,
         error_code=reason,

@@ -57,6 +57,14 @@ class Topics:
         """Messages the worker could not use (``DeadLetter``)."""
         return TopicSpec(f"{self.prefix}.dead-letter", keyed_by_sponsor=False)
 
+    def flow(self) -> list[str]:
+        """The topics an operation's messages cross, in order, all keyed by sponsor."""
+        return [spec.name for spec in (self.operations, self.items, self.results, self.progress)]
+
+    def internal(self) -> list[TopicSpec]:
+        """Topics only the worker produces to, never transactionally: gapless by design."""
+        return [self.items, self.results, self.progress]
+
     def all(self) -> list[TopicSpec]:
         return [
             self.operations,

@@ -17,7 +17,15 @@ import pytest
 
 from analytics.store import AnalyticsStore
 from schemas.common import ErrorCategory, ItemStatus, OperationStatus, OperationType
-from schemas.messages import ItemError, OperationRequested, OperationSnapshot, ResultBatch
+from schemas.messages import (
+    ItemBatch,
+    ItemError,
+    OperationRequested,
+    OperationSnapshot,
+    PreparedRecipient,
+    RecipientChunk,
+    ResultBatch,
+)
 
 NOW = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 HTTP_URL = os.environ.get("BULKOPS_TEST_CLICKHOUSE_URL")
@@ -177,3 +185,66 @@ def test_user_strings_are_bound_not_spliced(store: AnalyticsStore) -> None:
     hostile = "x' OR 1=1 --"
     assert store.codes_page(7, hostile, after_index=0, limit=10) == []
     assert store.code_counts(7, hostile).items == 0
+
+
+def test_a_stored_batch_is_recognised_from_its_items(store: AnalyticsStore) -> None:
+    """The watchdog counts a batch whose announcement was lost from the items it stored."""
+    op = op_id()
+    stored = result(op, 3, 300, 100, failed={310, 311})
+    store.insert_results([stored])
+    batch = ItemBatch(
+        operation_id=op,
+        sponsor_id=7,
+        operation_type=OperationType.CODE_GENERATION,
+        batch_index=3,
+        start_index=300,
+        count=100,
+    )
+    found = store.stored_result(batch)
+    assert found is not None
+    assert (found.batch_index, found.start_index, len(found.statuses)) == (3, 300, 100)
+    assert found.statuses.count(ItemStatus.FAILED) == 2
+    assert [e.item_index for e in found.errors] == [310, 311]
+    assert found.errors[0].error_category is ErrorCategory.PROCESSING
+    assert found.results[0] == stored.results[0]
+    assert found.duration_ms == pytest.approx(stored.duration_ms)
+
+    missing = batch.model_copy(update={"batch_index": 4, "start_index": 400})
+    assert store.stored_result(missing) is None
+    longer = batch.model_copy(update={"count": 101})  # one item of the range never stored
+    assert store.stored_result(longer) is None
+    other_sponsor = batch.model_copy(update={"sponsor_id": 8})
+    assert store.stored_result(other_sponsor) is None
+
+
+def test_item_batches_are_kept_per_operation(store: AnalyticsStore) -> None:
+    op = op_id()
+    chunk = RecipientChunk(
+        operation_id=op.replace("codegen_", "bulk_"),
+        sponsor_id=7,
+        chunk_index=0,
+        start_index=0,
+        recipients=[
+            PreparedRecipient(index=i, name=f"n{i}", address=f"+90532000000{i}", message="m")
+            for i in range(4)
+        ],
+    )
+    batches = [
+        ItemBatch(
+            operation_id=chunk.operation_id,
+            sponsor_id=7,
+            operation_type=OperationType.LINK_SEND,
+            batch_index=b,
+            start_index=2 * b,
+            count=2,
+            recipients=chunk.recipients[2 * b : 2 * b + 2],
+        )
+        for b in range(2)
+    ]
+    store.record_chunk(chunk, batches)
+    store.record_chunk(chunk, batches)  # a replayed chunk
+    kept = store.item_batches(7, chunk.operation_id, [0, 1, 2])
+    assert sorted(kept) == [0, 1]
+    assert ItemBatch.model_validate_json(kept[1]) == batches[1]
+    assert store.item_batches(8, chunk.operation_id, [0, 1]) == {}
+    assert len(store.recipients(7, chunk.operation_id, [0, 1, 2, 3])) == 4

@@ -5,9 +5,21 @@ from datetime import UTC, datetime
 import pytest
 
 from api.presenters import metrics, timespan
-from schemas.common import OperationStatus, OperationType
-from schemas.messages import BatchSunk, OperationRequested
-from streams.progress import OperationState, apply_batch, register
+from schemas.common import Channel, OperationStatus, OperationType
+from schemas.messages import BatchSunk, LinkSendSpec, OperationRequested
+from streams.progress import (
+    OperationState,
+    all_exploded,
+    apply_batch,
+    mark_held,
+    mark_released,
+    outstanding,
+    register,
+    release_quota,
+    set_bits,
+    unexploded,
+    with_bit,
+)
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -117,3 +129,52 @@ def test_timespans_look_like_the_seed() -> None:
     assert timespan(timedelta(hours=1, minutes=30)) == "01:30:00"
     assert timespan(timedelta(seconds=2.5)) == "00:00:02.5"
     assert timespan(None) is None
+
+
+def link_state(total: int = 1000, batches: int = 10) -> OperationState:
+    spec = LinkSendSpec(
+        channel=Channel.SMS,
+        subject="s",
+        batch_size=total // batches,
+        max_concurrency=5,
+        retry_attempts=0,
+        retry_delay_seconds=0,
+        price_per_message=0.05,
+        recipient_chunks=3,
+    )
+    req = request(total).model_copy(
+        update={
+            "operation_type": OperationType.LINK_SEND,
+            "code_generation": None,
+            "link_send": spec,
+            "submission_id": "first",
+        }
+    )
+    return register(req, batches_total=batches, serial_base=0, now=NOW, partition=3)
+
+
+def test_a_link_send_releases_nothing_until_every_chunk_has_arrived() -> None:
+    s = link_state()
+    assert (s.submission_id, s.partition) == ("first", 3)
+    for index in range(7):
+        s.exploded = with_bit(s.exploded, index)
+    assert not all_exploded(s)
+    assert unexploded(s) == [7, 8, 9]
+    assert release_quota(s, NOW) == 0
+    for index in (7, 8, 9):
+        s.exploded = with_bit(s.exploded, index)
+    assert all_exploded(s) and unexploded(s) == []
+    assert release_quota(s, NOW) == 10
+    s.stop_reason = "SUBMISSION_INCOMPLETE"
+    s.exploded = bytes(len(s.exploded))
+    assert release_quota(s, NOW) == 10, "a stopped send releases everything, to settle it"
+
+
+def test_outstanding_batches_are_released_neither_counted_nor_held() -> None:
+    s = state()
+    for index in (0, 1, 2, 3, 9):
+        mark_released(s, index, NOW)
+    apply_batch(s, sunk(1), now=NOW, max_errors=10)
+    mark_held(s, 2)
+    assert outstanding(s) == [0, 3, 9]
+    assert set_bits(s.released, s.batches_total) == [0, 1, 2, 3, 9]
