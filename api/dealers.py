@@ -26,7 +26,7 @@ from api.auth import CurrentPrincipal
 from api.deps import ERRORS, Envelope, OperationId, settings_of, store_of, view_of, visible
 from api.errors import ApiError
 from api.presenters import status_url
-from api.submit import queue_link_send, sponsor_for_submit
+from api.submission import queue_link_send, sponsor_for_submit
 from schemas.common import Channel, OperationStatus, OperationType
 from schemas.messages import DealerRow, LinkSendSpec, OperationSnapshot, PreparedRecipient
 from schemas.responses import ErrorBody, OutModel

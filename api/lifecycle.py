@@ -26,7 +26,7 @@ from api.deps import (
 from api.errors import ApiError
 from api.presenters import API_PREFIX
 from api.producer import ProduceError
-from api.submit import queue_link_send
+from api.submission import queue_link_send
 from schemas.common import ErrorCategory, OperationStatus
 from schemas.messages import (
     ControlAction,

@@ -208,6 +208,7 @@ def encode_chunks(
     recipients: list[PreparedRecipient],
     batch_size: int,
     max_bytes: int,
+    submission_id: str | None = None,
 ) -> list[bytes]:
     """``RecipientChunk`` messages of whole batches, each at most ``max_bytes``, in order."""
     chunks: list[bytes] = []
@@ -226,6 +227,7 @@ def encode_chunks(
                 "sponsorId": sponsor_id,
                 "chunkIndex": len(chunks),
                 "startIndex": start,
+                "submissionId": submission_id,
             }
         )
         chunks.append(head[:-1] + b',"recipients":[' + b",".join(parts) + b"]}")

@@ -3,36 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Request, status
 
-from api.auth import CurrentPrincipal, Principal
-from api.deps import (
-    ERRORS,
-    Envelope,
-    settings_of,
-    sink_of,
-    store_of,
-    view_of,
-)
+from api.auth import CurrentPrincipal
+from api.deps import ERRORS, Envelope, settings_of, store_of
 from api.errors import ApiError, validation_error
 from api.presenters import API_PREFIX, metrics, status_url
-from api.producer import ProduceError
-from api.recipients import BatchTooLarge, TemplateError, encode_chunks, prepare
-from schemas.common import OperationStatus, OperationType
-from schemas.messages import (
-    LinkSendSpec,
-    OperationAbort,
-    OperationRequested,
-    OperationSnapshot,
-    PreparedRecipient,
-    ReleaseSchedule,
+from api.recipients import TemplateError, prepare
+from api.submission import (
+    IdempotencyKey,
+    already_submitted,
+    new_submission_id,
+    operation_id_for,
+    queue,
+    queue_link_send,
+    queued_snapshot,
+    sponsor_for_submit,
 )
+from schemas.common import OperationStatus, OperationType
+from schemas.messages import LinkSendSpec, OperationRequested, OperationSnapshot
 from schemas.requests import (
     SEED_CODE_GENERATION_EXAMPLE,
     SEED_LINK_SEND_EXAMPLE,
@@ -43,9 +36,7 @@ from schemas.responses import (
     ErrorBody,
     OperationAccepted,
 )
-from streams.schedule import planned_start, releases_end
 from streams.schedule import resolve as resolve_schedule
-from streams.topics import Topics, sponsor_key
 from streams.webhooks import UnsafeTarget, check_target
 
 log = logging.getLogger("bulkops.api")
@@ -55,19 +46,29 @@ router = APIRouter(prefix=API_PREFIX, tags=["bulk-operations"], responses=ERRORS
 
 # Used for the submit-time estimate only; status then reports the rate actually observed.
 ASSUMED_CODES_PER_SECOND = 20_000
-# Recipient chunks stay well under Kafka's 1 MB message limit.
-CHUNK_BYTES = 900_000
+_UNAVAILABLE = {
+    "model": ErrorBody,
+    "description": "Kafka did not acknowledge the operation. `details.outcome` says whether it "
+    "will not run (`not_queued`: retry freely) or may still run (`unknown`: retry with the "
+    "same Idempotency-Key, or check the status first).",
+}
 
 
-def sponsor_for_submit(principal: Principal, requested: int | None) -> int:
-    if principal.is_admin:
-        if requested is None:
-            raise validation_error("sponsorId", "required when an Admin submits for a sponsor")
-        return requested
-    assert principal.sponsor_id is not None
-    if requested is not None and requested != principal.sponsor_id:
-        raise ApiError(403, "FORBIDDEN", "sponsorId does not match the sponsor of your token")
-    return principal.sponsor_id
+def _accepted_again(snapshot: OperationSnapshot) -> Envelope[OperationAccepted]:
+    """The answer to a repeated submit: the operation its idempotency key already made."""
+    return Envelope(
+        data=OperationAccepted(
+            operation_id=snapshot.operation_id,
+            operation_type=snapshot.operation_type,
+            status=snapshot.status,
+            total_items=snapshot.total_items,
+            created_at=snapshot.created_at,
+            scheduled_start=snapshot.scheduled_start,
+            status_url=status_url(snapshot.operation_id),
+            metrics=metrics(snapshot, datetime.now(UTC)),
+        ),
+        message="Already submitted with this Idempotency-Key: this is that operation",
+    )
 
 
 @router.post(
@@ -77,12 +78,14 @@ def sponsor_for_submit(principal: Principal, requested: int | None) -> int:
     summary="Generate redeemable codes in bulk",
     responses={
         413: {"model": ErrorBody, "description": "Body over the size limit"},
-        503: {"model": ErrorBody, "description": "Kafka did not acknowledge the operation"},
+        503: _UNAVAILABLE,
     },
 )
 async def generate_codes(
     request: Request,
     principal: CurrentPrincipal,
+    idempotency_key: IdempotencyKey = None,
+    *,
     body: Annotated[
         BulkCodeGenerationRequest,
         Body(
@@ -102,9 +105,13 @@ async def generate_codes(
     if violation is not None:
         raise validation_error(*violation)
     sponsor_id = sponsor_for_submit(principal, body.sponsor_id)
+    operation_id = operation_id_for("codegen", sponsor_id, idempotency_key)
+    known = already_submitted(request, operation_id, sponsor_id)
+    if known is not None:
+        return _accepted_again(known)
     callback = await _checked_callback(request, body.processing.callback_url)
     now = datetime.now(UTC)
-    operation_id = f"codegen_{uuid.uuid4().hex}"
+    submission_id = new_submission_id()
     message = OperationRequested(
         operation_id=operation_id,
         operation_type=OperationType.CODE_GENERATION,
@@ -115,6 +122,7 @@ async def generate_codes(
         callback_url=callback,
         progress_notifications=body.processing.send_progress_notifications,
         code_generation=body.model_copy(update={"sponsor_id": sponsor_id}),
+        submission_id=submission_id,
     )
     snapshot = queued_snapshot(
         operation_id,
@@ -125,7 +133,9 @@ async def generate_codes(
         body.quantity,
         now,
     )
-    await queue(request, snapshot, [message.model_dump_json().encode()])
+    await queue(
+        request, snapshot, [message.model_dump_json().encode()], submission_id=submission_id
+    )
     log.info(
         "operation %s: queued %d codes for sponsor %d by %s",
         operation_id,
@@ -161,73 +171,6 @@ async def _checked_callback(request: Request, url: object | None) -> str | None:
     return str(url)
 
 
-async def queue(request: Request, snapshot: OperationSnapshot, messages: list[bytes]) -> None:
-    """Put an operation's messages on its sponsor's partition, in order, acknowledged.
-
-    All or nothing as far as the client can tell: if any message is not acknowledged the
-    answer is 503, and an ``OperationAbort`` tells the worker to stop what did arrive.
-    """
-    settings = settings_of(request)
-    topics = Topics(settings.topic_prefix)
-    sink = sink_of(request)
-    key = sponsor_key(snapshot.sponsor_id)
-    try:
-        await asyncio.wait_for(
-            asyncio.gather(*(sink.send(topics.operations.name, key, m) for m in messages)),
-            timeout=settings.produce_timeout_seconds,
-        )
-    except (ProduceError, TimeoutError) as exc:
-        log.error("operation %s: not queued: %s", snapshot.operation_id, exc)
-        if len(messages) > 1:
-            abort = OperationAbort(
-                operation_id=snapshot.operation_id,
-                sponsor_id=snapshot.sponsor_id,
-                reason=f"API could not queue every message: {exc}",
-            )
-            with contextlib.suppress(ProduceError, TimeoutError):
-                await asyncio.wait_for(
-                    sink.send(topics.operations.name, key, abort.model_dump_json().encode()),
-                    timeout=settings.produce_timeout_seconds,
-                )
-        raise ApiError(
-            503, "SYSTEM_ERROR", "Queue service unavailable; nothing was started, retry later"
-        ) from exc
-    view_of(request).apply(snapshot)
-    try:
-        await sink.send(
-            topics.status.name,
-            snapshot.operation_id.encode(),
-            snapshot.model_dump_json().encode(),
-        )
-    except ProduceError as exc:  # the worker publishes its own snapshot soon after
-        log.warning("operation %s: queued snapshot not published: %s", snapshot.operation_id, exc)
-
-
-def queued_snapshot(
-    operation_id: str,
-    sponsor_id: int,
-    principal: Principal,
-    operation_type: OperationType,
-    name: str,
-    total: int,
-    now: datetime,
-) -> OperationSnapshot:
-    return OperationSnapshot(
-        operation_id=operation_id,
-        sponsor_id=sponsor_id,
-        operation_type=operation_type,
-        operation_name=name,
-        requested_by=principal.subject,
-        status=OperationStatus.QUEUED,
-        total_items=total,
-        created_at=now,
-        last_updated=now,
-        current_phase="Queued",
-        status_message="Waiting for a worker",
-        version=0,
-    )
-
-
 @router.post(
     "/send-links",
     status_code=status.HTTP_202_ACCEPTED,
@@ -235,12 +178,14 @@ def queued_snapshot(
     summary="Send a personalised link to every recipient over SMS, WhatsApp or Email",
     responses={
         413: {"model": ErrorBody, "description": "Body over the size limit"},
-        503: {"model": ErrorBody, "description": "Kafka did not acknowledge the operation"},
+        503: _UNAVAILABLE,
     },
 )
 async def send_links(
     request: Request,
     principal: CurrentPrincipal,
+    idempotency_key: IdempotencyKey = None,
+    *,
     body: Annotated[
         BulkLinkSendRequest,
         Body(
@@ -268,8 +213,11 @@ async def send_links(
             "metadata.budgetLimit", f"too small for even one {body.channel.value} message ({price})"
         )
     sponsor_id = sponsor_for_submit(principal, body.sponsor_id)
+    operation_id = operation_id_for("bulk", sponsor_id, idempotency_key)
+    known = already_submitted(request, operation_id, sponsor_id)
+    if known is not None:
+        return _accepted_again(known)
     callback = await _checked_callback(request, body.processing.callback_url)
-    operation_id = f"bulk_{uuid.uuid4().hex}"
     store = store_of(request)
     try:
         prepared = await asyncio.to_thread(
@@ -368,56 +316,3 @@ def completion_estimate(
         start + timedelta(seconds=sending_seconds),
         last + timedelta(seconds=1 + sending_seconds / max(batches, 1)),
     )
-
-
-async def queue_link_send(
-    request: Request,
-    principal: Principal,
-    *,
-    sponsor_id: int,
-    operation_id: str,
-    name: str,
-    spec: LinkSendSpec,
-    recipients: list[PreparedRecipient],
-    now: datetime,
-    retry_of: str | None = None,
-    callback_url: str | None = None,
-    progress_notifications: bool = False,
-    schedule: ReleaseSchedule | None = None,
-    operation_type: OperationType = OperationType.LINK_SEND,
-) -> OperationSnapshot:
-    """The header and the recipient chunks of a link send (or of another operation that
-    sends to recipients, like dealer invitations), queued in order (or 503)."""
-    try:
-        chunks = encode_chunks(
-            operation_id=operation_id,
-            sponsor_id=sponsor_id,
-            recipients=recipients,
-            batch_size=spec.batch_size,
-            max_bytes=CHUNK_BYTES,
-        )
-    except BatchTooLarge as exc:
-        raise validation_error("processing.batchSize", str(exc)) from exc
-    header = OperationRequested(
-        operation_id=operation_id,
-        operation_type=operation_type,
-        sponsor_id=sponsor_id,
-        requested_by=principal.subject,
-        requested_at=now,
-        total_items=len(recipients),
-        operation_name=name,
-        retry_of=retry_of,
-        callback_url=callback_url,
-        progress_notifications=progress_notifications,
-        link_send=spec.model_copy(update={"recipient_chunks": len(chunks)}),
-        schedule=schedule,
-    )
-    snapshot = queued_snapshot(
-        operation_id, sponsor_id, principal, operation_type, name, len(recipients), now
-    )
-    snapshot.retry_of = retry_of
-    if schedule is not None:
-        snapshot.scheduled_start = planned_start(schedule)
-        snapshot.releases_end_at = releases_end(schedule, -(-len(recipients) // spec.batch_size))
-    await queue(request, snapshot, [header.model_dump_json().encode(), *chunks])
-    return snapshot

@@ -12,6 +12,8 @@ from analytics.store import AnalyticsStore
 from api.app import create_api
 from api.producer import KafkaMessageSink
 from api.status_view import KafkaStatusFollower, StatusView
+from api.submission import delivery_timeout
+from bulkops import kafkalog
 from bulkops.settings import ApiSettings, WorkerSettings
 from streams.app import build_worker
 from streams.providers.factory import build_providers
@@ -36,7 +38,9 @@ async def _start_api_parts(app: FastAPI, settings: ApiSettings) -> None:
     follower.start()
     app.state.status_view = view
     app.state.status_follower = follower
-    app.state.message_sink = KafkaMessageSink(settings.kafka_bootstrap)
+    app.state.message_sink = KafkaMessageSink(
+        settings.kafka_bootstrap, delivery_timeout=delivery_timeout(settings)
+    )
     caught_up = await asyncio.to_thread(view.ready.wait, settings.status_view_ready_timeout_seconds)
     if not caught_up:
         log.warning(
@@ -86,11 +90,19 @@ def api_only_app(settings: ApiSettings) -> FastAPI:
     return create_api(settings, start=start, stop=stop)
 
 
+class _Worker(faust.Worker):
+    """Faust's worker, with Kafka's repeated log lines rate-limited like everywhere else."""
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        super().on_setup_root_logger(logger, level)
+        kafkalog.install(logger)
+
+
 def run_worker(settings: WorkerSettings) -> None:
     """The Faust worker alone, with Faust's own signal handling and shutdown."""
     store = open_store(settings)
     app = build_worker(settings, store, build_providers(settings))
     try:
-        faust.Worker(app, loglevel=settings.log_level).execute_from_commandline()
+        _Worker(app, loglevel=settings.log_level).execute_from_commandline()
     finally:
         store.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,16 +20,43 @@ SECRET = "unit-jwt-secret-" + "x" * 32
 
 
 class FakeMessageSink:
-    """Records what would go to Kafka; can be told to fail like an unreachable broker."""
+    """Records what would go to Kafka; can be told to fail like an unreachable broker.
+
+    ``fail`` fails every message as a timed-out one (possibly persisted); ``stall`` leaves
+    messages queued until they are purged, like a producer whose broker is down.
+    """
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes, bytes]] = []
         self.fail = False
+        self.stall = False
+        self.purges = 0
+        self._queued: list[asyncio.Future[None]] = []
+
+    def produce(self, topic: str, key: bytes, value: bytes) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.stall:
+            self._queued.append(future)
+        elif self.fail:
+            future.set_exception(
+                ProduceError("_MSG_TIMED_OUT: Local: Message timed out", possibly_persisted=True)
+            )
+        else:
+            self.sent.append((topic, key, value))
+            future.set_result(None)
+        return future
 
     async def send(self, topic: str, key: bytes, value: bytes) -> None:
-        if self.fail:
-            raise ProduceError("Local: Message timed out")
-        self.sent.append((topic, key, value))
+        await self.produce(topic, key, value)
+
+    def purge_queued(self) -> None:
+        self.purges += 1
+        for future in self._queued:
+            if not future.done():
+                future.set_exception(
+                    ProduceError("_PURGE_QUEUE: Local: Purged in queue", possibly_persisted=False)
+                )
+        self._queued.clear()
 
     def close(self) -> None:
         pass
@@ -69,6 +97,7 @@ def client(sink: FakeMessageSink) -> Iterator[TestClient]:
         max_items_per_operation=5000,
         max_body_bytes=64 * 1024,
         max_batches_per_operation=1000,
+        produce_timeout_seconds=1.0,
     )
 
     async def start(app: FastAPI) -> None:

@@ -142,14 +142,72 @@ def test_admin_must_name_the_sponsor(client: TestClient, sink: FakeMessageSink) 
     assert sink.sent[0][1] == b"9"
 
 
-def test_broker_down_is_503_and_nothing_is_visible(
+def test_broker_down_is_503_not_queued_and_nothing_is_visible(
     client: TestClient, sink: FakeMessageSink
 ) -> None:
-    sink.fail = True
+    sink.stall = True  # messages wait in the local queue, as with the broker down
     response = post(client, seed())
     assert response.status_code == 503
-    assert response.json()["error"] == "SYSTEM_ERROR"
+    body = response.json()
+    assert body["error"] == "SYSTEM_ERROR"
+    assert body["details"]["outcome"] == "not_queued"
+    assert body["details"]["operationId"].startswith("codegen_")
+    assert "will not run" in body["message"]
+    assert sink.purges == 1, "what was still queued is purged, so it can never be sent later"
     assert client.app.state.status_view._snapshots == {}  # type: ignore[attr-defined]
+
+
+def test_an_unconfirmed_message_is_503_unknown(client: TestClient, sink: FakeMessageSink) -> None:
+    sink.fail = True  # timed out in flight: it may have been written
+    response = post(client, seed())
+    assert response.status_code == 503
+    details = response.json()["details"]
+    assert details["outcome"] == "unknown"
+    assert "Idempotency-Key" in response.json()["message"]
+    assert "_MSG_TIMED_OUT" in details["reason"]
+
+
+def test_an_idempotency_key_names_one_operation(client: TestClient, sink: FakeMessageSink) -> None:
+    key = {"Idempotency-Key": "campaign-2025-11/attempt"}
+    first = post(client, seed(), headers={**auth(), **key})
+    again = post(client, seed(), headers={**auth(), **key})
+    assert first.status_code == again.status_code == 202
+    assert first.json()["data"]["operationId"] == again.json()["data"]["operationId"]
+    assert "Already submitted" in again.json()["message"]
+    assert len([m for m in sink.sent if m[0].endswith(".operations")]) == 1
+    other_sponsor = post(client, seed(), headers={**auth(8), **key}).json()["data"]
+    assert other_sponsor["operationId"] != first.json()["data"]["operationId"]
+
+
+def test_a_retry_after_an_unknown_outcome_keeps_the_operation_id(
+    client: TestClient, sink: FakeMessageSink
+) -> None:
+    key = {"Idempotency-Key": "retry-me"}
+    sink.fail = True
+    lost = post(client, seed(), headers={**auth(), **key})
+    assert lost.status_code == 503
+    sink.fail = False
+    retried = post(client, seed(), headers={**auth(), **key})
+    assert retried.status_code == 202
+    operation_id = retried.json()["data"]["operationId"]
+    assert operation_id == lost.json()["details"]["operationId"]
+    request = OperationRequested.model_validate_json(sink.sent[0][2])
+    assert request.operation_id == operation_id
+    assert request.submission_id, "each attempt is stamped, so the worker runs only one"
+
+
+@pytest.mark.parametrize("key", [b"", b"x" * 256, "café".encode(), b"two words"])
+def test_malformed_idempotency_keys_are_422(
+    client: TestClient, sink: FakeMessageSink, key: bytes
+) -> None:
+    response = client.post(
+        "/api/v1/bulk-operations/generate-codes",
+        json=seed(),
+        headers={**auth(), "Idempotency-Key": key},  # type: ignore[dict-item]
+    )
+    assert response.status_code == 422
+    assert response.json()["details"]["errors"][0]["field"] == "Idempotency-Key"
+    assert sink.sent == []
 
 
 def test_duplicate_submissions_are_distinct_operations(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from typing import Any
 
@@ -9,6 +10,7 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
+from api.producer import ProduceError
 from schemas.messages import OperationAbort, OperationRequested, OperationsMessage, RecipientChunk
 from schemas.requests import SEED_LINK_SEND_EXAMPLE
 from tests.unit.conftest import FakeMessageSink, auth
@@ -146,24 +148,41 @@ def test_templates_cannot_reach_attributes(client: TestClient, sink: FakeMessage
     assert chunk.recipients[1].message.startswith("{name.__class__} {name!r} https://")
 
 
-def test_broker_down_sends_an_abort_and_answers_503(
+def _second_message_fails(sink: FakeMessageSink, *, possibly_persisted: bool) -> None:
+    original = sink.produce
+    calls = {"n": 0}
+
+    def produce(topic: str, key: bytes, value: bytes) -> asyncio.Future[None]:
+        calls["n"] += 1
+        if calls["n"] != 2:
+            return original(topic, key, value)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.set_exception(ProduceError("broker said no", possibly_persisted=possibly_persisted))
+        return future
+
+    sink.produce = produce  # type: ignore[method-assign]
+
+
+def test_a_chunk_not_queued_means_the_send_will_not_run(
     client: TestClient, sink: FakeMessageSink
 ) -> None:
-    calls = {"n": 0}
-    original = sink.send
-
-    async def flaky(topic: str, key: bytes, value: bytes) -> None:
-        calls["n"] += 1
-        if calls["n"] == 2:
-            from api.producer import ProduceError
-
-            raise ProduceError("Local: Message timed out")
-        await original(topic, key, value)
-
-    sink.send = flaky  # type: ignore[method-assign]
+    _second_message_fails(sink, possibly_persisted=False)
     response = client.post(URL, json=seed(), headers=auth())
     assert response.status_code == 503
-    assert isinstance(queued(sink)[-1], OperationAbort)
+    assert response.json()["details"]["outcome"] == "not_queued"
+    header, abort = queued(sink)
+    assert isinstance(header, OperationRequested) and isinstance(abort, OperationAbort)
+    assert abort.submission_id == header.submission_id is not None
+
+
+def test_an_unconfirmed_chunk_means_the_send_may_run(
+    client: TestClient, sink: FakeMessageSink
+) -> None:
+    _second_message_fails(sink, possibly_persisted=True)
+    response = client.post(URL, json=seed(), headers=auth())
+    assert response.status_code == 503
+    assert response.json()["details"]["outcome"] == "unknown"
+    assert not any(isinstance(m, OperationAbort) for m in queued(sink))
 
 
 def test_a_large_request_is_split_into_chunks_under_one_megabyte(

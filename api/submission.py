@@ -1,0 +1,312 @@
+"""Putting an operation on Kafka: all of it, or a clear answer about what happens instead.
+
+Every route that creates an operation (codes, link sends, dealer invitations, retries)
+queues it through :func:`queue`. The operation's messages go to its sponsor's partition of
+the operations topic, each stamped with a fresh *submission id*; the worker registers an
+operation from the first submission it sees and ignores the messages of any other, so a
+submit that is retried under the same operation id never runs twice.
+
+The answer is 202 only when the broker acknowledged every message. Otherwise the API gives
+up in two steps: after ``GIVE_UP_SHARE`` of its produce timeout it purges what is still
+queued locally (those messages certainly never reach Kafka), then waits for the delivery
+reports of the messages in flight, which librdkafka's ``message.timeout.ms`` (the produce
+timeout less :data:`REPORT_MARGIN_SECONDS`) guarantees within the API's wait. Then:
+
+* a message certainly not written → **503, ``outcome: not_queued``**: the operation will not
+  run (a link send whose chunks did not all arrive never releases a batch; the worker
+  settles it as ``SUBMISSION_INCOMPLETE``), so a retry is safe;
+* no certain failure but a message possibly written → **503, ``outcome: unknown``**: the
+  operation may still run. ``GET /status/{operationId}`` tells; a retry with the same
+  ``Idempotency-Key`` is always safe, because the key fixes the operation id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Header, Request
+
+from api.auth import Principal
+from api.deps import settings_of, sink_of, view_of
+from api.errors import ApiError, validation_error
+from api.presenters import status_url
+from api.producer import MessageSink, ProduceError
+from api.recipients import BatchTooLarge, encode_chunks
+from bulkops.settings import ApiSettings
+from schemas.common import OperationStatus, OperationType
+from schemas.messages import (
+    LinkSendSpec,
+    OperationAbort,
+    OperationRequested,
+    OperationSnapshot,
+    PreparedRecipient,
+    ReleaseSchedule,
+)
+from streams.schedule import planned_start, releases_end
+from streams.topics import Topics, sponsor_key
+
+log = logging.getLogger("bulkops.api")
+
+# Recipient chunks stay well under Kafka's 1 MB message limit.
+CHUNK_BYTES = 900_000
+#: Share of the produce timeout after which messages still queued locally are purged.
+GIVE_UP_SHARE = 0.6
+#: librdkafka reports every message this long before the API stops waiting.
+REPORT_MARGIN_SECONDS = 1.0
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Any string of printable ASCII chosen by the client. Repeating a submit "
+        "with the same key (and the same sponsor) yields the same operation id and never "
+        "runs the operation twice: safe to retry after a timeout or a 503.",
+    ),
+]
+
+
+def delivery_timeout(settings: ApiSettings) -> float:
+    """librdkafka's ``message.timeout.ms`` for the API's producer, in seconds."""
+    return max(1.0, settings.produce_timeout_seconds - REPORT_MARGIN_SECONDS)
+
+
+def operation_id_for(prefix: str, sponsor_id: int, idempotency_key: str | None) -> str:
+    """A fresh operation id, or the one an idempotency key stands for (per sponsor and kind)."""
+    if idempotency_key is None:
+        return f"{prefix}_{uuid.uuid4().hex}"
+    digest = hashlib.sha256(f"{sponsor_id}\x00{prefix}\x00{idempotency_key}".encode())
+    return f"{prefix}_{digest.hexdigest()[:32]}"
+
+
+def already_submitted(
+    request: Request, operation_id: str, sponsor_id: int
+) -> OperationSnapshot | None:
+    """The operation an idempotency key already created for this sponsor, if the API knows it."""
+    snapshot = view_of(request).get(operation_id)
+    return snapshot if snapshot is not None and snapshot.sponsor_id == sponsor_id else None
+
+
+def sponsor_for_submit(principal: Principal, requested: int | None) -> int:
+    """The sponsor an operation is for: the token's, or the one an Admin names."""
+    if principal.is_admin:
+        if requested is None:
+            raise validation_error("sponsorId", "required when an Admin submits for a sponsor")
+        return requested
+    assert principal.sponsor_id is not None
+    if requested is not None and requested != principal.sponsor_id:
+        raise ApiError(403, "FORBIDDEN", "sponsorId does not match the sponsor of your token")
+    return principal.sponsor_id
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What Kafka did with a submission's messages."""
+
+    failures: list[ProduceError]
+
+    @property
+    def queued(self) -> bool:
+        return not self.failures
+
+    @property
+    def certainly_lost(self) -> bool:
+        return any(not failure.possibly_persisted for failure in self.failures)
+
+
+async def deliver(
+    sink: MessageSink, topic: str, key: bytes, messages: list[bytes], settings: ApiSettings
+) -> Delivery:
+    """Produce ``messages`` in order and wait for every delivery report (see the module doc)."""
+    futures = [sink.produce(topic, key, message) for message in messages]
+    _, pending = await asyncio.wait(
+        futures, timeout=settings.produce_timeout_seconds * GIVE_UP_SHARE
+    )
+    if pending:
+        sink.purge_queued()
+        _, pending = await asyncio.wait(
+            pending, timeout=settings.produce_timeout_seconds * (1 - GIVE_UP_SHARE)
+        )
+    failures: list[ProduceError] = []
+    for future in futures:
+        if future in pending:
+            future.cancel()
+            failures.append(ProduceError("no delivery report in time", possibly_persisted=True))
+        elif isinstance(future.exception(), ProduceError):
+            failures.append(future.exception())  # type: ignore[arg-type]
+        elif future.exception() is not None:
+            failures.append(ProduceError(repr(future.exception()), possibly_persisted=True))
+    return Delivery(failures)
+
+
+async def queue(
+    request: Request,
+    snapshot: OperationSnapshot,
+    messages: list[bytes],
+    *,
+    submission_id: str,
+) -> None:
+    """Put an operation's messages on its sponsor's partition, in order, acknowledged, or
+    raise the 503 that says whether it can still run."""
+    settings = settings_of(request)
+    topics = Topics(settings.topic_prefix)
+    sink = sink_of(request)
+    key = sponsor_key(snapshot.sponsor_id)
+    delivery = await deliver(sink, topics.operations.name, key, messages, settings)
+    if not delivery.queued:
+        reason = "; ".join(sorted({str(failure) for failure in delivery.failures}))
+        if delivery.certainly_lost:
+            if len(messages) > 1:
+                _abort(sink, topics, snapshot, submission_id, reason)
+            log.error(
+                "operation %s: not queued, it will not run: %s", snapshot.operation_id, reason
+            )
+            raise ApiError(
+                503,
+                "SYSTEM_ERROR",
+                "Queue service unavailable: the operation was not queued and will not run; "
+                "retrying is safe",
+                {"operationId": snapshot.operation_id, "outcome": "not_queued", "reason": reason},
+            )
+        log.error(
+            "operation %s: Kafka did not confirm it in time; it may still run: %s",
+            snapshot.operation_id,
+            reason,
+        )
+        raise ApiError(
+            503,
+            "SYSTEM_ERROR",
+            "Queue service did not confirm the operation in time: it may still run. Check "
+            f"GET {status_url(snapshot.operation_id)} before submitting again, or repeat "
+            "the request with the same Idempotency-Key, which never runs it twice",
+            {"operationId": snapshot.operation_id, "outcome": "unknown", "reason": reason},
+        )
+    view_of(request).apply(snapshot)
+    try:
+        await sink.send(
+            topics.status.name,
+            snapshot.operation_id.encode(),
+            snapshot.model_dump_json().encode(),
+        )
+    except ProduceError as exc:  # the worker publishes its own snapshot soon after
+        log.warning("operation %s: queued snapshot not published: %s", snapshot.operation_id, exc)
+
+
+def _abort(
+    sink: MessageSink, topics: Topics, snapshot: OperationSnapshot, submission_id: str, reason: str
+) -> None:
+    """Tell the worker to settle what did arrive, without waiting: if the abort is lost as
+    well, the worker's stall watchdog settles the operation later."""
+    abort = OperationAbort(
+        operation_id=snapshot.operation_id,
+        sponsor_id=snapshot.sponsor_id,
+        reason=f"API could not queue every message: {reason}"[:1000],
+        submission_id=submission_id,
+    )
+    future = sink.produce(
+        topics.operations.name, sponsor_key(snapshot.sponsor_id), abort.model_dump_json().encode()
+    )
+    future.add_done_callback(_ignore_outcome)
+
+
+def _ignore_outcome(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()  # retrieved: a lost abort is the watchdog's to make up for
+
+
+async def queue_link_send(
+    request: Request,
+    principal: Principal,
+    *,
+    sponsor_id: int,
+    operation_id: str,
+    name: str,
+    spec: LinkSendSpec,
+    recipients: list[PreparedRecipient],
+    now: datetime,
+    retry_of: str | None = None,
+    callback_url: str | None = None,
+    progress_notifications: bool = False,
+    schedule: ReleaseSchedule | None = None,
+    operation_type: OperationType = OperationType.LINK_SEND,
+) -> OperationSnapshot:
+    """The header and the recipient chunks of a link send (or of another operation that
+    sends to recipients, like dealer invitations), queued in order (or 503)."""
+    submission_id = new_submission_id()
+    try:
+        chunks = encode_chunks(
+            operation_id=operation_id,
+            sponsor_id=sponsor_id,
+            recipients=recipients,
+            batch_size=spec.batch_size,
+            max_bytes=CHUNK_BYTES,
+            submission_id=submission_id,
+        )
+    except BatchTooLarge as exc:
+        raise validation_error("processing.batchSize", str(exc)) from exc
+    header = OperationRequested(
+        operation_id=operation_id,
+        operation_type=operation_type,
+        sponsor_id=sponsor_id,
+        requested_by=principal.subject,
+        requested_at=now,
+        total_items=len(recipients),
+        operation_name=name,
+        retry_of=retry_of,
+        callback_url=callback_url,
+        progress_notifications=progress_notifications,
+        link_send=spec.model_copy(update={"recipient_chunks": len(chunks)}),
+        schedule=schedule,
+        submission_id=submission_id,
+    )
+    snapshot = queued_snapshot(
+        operation_id, sponsor_id, principal, operation_type, name, len(recipients), now
+    )
+    snapshot.retry_of = retry_of
+    if schedule is not None:
+        snapshot.scheduled_start = planned_start(schedule)
+        snapshot.releases_end_at = releases_end(schedule, -(-len(recipients) // spec.batch_size))
+    await queue(
+        request,
+        snapshot,
+        [header.model_dump_json().encode(), *chunks],
+        submission_id=submission_id,
+    )
+    return snapshot
+
+
+def new_submission_id() -> str:
+    return uuid.uuid4().hex
+
+
+def queued_snapshot(
+    operation_id: str,
+    sponsor_id: int,
+    principal: Principal,
+    operation_type: OperationType,
+    name: str,
+    total: int,
+    now: datetime,
+) -> OperationSnapshot:
+    return OperationSnapshot(
+        operation_id=operation_id,
+        sponsor_id=sponsor_id,
+        operation_type=operation_type,
+        operation_name=name,
+        requested_by=principal.subject,
+        status=OperationStatus.QUEUED,
+        total_items=total,
+        created_at=now,
+        last_updated=now,
+        current_phase="Queued",
+        status_message="Waiting for a worker",
+        version=0,
+    )
