@@ -86,34 +86,6 @@ def test_rate_limit_is_held_without_429s(make_server: Any, simulator: SimulatorT
     assert late_429s == []
 
 
-def test_worker_killed_mid_send_delivers_each_recipient_once(
-    make_server: Any, simulator: SimulatorThread
-) -> None:
-    server: Server = make_server(**provider_env(simulator, sender_rate_sms=400)).start()
-    client = server.client(sponsor_id=23)
-    total = 3000
-    operation_id = submit(client, body(total, "SMS", batchSize=50), "/send-links")
-
-    def midway() -> int | None:
-        processed = client.get(f"/status/{operation_id}").json()["data"]["metrics"][
-            "processedItems"
-        ]
-        return processed if 0 < processed < total else None
-
-    from tests.support import wait_for
-
-    wait_for(midway, timeout=60, interval=0.05, message="send midway")
-    server.stop(kill=True)
-    server.start()
-    client = server.client(sponsor_id=23)
-    status = wait_terminal(client, operation_id, timeout=180)
-    assert status["status"] == "Completed", status
-    assert status["metrics"]["successfulItems"] == total
-    keys = ledger_keys(simulator)
-    assert len(keys) == len(set(keys)) == total
-    assert set(keys) == {f"{operation_id}:{i}" for i in range(total)}
-
-
 def test_transient_failures_are_retried_until_delivered(
     make_server: Any, simulator: SimulatorThread
 ) -> None:

@@ -1,9 +1,9 @@
-"""At-least-once in practice: a killed worker, malformed messages, partitioner agreement."""
+"""Bad messages on the topics, partitioner agreement, topic settings (worker kills are in
+``test_worker_faults``)."""
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import orjson
 from aiokafka.partitioner import DefaultPartitioner
@@ -13,48 +13,9 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, Resourc
 from api.producer import producer_config
 from schemas.messages import DeadLetter
 from streams.topics import sponsor_key
-from tests.integration.conftest import Server, run_probe
-from tests.integration.test_codegen_flow import all_codes, submit, wait_terminal
+from tests.integration.conftest import Server
+from tests.integration.test_codegen_flow import all_codes, wait_terminal
 from tests.support import wait_for
-
-
-def test_worker_killed_mid_operation_finishes_exactly(make_server: Any) -> None:
-    server: Server = make_server(BULKOPS_MAX_ITEMS_PER_OPERATION="1000000").start()
-    client = server.client(sponsor_id=11)
-    quantity = 300_000
-    operation_id = submit(
-        client,
-        {
-            "subscriptionTierId": 4,
-            "quantity": quantity,
-            "codePrefix": "KILL",
-            "processing": {"batchSize": 250},
-        },
-    )
-
-    def midway() -> int | None:
-        processed = int(
-            client.get(f"/status/{operation_id}").json()["data"]["metrics"]["processedItems"]
-        )
-        return processed if 0 < processed < quantity else None
-
-    processed_at_kill = wait_for(midway, timeout=120, interval=0.02, message="operation midway")
-    server.stop(kill=True)
-    server.start()
-
-    client = server.client(sponsor_id=11)
-    status = wait_terminal(client, operation_id, timeout=300)
-    assert status["status"] == "Completed", status
-    assert status["metrics"]["processedItems"] >= processed_at_kill
-    assert status["metrics"]["processedItems"] == status["metrics"]["successfulItems"] == quantity
-
-    codes = all_codes(client, operation_id)
-    assert len(codes) == quantity
-    assert len({c["code"] for c in codes}) == quantity
-    server.stop()
-    probe = run_probe(server.chdb_path, operation_id, 11)
-    assert probe["code_items"] == probe["unique_codes"] == probe["success_items"] == quantity
-    assert probe["duplicate_codes"] == 0
 
 
 def _dead_letters(bootstrap: str, topic: str, expected: int) -> list[DeadLetter]:
