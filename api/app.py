@@ -25,7 +25,7 @@ from api.live import router as live_router
 from api.operations import router as operations_router
 from api.presenters import API_PREFIX
 from api.submit import router as submit_router
-from bulkops.settings import ApiSettings
+from core.settings import ApiSettings
 from schemas.responses import ErrorBody
 
 log = logging.getLogger("bulkops.api")

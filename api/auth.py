@@ -12,7 +12,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import ApiError
-from bulkops.settings import ApiSettings
+from core.settings import ApiSettings
 
 ISSUER = "bulkops"
 

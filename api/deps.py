@@ -11,7 +11,7 @@ from api.auth import Principal
 from api.errors import not_found
 from api.producer import MessageSink
 from api.status_view import StatusView
-from bulkops.settings import ApiSettings
+from core.settings import ApiSettings
 from schemas.messages import (
     OPERATION_ID_PATTERN,
     OperationSnapshot,

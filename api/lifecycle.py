@@ -27,6 +27,7 @@ from api.errors import ApiError
 from api.presenters import API_PREFIX
 from api.producer import ProduceError
 from api.submission import queue_link_send
+from core.topics import Topics, sponsor_key
 from schemas.common import ErrorCategory, OperationStatus
 from schemas.messages import (
     ControlAction,
@@ -39,7 +40,6 @@ from schemas.responses import (
     ErrorBody,
     OutModel,
 )
-from streams.topics import Topics, sponsor_key
 
 log = logging.getLogger("bulkops.api")
 

@@ -24,7 +24,7 @@ from api.deps import OperationId
 from api.errors import ApiError, not_found
 from api.presenters import API_PREFIX
 from api.status_view import StatusView
-from bulkops.settings import ApiSettings
+from core.settings import ApiSettings
 from schemas.messages import OperationSnapshot
 
 LIVE_INTERVAL = 0.25

@@ -21,6 +21,7 @@ from api.deps import (
 )
 from api.errors import ApiError
 from api.presenters import API_PREFIX, history_entry, status_out, status_url, timespan
+from core.webhooks import sponsor_secret
 from schemas.common import ItemStatus, OperationStatus, OperationType
 from schemas.responses import (
     ErrorBody,
@@ -30,7 +31,6 @@ from schemas.responses import (
     OutModel,
     Pagination,
 )
-from streams.webhooks import sponsor_secret
 
 log = logging.getLogger("bulkops.api")
 

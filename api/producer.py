@@ -22,7 +22,7 @@ from typing import Protocol
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from bulkops.kafkalog import client_logger
+from core.kafkalog import client_logger
 
 # Failures after which the message is certainly not in the log.
 _NOT_PERSISTED = frozenset(

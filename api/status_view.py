@@ -14,7 +14,7 @@ import time
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from pydantic import ValidationError
 
-from bulkops.kafkalog import client_logger
+from core.kafkalog import client_logger
 from schemas.messages import OperationSnapshot
 
 log = logging.getLogger("bulkops.api.status")

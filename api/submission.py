@@ -38,7 +38,9 @@ from api.errors import ApiError, validation_error
 from api.presenters import status_url
 from api.producer import MessageSink, ProduceError
 from api.recipients import BatchTooLarge, encode_chunks
-from bulkops.settings import ApiSettings
+from core.schedule import planned_start, releases_end
+from core.settings import ApiSettings
+from core.topics import Topics, sponsor_key
 from schemas.common import OperationStatus, OperationType
 from schemas.messages import (
     LinkSendSpec,
@@ -48,8 +50,6 @@ from schemas.messages import (
     PreparedRecipient,
     ReleaseSchedule,
 )
-from streams.schedule import planned_start, releases_end
-from streams.topics import Topics, sponsor_key
 
 log = logging.getLogger("bulkops.api")
 

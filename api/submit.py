@@ -24,6 +24,8 @@ from api.submission import (
     queued_snapshot,
     sponsor_for_submit,
 )
+from core.schedule import resolve as resolve_schedule
+from core.webhooks import UnsafeTarget, check_target
 from schemas.common import OperationStatus, OperationType
 from schemas.messages import LinkSendSpec, OperationRequested, OperationSnapshot
 from schemas.requests import (
@@ -36,8 +38,6 @@ from schemas.responses import (
     ErrorBody,
     OperationAccepted,
 )
-from streams.schedule import resolve as resolve_schedule
-from streams.webhooks import UnsafeTarget, check_target
 
 log = logging.getLogger("bulkops.api")
 

@@ -9,10 +9,11 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from bulkops import kafkalog, localkafka
+from bulkops import localkafka
 from bulkops.client import BulkopsClient
-from bulkops.settings import ApiSettings, ClientSettings, WorkerSettings
-from streams.topics import Topics
+from core import kafkalog
+from core.settings import ApiSettings, ClientSettings, WorkerSettings
+from core.topics import Topics
 
 log = logging.getLogger("bulkops")
 BROKER_DIR = Path(".data/kafka")

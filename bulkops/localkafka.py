@@ -24,8 +24,8 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from bulkops.kafkalog import client_logger
-from streams.topics import TopicSpec
+from core.kafkalog import client_logger
+from core.topics import TopicSpec
 
 log = logging.getLogger("bulkops.kafka")
 

@@ -13,11 +13,11 @@ from api.app import create_api
 from api.producer import KafkaMessageSink
 from api.status_view import KafkaStatusFollower, StatusView
 from api.submission import delivery_timeout
-from bulkops import kafkalog
-from bulkops.settings import ApiSettings, WorkerSettings
+from core import kafkalog
+from core.settings import ApiSettings, WorkerSettings
+from core.topics import Topics
 from streams.app import build_worker
 from streams.providers.factory import build_providers
-from streams.topics import Topics
 
 log = logging.getLogger("bulkops")
 

@@ -99,7 +99,7 @@ class ReleaseSchedule(WireModel):
     """When batches may be released: the request's ``scheduling``, checked and resolved.
 
     ``start_at`` is the requested ``scheduledDate`` (or the submit time); the rest is
-    evaluated in ``time_zone`` by :mod:`streams.schedule`.
+    evaluated in ``time_zone`` by :mod:`core.schedule`.
     """
 
     start_at: datetime

@@ -28,7 +28,9 @@ from faust.types import TP, EventT, StreamT
 from pydantic import ValidationError
 
 from analytics.store import AnalyticsStore
-from bulkops.settings import WorkerSettings
+from core.settings import WorkerSettings
+from core.topics import Topics, sponsor_key
+from core.webhooks import sponsor_secret
 from schemas.common import ErrorCategory, ItemStatus, OperationStatus, OperationType
 from schemas.messages import (
     BatchHold,
@@ -75,9 +77,8 @@ from streams.progress import (
 )
 from streams.providers.base import Provider
 from streams.sending import halting, record_only, send_link_batch, skip_batch
-from streams.topics import Topics, sponsor_key
 from streams.watchdog import PendingWork, StallWatchdog, remedy
-from streams.webhooks import AttemptResult, deliver, sponsor_secret
+from streams.webhooks import AttemptResult, deliver
 
 log = logging.getLogger("bulkops.worker")
 T = TypeVar("T")

@@ -14,6 +14,7 @@ from typing import TypeGuard
 
 from pydantic import field_serializer, field_validator
 
+from core.schedule import open_seconds, planned_start, release_limit, releases_end
 from schemas.common import OperationStatus
 from schemas.messages import (
     BatchSunk,
@@ -22,7 +23,6 @@ from schemas.messages import (
     OperationSnapshot,
     ReleaseSchedule,
 )
-from streams.schedule import open_seconds, planned_start, release_limit, releases_end
 
 MAX_RECENT_RESULTS = 10
 

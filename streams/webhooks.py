@@ -15,62 +15,15 @@ is submitted and again, after DNS resolution, right before each delivery.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-import ipaddress
-import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-
-class UnsafeTarget(ValueError):
-    """A callback URL that points somewhere it must not."""
-
-
-def sponsor_secret(master: str, sponsor_id: int) -> str:
-    """The sponsor's signing secret: derived, so nothing per sponsor needs storing."""
-    return (
-        HKDF(
-            algorithm=hashes.SHA256(),
-            length=32,
-            salt=None,
-            info=f"bulkops/webhook/{sponsor_id}".encode(),
-        )
-        .derive(master.encode())
-        .hex()
-    )
-
-
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
-    return f"sha256={digest.hexdigest()}"
-
-
-def check_target(url: str, *, allow_private: bool) -> None:
-    """Refuse URLs that resolve to addresses a server must not call on a client's behalf."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UnsafeTarget("callbackUrl must be an http(s) URL with a host")
-    if allow_private:
-        return
-    try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
-    except socket.gaierror as exc:
-        raise UnsafeTarget(f"callbackUrl host {parts.hostname!r} does not resolve") from exc
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            raise UnsafeTarget(
-                f"callbackUrl resolves to {address}, a loopback/private/reserved address"
-            )
+from core.webhooks import UnsafeTarget, check_target, sign
 
 
 @dataclass(frozen=True)

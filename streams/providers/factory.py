@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bulkops.settings import WorkerSettings
+from core.settings import WorkerSettings
 from streams.providers.base import Provider
 from streams.providers.http import TwilioStyleSms, WhatsAppCloud
 from streams.providers.smtp import SmtpEmail

@@ -24,7 +24,7 @@ import pytest
 from api.auth import Role, mint_token
 from bulkops import localkafka
 from bulkops.simulator import ProviderSimulator, SimulatorThread
-from streams.topics import Topics
+from core.topics import Topics
 from tests.support import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bulkops.simulator import SimulatorThread
-from streams.schedule import WEEKDAYS
+from core.schedule import WEEKDAYS
 from tests.integration.conftest import Server, provider_env
 from tests.integration.test_codegen_flow import all_codes, submit, wait_terminal
 from tests.integration.test_link_sends import body

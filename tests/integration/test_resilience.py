@@ -11,8 +11,8 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 from api.producer import producer_config
+from core.topics import sponsor_key
 from schemas.messages import DeadLetter
-from streams.topics import sponsor_key
 from tests.integration.conftest import Server
 from tests.integration.test_codegen_flow import all_codes, wait_terminal
 from tests.support import wait_for

@@ -14,7 +14,7 @@ from api.app import create_api
 from api.auth import Role, mint_token
 from api.producer import ProduceError
 from api.status_view import StatusView
-from bulkops.settings import ApiSettings
+from core.settings import ApiSettings
 
 SECRET = "unit-jwt-secret-" + "x" * 32
 

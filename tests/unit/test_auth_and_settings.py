@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from api.auth import Role, decode_token, mint_token
 from api.errors import ApiError
-from bulkops.settings import DEV_JWT_SECRET, ApiSettings, WorkerSettings
+from core.settings import DEV_JWT_SECRET, ApiSettings, WorkerSettings
 
 SECRET = "s" * 40
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bulkops.kafkalog import RepeatFilter, client_logger, install
 from bulkops.localkafka import _ports, free_ports
+from core.kafkalog import RepeatFilter, client_logger, install
 
 
 def test_a_data_directory_keeps_its_ports_across_restarts(tmp_path: Path) -> None:

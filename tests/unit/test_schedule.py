@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
+from core import schedule as sched
 from schemas.common import OperationStatus
 from schemas.messages import ReleaseSchedule
 from schemas.requests import SchedulingOptions
-from streams import schedule as sched
 from streams.progress import OperationState, pause, release_quota, request_cancel, resume
 
 BERLIN = "Europe/Berlin"
