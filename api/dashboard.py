@@ -32,7 +32,7 @@ def get_templates(request: Request, principal: CurrentPrincipal) -> dict[str, An
     if principal.sponsor_id is not None:
         for name, channel, message, batch, concurrency, retries, updated in store_of(
             request
-        ).templates(principal.sponsor_id):
+        ).templates.list(principal.sponsor_id):
             saved.append(
                 {
                     "name": name,
@@ -71,14 +71,14 @@ async def save_template(
     if "{" in stray or "}" in stray:
         raise validation_error("message", "placeholders are {identifier}, e.g. {name} or {link}")
     store = store_of(request)
-    existing = await asyncio.to_thread(store.templates, principal.sponsor_id)
+    existing = await asyncio.to_thread(store.templates.list, principal.sponsor_id)
     names = {row[0] for row in existing}
     if body.name not in names and len(names) >= MAX_TEMPLATES_PER_SPONSOR:
         raise ApiError(
             409, "TOO_MANY_TEMPLATES", f"At most {MAX_TEMPLATES_PER_SPONSOR} templates per sponsor"
         )
     await asyncio.to_thread(
-        store.save_template,
+        store.templates.save,
         principal.sponsor_id,
         name=body.name,
         channel=body.channel.value,
@@ -109,7 +109,7 @@ def get_statistics(
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise validation_error("timeZone", "not an IANA time zone") from exc
     now = datetime.now(UTC)
-    raw = store_of(request).statistics(
+    raw = store_of(request).reader.statistics(
         principal.sponsor_scope, since=now - timedelta(days=30), tz=time_zone
     )
     ops, done, failed, cancelled, partial, processed, successful, avg_ms, cost = raw["totals"]

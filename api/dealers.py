@@ -173,7 +173,7 @@ async def invite_bulk(
     store = store_of(request)
     errors = parsed.errors + workbook.find_duplicates(parsed.dealers)
     existing = await asyncio.to_thread(
-        store.existing_dealers, sponsor, [d.email for d in parsed.dealers]
+        store.inventory.existing_dealers, sponsor, [d.email for d in parsed.dealers]
     )
     errors += [
         workbook.RowError(d.row, "Email", "A dealer with this email already exists", d.email)
@@ -285,7 +285,7 @@ async def _check_codes(request: Request, sponsor: int, dealers: list[workbook.De
     needed: Counter[str] = Counter()
     for dealer in dealers:
         needed[dealer.tier] += dealer.code_count
-    available = await asyncio.to_thread(store_of(request).available_codes, sponsor)
+    available = await asyncio.to_thread(store_of(request).inventory.available_codes, sponsor)
     short = [
         {"tier": tier, "required": count, "available": available.get(tier_ids[tier], 0)}
         for tier, count in sorted(needed.items())
@@ -303,7 +303,7 @@ async def _check_codes(request: Request, sponsor: int, dealers: list[workbook.De
 
 
 def _job_status(request: Request, snapshot: OperationSnapshot) -> BulkInvitationStatus:
-    errors = store_of(request).dealer_errors(snapshot.sponsor_id, snapshot.operation_id)
+    errors = store_of(request).inventory.dealer_errors(snapshot.sponsor_id, snapshot.operation_id)
     total = snapshot.total_items
     return BulkInvitationStatus(
         job_id=snapshot.operation_id,
@@ -357,7 +357,7 @@ async def bulk_report(
 ) -> Response:
     snapshot = _dealer_job(request, principal, jobId)
     rows = await asyncio.to_thread(
-        store_of(request).dealer_report, snapshot.sponsor_id, snapshot.operation_id
+        store_of(request).inventory.dealer_report, snapshot.sponsor_id, snapshot.operation_id
     )
     body = workbook.outcome_report(
         (
@@ -391,14 +391,14 @@ async def bulk_history(
     store = store_of(request)
     kind = OperationType.DEALER_INVITATION.value
     rows = await asyncio.to_thread(
-        store.history,
+        store.reader.history,
         principal.sponsor_scope,
         limit=page_size,
         offset=(page - 1) * page_size,
         operation_type=kind,
     )
     total = await asyncio.to_thread(
-        store.history_count, principal.sponsor_scope, operation_type=kind
+        store.reader.history_count, principal.sponsor_scope, operation_type=kind
     )
     view = view_of(request)
     jobs = [
@@ -437,7 +437,7 @@ async def code_inventory(
     them to the dealer when the invitation is made (or gives them back if it fails)."""
     sponsor = sponsor_for_submit(principal, sponsor_id)
     names = {tier_id: name for name, tier_id in settings_of(request).dealer_tier_ids.items()}
-    rows = await asyncio.to_thread(store_of(request).inventory, sponsor)
+    rows = await asyncio.to_thread(store_of(request).inventory.inventory, sponsor)
     return Envelope(
         data=[
             TierInventory(

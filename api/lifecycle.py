@@ -278,7 +278,7 @@ async def retry_failed(
         view = view_of(request)
         store = store_of(request)
         failed = await asyncio.to_thread(
-            store.failed_items,
+            store.reader.failed_items,
             snapshot.sponsor_id,
             operationId,
             code=error_code,
@@ -307,11 +307,11 @@ async def retry_failed(
                 "No retryable failed items" + (" match the filter" if failed else ""),
                 {"failedItemsCount": len(failed), "nonRetryableItemsCount": len(failed)},
             )
-        original = await asyncio.to_thread(store.request, snapshot.sponsor_id, operationId)
+        original = await asyncio.to_thread(store.state.request, snapshot.sponsor_id, operationId)
         if original is None or original.link_send is None:
             raise ApiError(409, "NOTHING_TO_RETRY", "Only link sends can be retried")
         rows = await asyncio.to_thread(
-            store.recipients, snapshot.sponsor_id, operationId, retryable
+            store.reader.recipients, snapshot.sponsor_id, operationId, retryable
         )
         recipients = [
             PreparedRecipient(

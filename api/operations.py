@@ -84,8 +84,10 @@ def get_history(
     store = store_of(request)
     scope = principal.sponsor_scope
     wanted = operation_status.value if operation_status else None
-    rows = store.history(scope, limit=page_size, offset=(page - 1) * page_size, status=wanted)
-    total = store.history_count(scope, wanted)
+    rows = store.reader.history(
+        scope, limit=page_size, offset=(page - 1) * page_size, status=wanted
+    )
+    total = store.reader.history_count(scope, wanted)
     view = view_of(request)
     return HistoryPage(
         data=[history_entry(row, view.get(row.operation_id)) for row in rows],
@@ -116,8 +118,10 @@ def get_codes(
     if snapshot.operation_type is not OperationType.CODE_GENERATION:
         raise ApiError(409, "NOT_A_CODE_OPERATION", "This operation generates no codes")
     store = store_of(request)
-    rows = store.codes_page(snapshot.sponsor_id, operationId, after_index=after_index, limit=limit)
-    counts = store.code_counts(snapshot.sponsor_id, operationId)
+    rows = store.reader.codes_page(
+        snapshot.sponsor_id, operationId, after_index=after_index, limit=limit
+    )
+    counts = store.reader.code_counts(snapshot.sponsor_id, operationId)
     return Envelope(
         data=CodesPage(
             operation_id=operationId,
@@ -177,7 +181,7 @@ def get_items(
 ) -> Envelope[ItemsPage]:
     """From ClickHouse; filter with ``status`` (e.g. ``Failed``), page with ``cursor``."""
     snapshot = visible(request, principal, operationId)
-    rows = store_of(request).items_page(
+    rows = store_of(request).reader.items_page(
         snapshot.sponsor_id,
         operationId,
         after_index=cursor,
@@ -234,7 +238,7 @@ def get_aggregates(
             "Aggregates are computed when the operation finishes",
             {"status": snapshot.status.value, "statusUrl": status_url(operationId)},
         )
-    data = store_of(request).aggregates(snapshot.sponsor_id, operationId)
+    data = store_of(request).reader.aggregates(snapshot.sponsor_id, operationId)
     return {
         "success": True,
         "data": {"operationId": operationId, "status": snapshot.status.value, **data},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from analytics.store import HistoryRow
+from analytics.reader import HistoryRow
 from schemas.common import OperationStatus, OperationType
 from schemas.messages import ItemError, OperationSnapshot
 from schemas.responses import (

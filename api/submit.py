@@ -226,7 +226,7 @@ async def send_links(
             operation_id=operation_id,
             region=settings.default_phone_region,
             link_base_url=settings.link_base_url,
-            known_codes=lambda codes: store.known_codes(sponsor_id, codes),
+            known_codes=lambda codes: store.inventory.known_codes(sponsor_id, codes),
         )
     except TemplateError as exc:
         raise validation_error(exc.field, str(exc)) from exc

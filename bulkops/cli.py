@@ -129,7 +129,7 @@ def cmd_api(_: argparse.Namespace) -> int:
 
 
 def cmd_worker(_: argparse.Namespace) -> int:
-    from bulkops.runtime import run_worker
+    from streams.worker import run as run_worker
 
     settings = WorkerSettings()
     if settings.clickhouse_dsn is None:

@@ -13,7 +13,6 @@ from api.app import create_api
 from api.producer import KafkaMessageSink
 from api.status_view import KafkaStatusFollower, StatusView
 from api.submission import delivery_timeout
-from core import kafkalog
 from core.settings import ApiSettings, WorkerSettings
 from core.topics import Topics
 from streams.app import build_worker
@@ -61,7 +60,9 @@ def combined_app(api_settings: ApiSettings, worker_settings: WorkerSettings) -> 
         store = await asyncio.to_thread(open_store, worker_settings)
         app.state.store = store
         app.state.providers = build_providers(worker_settings)
-        worker: faust.App = build_worker(worker_settings, store, app.state.providers)
+        worker: faust.App = build_worker(
+            worker_settings, store.writer, store.state, app.state.providers
+        )
         app.state.worker = worker
         await worker.start()
         await _start_api_parts(app, api_settings)
@@ -88,21 +89,3 @@ def api_only_app(settings: ApiSettings) -> FastAPI:
         app.state.store.close()
 
     return create_api(settings, start=start, stop=stop)
-
-
-class _Worker(faust.Worker):
-    """Faust's worker, with Kafka's repeated log lines rate-limited like everywhere else."""
-
-    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
-        super().on_setup_root_logger(logger, level)
-        kafkalog.install(logger)
-
-
-def run_worker(settings: WorkerSettings) -> None:
-    """The Faust worker alone, with Faust's own signal handling and shutdown."""
-    store = open_store(settings)
-    app = build_worker(settings, store, build_providers(settings))
-    try:
-        _Worker(app, loglevel=settings.log_level).execute_from_commandline()
-    finally:
-        store.close()

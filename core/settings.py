@@ -72,14 +72,17 @@ class BulkopsSettings(BaseSettings):
     sender_rate_email: float = Field(default=50.0, gt=0)
     sponsor_rate_per_second: float = Field(default=1000.0, gt=0)
 
-    def send_rate(self, channel: str) -> float:
-        """The pace one sponsor's sends on ``channel`` can reach."""
-        sender = {
+    def sender_rate(self, channel: str) -> float:
+        """Sends per second of one provider account (sender) on ``channel``."""
+        return {
             "SMS": self.sender_rate_sms,
             "WhatsApp": self.sender_rate_whatsapp,
             "Email": self.sender_rate_email,
         }[channel]
-        return min(sender, self.sponsor_rate_per_second)
+
+    def send_rate(self, channel: str) -> float:
+        """The pace one sponsor's sends on ``channel`` can reach."""
+        return min(self.sender_rate(channel), self.sponsor_rate_per_second)
 
     def price(self, channel: str) -> float:
         return {"SMS": self.price_sms, "WhatsApp": self.price_whatsapp, "Email": self.price_email}[

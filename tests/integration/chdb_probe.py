@@ -14,8 +14,8 @@ def main() -> None:
     path, operation_id, sponsor_id = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     store = AnalyticsStore.open(dsn=None, chdb_path=path, database="bulkops")
     try:
-        counts = store.code_counts(sponsor_id, operation_id)
-        items = store.item_counts(sponsor_id, operation_id)
+        counts = store.reader.code_counts(sponsor_id, operation_id)
+        items = store.reader.item_counts(sponsor_id, operation_id)
         print(
             json.dumps(
                 {
@@ -24,8 +24,8 @@ def main() -> None:
                     "code_rows": counts.rows,
                     "success_items": items.get("Success", 0),
                     "all_items": sum(items.values()),
-                    "duplicate_codes": store.duplicate_codes(),
-                    "history": store.history_count(sponsor_id),
+                    "duplicate_codes": store.reader.duplicate_codes(),
+                    "history": store.reader.history_count(sponsor_id),
                 }
             )
         )

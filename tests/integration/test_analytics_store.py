@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from analytics import rows
 from analytics.store import AnalyticsStore
 from schemas.common import ErrorCategory, ItemStatus, OperationStatus, OperationType
 from schemas.messages import (
@@ -92,26 +93,31 @@ def result(
     )
 
 
+def sink(store: AnalyticsStore, batches: list[ResultBatch]) -> int:
+    """What the sink writes for code-generation results: the items, and the codes."""
+    return store.writer.insert_results(batches, [rows.code_rows(b) for b in batches])
+
+
 def op_id() -> str:
     return f"codegen_{uuid.uuid4().hex}"
 
 
 def test_schema_creation_is_idempotent(store: AnalyticsStore) -> None:
-    store.ensure_schema()
-    store.ensure_schema()
+    store.connection.ensure_schema()
+    store.connection.ensure_schema()
 
 
 def test_replayed_batches_do_not_duplicate_rows(store: AnalyticsStore) -> None:
     op = op_id()
     batches = [result(op, b, b * 100, 100, failed={5} if b == 0 else None) for b in range(5)]
-    store.insert_results(batches)
-    store.insert_results(batches[1:3])  # a replay after a crash
-    store.insert_results([batches[4]])
-    counts = store.code_counts(7, op)
+    sink(store, batches)
+    sink(store, batches[1:3])  # a replay after a crash
+    sink(store, [batches[4]])
+    counts = store.reader.code_counts(7, op)
     assert (counts.items, counts.unique_codes) == (499, 499)
-    assert store.item_counts(7, op) == {"Success": 499, "Failed": 1}
-    assert store.duplicate_codes() == 0
-    page = store.codes_page(7, op, after_index=98, limit=3)
+    assert store.reader.item_counts(7, op) == {"Success": 499, "Failed": 1}
+    assert store.reader.duplicate_codes() == 0
+    page = store.reader.codes_page(7, op, after_index=98, limit=3)
     assert [row[0] for row in page] == [98, 99, 100]
     assert page[0][4] == NOW + timedelta(days=30)
 
@@ -160,38 +166,38 @@ def test_history_keeps_the_newest_version_pages_newest_first_and_isolates_sponso
     for i, op in enumerate(ops):
         created = NOW + timedelta(minutes=i)
         sponsor = 7 if i < 4 else 8
-        store.record_request(request(op, sponsor))
+        store.writer.record_request(request(op, sponsor))
         for status, version in ((OperationStatus.PROCESSING, 1), (OperationStatus.COMPLETED, 9)):
-            store.upsert_operation(
+            store.writer.upsert_operation(
                 snapshot(op, sponsor, status, version, created),
                 subscription_tier_id=3,
                 code_prefix="ZZ",
             )
-        store.upsert_operation(snapshot(op, sponsor, OperationStatus.PROCESSING, 1, created))
+        store.writer.upsert_operation(snapshot(op, sponsor, OperationStatus.PROCESSING, 1, created))
 
-    first = store.history(7, limit=3, offset=0)
-    second = store.history(7, limit=3, offset=3)
+    first = store.reader.history(7, limit=3, offset=0)
+    second = store.reader.history(7, limit=3, offset=3)
     assert [r.operation_id for r in first + second] == list(reversed(ops[:4]))
     assert {r.status for r in first + second} == {"Completed"}
     assert first[0].subscription_tier_id == 3 and first[0].code_prefix == "ZZ"
     assert first[0].created_at.tzinfo is not None
-    assert store.history_count(7) == 4
-    assert store.history_count(8) == 1
-    assert store.history_count(None) == 5
-    assert [r.operation_id for r in store.history(8, limit=10, offset=0)] == [ops[4]]
+    assert store.reader.history_count(7) == 4
+    assert store.reader.history_count(8) == 1
+    assert store.reader.history_count(None) == 5
+    assert [r.operation_id for r in store.reader.history(8, limit=10, offset=0)] == [ops[4]]
 
 
 def test_user_strings_are_bound_not_spliced(store: AnalyticsStore) -> None:
     hostile = "x' OR 1=1 --"
-    assert store.codes_page(7, hostile, after_index=0, limit=10) == []
-    assert store.code_counts(7, hostile).items == 0
+    assert store.reader.codes_page(7, hostile, after_index=0, limit=10) == []
+    assert store.reader.code_counts(7, hostile).items == 0
 
 
 def test_a_stored_batch_is_recognised_from_its_items(store: AnalyticsStore) -> None:
     """The watchdog counts a batch whose announcement was lost from the items it stored."""
     op = op_id()
     stored = result(op, 3, 300, 100, failed={310, 311})
-    store.insert_results([stored])
+    sink(store, [stored])
     batch = ItemBatch(
         operation_id=op,
         sponsor_id=7,
@@ -200,7 +206,7 @@ def test_a_stored_batch_is_recognised_from_its_items(store: AnalyticsStore) -> N
         start_index=300,
         count=100,
     )
-    found = store.stored_result(batch)
+    found = store.state.stored_result(batch)
     assert found is not None
     assert (found.batch_index, found.start_index, len(found.statuses)) == (3, 300, 100)
     assert found.statuses.count(ItemStatus.FAILED) == 2
@@ -210,11 +216,11 @@ def test_a_stored_batch_is_recognised_from_its_items(store: AnalyticsStore) -> N
     assert found.duration_ms == pytest.approx(stored.duration_ms)
 
     missing = batch.model_copy(update={"batch_index": 4, "start_index": 400})
-    assert store.stored_result(missing) is None
+    assert store.state.stored_result(missing) is None
     longer = batch.model_copy(update={"count": 101})  # one item of the range never stored
-    assert store.stored_result(longer) is None
+    assert store.state.stored_result(longer) is None
     other_sponsor = batch.model_copy(update={"sponsor_id": 8})
-    assert store.stored_result(other_sponsor) is None
+    assert store.state.stored_result(other_sponsor) is None
 
 
 def test_item_batches_are_kept_per_operation(store: AnalyticsStore) -> None:
@@ -241,10 +247,10 @@ def test_item_batches_are_kept_per_operation(store: AnalyticsStore) -> None:
         )
         for b in range(2)
     ]
-    store.record_chunk(chunk, batches)
-    store.record_chunk(chunk, batches)  # a replayed chunk
-    kept = store.item_batches(7, chunk.operation_id, [0, 1, 2])
+    store.state.record_chunk(chunk, batches)
+    store.state.record_chunk(chunk, batches)  # a replayed chunk
+    kept = store.state.item_batches(7, chunk.operation_id, [0, 1, 2])
     assert sorted(kept) == [0, 1]
     assert ItemBatch.model_validate_json(kept[1]) == batches[1]
-    assert store.item_batches(8, chunk.operation_id, [0, 1]) == {}
-    assert len(store.recipients(7, chunk.operation_id, [0, 1, 2, 3])) == 4
+    assert store.state.item_batches(8, chunk.operation_id, [0, 1]) == {}
+    assert len(store.reader.recipients(7, chunk.operation_id, [0, 1, 2, 3])) == 4

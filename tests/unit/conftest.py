@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from analytics.testing import MemoryStore
 from api.app import create_api
 from api.auth import Role, mint_token
 from api.producer import ProduceError
@@ -62,23 +62,13 @@ class FakeMessageSink:
         pass
 
 
-class FakeCodeStore:
-    """The queries submissions make before queueing: which sponsorship codes exist, which
-    dealers exist, how many codes each tier has available (the ``AnalyticsStore`` API)."""
-
-    def __init__(self, codes: set[str]) -> None:
-        self.codes = codes
-        self.dealers: set[str] = set()
-        self.available: dict[int, int] = {1: 10_000, 2: 10_000, 3: 10_000, 4: 10_000}
-
-    def known_codes(self, sponsor_id: int, codes: Any) -> set[str]:
-        return self.codes & set(codes)
-
-    def existing_dealers(self, sponsor_id: int, emails: Any) -> set[str]:
-        return self.dealers & set(emails)
-
-    def available_codes(self, sponsor_id: int) -> dict[int, int]:
-        return dict(self.available)
+def memory_store(per_tier: int = 500) -> MemoryStore:
+    """Sponsor 7's store: one sponsorship code the seed's examples use, and codes per tier."""
+    store = MemoryStore()
+    store.stock_codes(7, 1, ["AGRI-2025-001"])
+    for tier in (1, 2, 3, 4):
+        store.stock_codes(7, tier, [f"T{tier}-{i:06d}" for i in range(per_tier)])
+    return store
 
 
 @pytest.fixture
@@ -104,7 +94,7 @@ def client(sink: FakeMessageSink) -> Iterator[TestClient]:
         app.state.message_sink = sink
         app.state.status_view = StatusView()
         app.state.status_view.ready.set()
-        app.state.store = FakeCodeStore({"AGRI-2025-001"})
+        app.state.store = memory_store()
 
     async def stop(_: FastAPI) -> None:
         pass

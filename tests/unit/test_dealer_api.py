@@ -8,6 +8,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 from openpyxl import load_workbook
 
+from analytics.testing import MemoryStore
 from api.auth import Role
 from schemas.messages import OperationRequested, OperationsMessage, RecipientChunk
 from tests.unit.conftest import FakeMessageSink, auth
@@ -102,7 +103,7 @@ def test_the_error_report_as_a_workbook(client: TestClient) -> None:
 
 
 def test_duplicates_and_existing_dealers(client: TestClient) -> None:
-    client.app.state.store.dealers = {"bayi1@example.com"}  # type: ignore[attr-defined]
+    client.app.state.store.invited(7, ["bayi1@example.com"])  # type: ignore[attr-defined]
     data = xlsx([*rows(3), ["BAYI0@example.com", "05329999999", "Again", 1, "S"]])
     errors = upload(client, data).json()["details"]["errors"]
     assert {(e["row"], e["error"]) for e in errors} == {
@@ -112,7 +113,10 @@ def test_duplicates_and_existing_dealers(client: TestClient) -> None:
 
 
 def test_not_enough_codes_in_a_tier(client: TestClient, sink: FakeMessageSink) -> None:
-    client.app.state.store.available = {1: 100, 3: 12}  # type: ignore[attr-defined]
+    store = MemoryStore()
+    store.stock_codes(7, 1, [f"S-{i}" for i in range(100)])
+    store.stock_codes(7, 3, [f"L-{i}" for i in range(12)])
+    client.app.state.store = store  # type: ignore[attr-defined]
     response = upload(client, xlsx(rows(20, "L", 2)), useRowSpecificCounts="true")
     assert response.status_code == 422
     body = response.json()

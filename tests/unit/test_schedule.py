@@ -182,7 +182,8 @@ def test_a_cancel_releases_held_batches_so_they_settle() -> None:
 
 
 def test_the_timers_peek_at_the_keys_the_table_really_has() -> None:
-    from streams.app import _HELD_COUNT, _WEBHOOK_STATE
+    from streams.tables import HELD_COUNT as _HELD_COUNT
+    from streams.tables import WEBHOOK_STATE as _WEBHOOK_STATE
 
     stored = _state().model_dump(mode="json")
     assert _HELD_COUNT in stored and _WEBHOOK_STATE in stored

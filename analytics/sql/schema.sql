@@ -1,14 +1,10 @@
-"""Table definitions, created on start (idempotent).
+-- The tables, created on start in this order (every statement is idempotent).
+-- Every table is a ReplacingMergeTree whose sorting key is the natural identity of a row (the
+-- item key (sponsor_id, operation_id, item_index), or the operation), so rows written twice by
+-- a replayed batch collapse into one; readers use FINAL or uniqExact where exact counts matter
+-- before background merges have run. `version` picks the newest operation row.
 
-Every table is a ReplacingMergeTree whose sorting key is the natural identity of a row
-(the item key ``(sponsor_id, operation_id, item_index)``, or the operation), so rows written
-twice by a replayed batch collapse into one; readers use ``FINAL`` or ``uniqExact`` where exact
-counts matter before background merges have run. ``version`` picks the newest operation row.
-"""
-
-from __future__ import annotations
-
-OPERATIONS = """
+-- name: operations
 CREATE TABLE IF NOT EXISTS operations
 (
     operation_id String,
@@ -33,9 +29,8 @@ CREATE TABLE IF NOT EXISTS operations
 )
 ENGINE = ReplacingMergeTree(version)
 ORDER BY (sponsor_id, operation_id)
-"""
 
-OPERATION_REQUESTS = """
+-- name: operation_requests
 CREATE TABLE IF NOT EXISTS operation_requests
 (
     operation_id String,
@@ -45,9 +40,8 @@ CREATE TABLE IF NOT EXISTS operation_requests
 )
 ENGINE = ReplacingMergeTree
 ORDER BY (sponsor_id, operation_id)
-"""
 
-ITEMS = """
+-- name: items
 CREATE TABLE IF NOT EXISTS items
 (
     sponsor_id UInt64,
@@ -70,9 +64,8 @@ CREATE TABLE IF NOT EXISTS items
 )
 ENGINE = ReplacingMergeTree(processed_at)
 ORDER BY (sponsor_id, operation_id, item_index)
-"""
 
-CODES = """
+-- name: codes
 CREATE TABLE IF NOT EXISTS codes
 (
     sponsor_id UInt64,
@@ -86,9 +79,8 @@ CREATE TABLE IF NOT EXISTS codes
 )
 ENGINE = ReplacingMergeTree
 ORDER BY (sponsor_id, operation_id, item_index)
-"""
 
-TEMPLATES = """
+-- name: templates
 CREATE TABLE IF NOT EXISTS templates
 (
     sponsor_id UInt64,
@@ -102,9 +94,8 @@ CREATE TABLE IF NOT EXISTS templates
 )
 ENGINE = ReplacingMergeTree(updated_at)
 ORDER BY (sponsor_id, name)
-"""
 
-RECIPIENTS = """
+-- name: recipients
 CREATE TABLE IF NOT EXISTS recipients
 (
     sponsor_id UInt64,
@@ -118,12 +109,11 @@ CREATE TABLE IF NOT EXISTS recipients
 )
 ENGINE = ReplacingMergeTree
 ORDER BY (sponsor_id, operation_id, item_index)
-"""
 
-# Every item batch of a link send, as the message the items topic carries: its recipients
-# exist nowhere else, and a batch that is held (paused, scheduled) or re-driven by the stall
-# watchdog goes out again from here. Code batches are re-planned from the request instead.
-ITEM_BATCHES = """
+-- name: item_batches
+-- Every item batch of a link send, as the message the items topic carries: its recipients
+-- exist nowhere else, and a batch that is held (paused, scheduled) or re-driven by the stall
+-- watchdog goes out again from here. Code batches are re-planned from the request instead.
 CREATE TABLE IF NOT EXISTS item_batches
 (
     sponsor_id UInt64,
@@ -135,11 +125,10 @@ CREATE TABLE IF NOT EXISTS item_batches
 ENGINE = ReplacingMergeTree(stored_at)
 ORDER BY (sponsor_id, operation_id, batch_index)
 TTL toDateTime(stored_at) + INTERVAL 60 DAY
-"""
 
-# The sponsor's code inventory: a code is available unless its latest row here is reserved
-# (for a dealer invitation under way) or transferred (to a dealer); released gives it back.
-CODE_RESERVATIONS = """
+-- name: code_reservations
+-- The sponsor's code inventory: a code is available unless its latest row here is reserved
+-- (for a dealer invitation under way) or transferred (to a dealer); released gives it back.
 CREATE TABLE IF NOT EXISTS code_reservations
 (
     sponsor_id UInt64,
@@ -152,9 +141,8 @@ CREATE TABLE IF NOT EXISTS code_reservations
 )
 ENGINE = ReplacingMergeTree(updated_at)
 ORDER BY (sponsor_id, code)
-"""
 
-DEALER_INVITATIONS = """
+-- name: dealer_invitations
 CREATE TABLE IF NOT EXISTS dealer_invitations
 (
     sponsor_id UInt64,
@@ -175,18 +163,7 @@ CREATE TABLE IF NOT EXISTS dealer_invitations
 )
 ENGINE = ReplacingMergeTree(processed_at)
 ORDER BY (sponsor_id, operation_id, item_index)
-"""
 
-ALL = (
-    OPERATIONS,
-    OPERATION_REQUESTS,
-    ITEMS,
-    CODES,
-    TEMPLATES,
-    RECIPIENTS,
-    ITEM_BATCHES,
-    CODE_RESERVATIONS,
-    DEALER_INVITATIONS,
-    # Migration of a recipients table created before dealer invitations existed.
-    "ALTER TABLE recipients ADD COLUMN IF NOT EXISTS dealer_json String DEFAULT ''",
-)
+-- name: recipients_dealer_json
+-- Migration of a recipients table created before dealer invitations existed.
+ALTER TABLE recipients ADD COLUMN IF NOT EXISTS dealer_json String DEFAULT ''

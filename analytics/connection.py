@@ -1,0 +1,65 @@
+"""One ClickHouse connection per process: a client for writes and one for reads.
+
+clickhouse-connect clients are synchronous and not meant to be shared between threads, so
+each sits behind a lock; async callers go through ``asyncio.to_thread``. The write lock is
+re-entrant, so a caller can read and write under it as one step (code reservations do).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+from analytics import sql
+from analytics.client import connect
+
+
+class Connection:
+    def __init__(self, writer: Client, reader: Client) -> None:
+        self._writer = writer
+        self._reader = reader
+        self.write_lock = threading.RLock()
+        self._read_lock = threading.Lock()
+
+    @classmethod
+    def open(cls, *, dsn: str | None, chdb_path: Path, database: str) -> Connection:
+        writer = connect(dsn=dsn, chdb_path=chdb_path, database=database)
+        reader = connect(dsn=dsn, chdb_path=chdb_path, database=database)
+        connection = cls(writer, reader)
+        connection.ensure_schema()
+        return connection
+
+    def ensure_schema(self) -> None:
+        with self.write_lock:
+            for statement in sql.load("schema.sql").values():
+                self._writer.command(statement)
+
+    def query(self, statement: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]:
+        with self._read_lock:
+            result = self._reader.query(statement, parameters=parameters)
+            return [tuple(row) for row in result.result_rows]
+
+    def insert(
+        self,
+        table: str,
+        rows: Sequence[Sequence[Any]],
+        columns: Sequence[str],
+        *,
+        column_oriented: bool = False,
+    ) -> None:
+        with self.write_lock:
+            self._writer.insert(table, rows, column_names=columns, column_oriented=column_oriented)
+
+    def drop_database(self) -> None:
+        """Remove the database and everything in it (tests and resets)."""
+        with self.write_lock:
+            database = self._writer.database
+            self._writer.command(f"DROP DATABASE IF EXISTS `{database}` SYNC")
+
+    def close(self) -> None:
+        self._writer.close()
+        self._reader.close()

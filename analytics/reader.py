@@ -1,0 +1,202 @@
+"""What the API reads: history, items, aggregates, codes, statistics and retry input.
+
+Every query is a named statement of ``sql/reads.sql``; values are bound, never spliced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from analytics import sql
+from analytics.connection import Connection
+from analytics.timefix import utc
+
+_SQL = sql.load("reads.sql")
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    operation_id: str
+    operation_name: str
+    operation_type: str
+    status: str
+    total_items: int
+    processed_items: int
+    successful_items: int
+    failed_items: int
+    skipped_items: int
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    requested_by: str
+    subscription_tier_id: int | None
+    code_prefix: str | None
+    channel: str | None
+    total_cost: float
+    sponsor_id: int
+
+
+@dataclass(frozen=True)
+class CodeCounts:
+    items: int
+    unique_codes: int
+    rows: int
+
+
+class Reader:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def _query(self, name: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]:
+        return self._connection.query(_SQL[name], parameters)
+
+    def history(
+        self,
+        sponsor_id: int | None,
+        *,
+        limit: int,
+        offset: int,
+        status: str | None = None,
+        operation_type: str | None = None,
+    ) -> list[HistoryRow]:
+        rows = self._query(
+            "history",
+            {
+                "sponsor": sponsor_id,
+                "limit": limit,
+                "offset": offset,
+                "status": status,
+                "kind": operation_type,
+            },
+        )
+        result = []
+        for row in rows:
+            values = list(row)
+            for i in (9, 10, 11):
+                values[i] = utc(values[i])
+            result.append(HistoryRow(*values))
+        return result
+
+    def history_count(
+        self, sponsor_id: int | None, status: str | None = None, operation_type: str | None = None
+    ) -> int:
+        parameters = {"sponsor": sponsor_id, "status": status, "kind": operation_type}
+        return int(self._query("history_count", parameters)[0][0])
+
+    def items_page(
+        self,
+        sponsor_id: int,
+        operation_id: str,
+        *,
+        after_index: int,
+        limit: int,
+        status: str | None = None,
+    ) -> list[tuple[Any, ...]]:
+        rows = self._query(
+            "items_page",
+            {
+                "sponsor": sponsor_id,
+                "operation": operation_id,
+                "after": after_index,
+                "limit": limit,
+                "status": status,
+            },
+        )
+        return [(*row[:9], utc(row[9]), *row[10:]) for row in rows]
+
+    def aggregates(self, sponsor_id: int, operation_id: str) -> dict[str, Any]:
+        """Per-operation figures: items by status and by error code, cost, durations."""
+        scope = {"sponsor": sponsor_id, "operation": operation_id}
+        items, cost, attempts, avg_ms, p50, p95, max_ms, first, last = self._query(
+            "agg_totals", scope
+        )[0]
+        return {
+            "items": int(items),
+            "byStatus": {str(s): int(n) for s, n in self._query("agg_status", scope)},
+            "byError": [
+                {
+                    "errorCode": code,
+                    "errorCategory": category,
+                    "count": int(n),
+                    "retryable": int(retryable),
+                }
+                for code, category, n, retryable in self._query("agg_errors", scope)
+            ],
+            "totalCost": round(float(cost or 0), 6),
+            "attempts": int(attempts or 0),
+            "processingMs": {
+                "average": round(float(avg_ms or 0), 3),
+                "p50": round(float(p50 or 0), 3),
+                "p95": round(float(p95 or 0), 3),
+                "max": round(float(max_ms or 0), 3),
+            },
+            "firstProcessedAt": utc(first) if items else None,
+            "lastProcessedAt": utc(last) if items else None,
+        }
+
+    def codes_page(
+        self, sponsor_id: int, operation_id: str, *, after_index: int, limit: int
+    ) -> list[tuple[int, str, int, str | None, datetime]]:
+        rows = self._query(
+            "codes_page",
+            {
+                "sponsor": sponsor_id,
+                "operation": operation_id,
+                "after": after_index,
+                "limit": limit,
+            },
+        )
+        return [(r[0], r[1], r[2], r[3], utc(r[4])) for r in rows]  # type: ignore[misc]
+
+    def code_counts(self, sponsor_id: int, operation_id: str) -> CodeCounts:
+        row = self._query("code_counts", {"sponsor": sponsor_id, "operation": operation_id})[0]
+        return CodeCounts(items=int(row[0]), unique_codes=int(row[1]), rows=int(row[2]))
+
+    def item_counts(self, sponsor_id: int, operation_id: str) -> dict[str, int]:
+        rows = self._query("item_counts", {"sponsor": sponsor_id, "operation": operation_id})
+        return {str(status): int(count) for status, count in rows}
+
+    def statistics(self, sponsor_id: int | None, *, since: datetime, tz: str) -> dict[str, Any]:
+        """Dashboard figures (the seed's ``/statistics``), from the operations table."""
+        scope = {"sponsor": sponsor_id}
+        totals = self._query("stat_totals", scope)[0]
+        recent = self._query("stat_recent", {**scope, "since": since})[0]
+        channels = self._query("stat_channels", scope)
+        hours = self._query("stat_hours", {**scope, "tz": tz})
+        return {
+            "totals": totals,
+            "recent": recent,
+            "channels": channels,
+            "hours": hours,
+        }
+
+    def failed_items(
+        self, sponsor_id: int, operation_id: str, *, code: str | None, category: str | None
+    ) -> list[tuple[int, bool]]:
+        rows = self._query(
+            "failed",
+            {"sponsor": sponsor_id, "operation": operation_id, "code": code, "category": category},
+        )
+        return [(int(index), bool(retryable)) for index, retryable in rows]
+
+    def recipients(
+        self, sponsor_id: int, operation_id: str, indexes: list[int]
+    ) -> list[tuple[int, str, str, str, str, str]]:
+        found: list[tuple[int, str, str, str, str, str]] = []
+        for start in range(0, len(indexes), 10_000):
+            rows = self._query(
+                "recipients",
+                {
+                    "sponsor": sponsor_id,
+                    "operation": operation_id,
+                    "indexes": indexes[start : start + 10_000],
+                },
+            )
+            found.extend((int(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in rows)
+        return found
+
+    def duplicate_codes(self) -> int:
+        """Codes stored for more than one item anywhere in the system (should be 0)."""
+        return int(self._query("duplicate_codes", {})[0][0])

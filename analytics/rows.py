@@ -1,0 +1,328 @@
+"""Rows for each table, built from the flow's messages: pure functions, one per table.
+
+Column lists live here, next to the builders that fill them in order; the tables themselves
+are in ``sql/schema.sql``. Operation kinds pick the builders for what they store beside the
+items (codes, dealer invitations).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from schemas.common import ItemStatus
+from schemas.messages import (
+    ItemBatch,
+    OperationRequested,
+    OperationSnapshot,
+    RecipientChunk,
+    ResultBatch,
+)
+
+
+@dataclass
+class TableRows:
+    """Rows for one table, ready for one insert (column-oriented: one list per column)."""
+
+    table: str
+    columns: tuple[str, ...]
+    rows: list[list[Any]] = field(default_factory=list)
+    column_oriented: bool = False
+
+    def __len__(self) -> int:
+        if self.column_oriented:
+            return len(self.rows[0]) if self.rows else 0
+        return len(self.rows)
+
+
+ITEM_COLUMNS = (
+    "sponsor_id",
+    "operation_id",
+    "item_index",
+    "item_id",
+    "operation_type",
+    "status",
+    "result_data",
+    "error_code",
+    "error_message",
+    "error_category",
+    "is_retryable",
+    "retry_count",
+    "processed_at",
+    "processing_duration_ms",
+    "channel",
+    "cost",
+    "attempts",
+)
+CODE_COLUMNS = (
+    "sponsor_id",
+    "operation_id",
+    "item_index",
+    "code",
+    "subscription_tier_id",
+    "batch_name",
+    "created_at",
+    "expires_at",
+)
+OPERATION_COLUMNS = (
+    "operation_id",
+    "sponsor_id",
+    "operation_type",
+    "operation_name",
+    "status",
+    "total_items",
+    "processed_items",
+    "successful_items",
+    "failed_items",
+    "skipped_items",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "requested_by",
+    "subscription_tier_id",
+    "code_prefix",
+    "channel",
+    "total_cost",
+    "version",
+)
+RESERVATION_COLUMNS = (
+    "sponsor_id",
+    "code",
+    "subscription_tier_id",
+    "operation_id",
+    "item_index",
+    "state",
+    "updated_at",
+)
+DEALER_COLUMNS = (
+    "sponsor_id",
+    "operation_id",
+    "item_index",
+    "row_number",
+    "email",
+    "phone",
+    "dealer_name",
+    "tier",
+    "codes",
+    "token",
+    "invitation_type",
+    "status",
+    "error_code",
+    "error_message",
+    "processed_at",
+)
+REQUEST_COLUMNS = ("operation_id", "sponsor_id", "requested_at", "request_json")
+RECIPIENT_COLUMNS = (
+    "sponsor_id",
+    "operation_id",
+    "item_index",
+    "name",
+    "address",
+    "message",
+    "idempotency_key",
+    "dealer_json",
+)
+BATCH_COLUMNS = ("sponsor_id", "operation_id", "batch_index", "batch_json", "stored_at")
+TEMPLATE_COLUMNS = (
+    "sponsor_id",
+    "name",
+    "channel",
+    "message",
+    "batch_size",
+    "max_concurrency",
+    "retry_attempts",
+    "updated_at",
+)
+
+
+def item_rows(batches: Sequence[ResultBatch]) -> TableRows:
+    """One ``items`` row per item of every batch, column-oriented (the sink's hot path)."""
+    columns: list[list[Any]] = [[] for _ in ITEM_COLUMNS]
+    for batch in batches:
+        _add_items(batch, columns)
+    return TableRows("items", ITEM_COLUMNS, columns, column_oriented=True)
+
+
+def _add_items(batch: ResultBatch, items: list[list[Any]]) -> None:
+    n = len(batch.statuses)
+    op = batch.operation_id
+    indexes = range(batch.start_index, batch.start_index + n)
+    errors = {e.item_index: e for e in batch.errors}
+    items[0].extend([batch.sponsor_id] * n)
+    items[1].extend([op] * n)
+    items[2].extend(indexes)
+    items[3].extend(f"{op}:{i}" for i in indexes)
+    items[4].extend([batch.operation_type.value] * n)
+    items[5].extend(s.value for s in batch.statuses)
+    items[6].extend(batch.results)
+    for i in indexes:
+        error = errors.get(i)
+        items[7].append(error.error_code if error else None)
+        items[8].append(error.error_message if error else None)
+        items[9].append(error.error_category.value if error else None)
+        items[10].append(error.is_retryable if error else False)
+        items[11].append(error.retry_count if error else 0)
+    items[12].extend([batch.processed_at] * n)
+    items[13].extend([batch.duration_ms / n if n else 0.0] * n)
+    items[14].extend([batch.channel.value if batch.channel else None] * n)
+    items[15].extend(batch.unit_cost if s is ItemStatus.SUCCESS else 0.0 for s in batch.statuses)
+    items[16].extend(
+        batch.attempts or [1 if s is not ItemStatus.SKIPPED else 0 for s in batch.statuses]
+    )
+
+
+def code_rows(batch: ResultBatch) -> TableRows:
+    """The ``codes`` rows of a code-generation batch: one per generated code."""
+    if batch.tier_id is None or batch.expires_at is None:
+        raise ValueError(f"code batch {batch.batch_index} of {batch.operation_id} lacks its tier")
+    columns: list[list[Any]] = [[] for _ in CODE_COLUMNS]
+    for offset, (status, code) in enumerate(zip(batch.statuses, batch.results, strict=True)):
+        if status is ItemStatus.SUCCESS and code is not None:
+            for column, value in zip(
+                columns,
+                (
+                    batch.sponsor_id,
+                    batch.operation_id,
+                    batch.start_index + offset,
+                    code,
+                    batch.tier_id,
+                    batch.batch_name,
+                    batch.processed_at,
+                    batch.expires_at,
+                ),
+                strict=True,
+            ):
+                column.append(value)
+    return TableRows("codes", CODE_COLUMNS, columns, column_oriented=True)
+
+
+def dealer_rows(batch: ResultBatch) -> list[TableRows]:
+    """Invitation rows, and each dealer's codes moved to transferred (success) or given back."""
+    invitations = TableRows("dealer_invitations", DEALER_COLUMNS)
+    reservations = TableRows("code_reservations", RESERVATION_COLUMNS)
+    if batch.dealers is None:
+        return []
+    errors = {e.item_index: e for e in batch.errors}
+    now = datetime.now(UTC)
+    for offset, (dealer, status) in enumerate(zip(batch.dealers, batch.statuses, strict=True)):
+        if dealer is None:
+            continue
+        index = batch.start_index + offset
+        error = errors.get(index)
+        succeeded = status is ItemStatus.SUCCESS
+        invitations.rows.append(
+            [
+                batch.sponsor_id,
+                batch.operation_id,
+                index,
+                dealer.row_number,
+                dealer.email,
+                dealer.phone,
+                dealer.dealer_name,
+                dealer.tier,
+                dealer.codes if succeeded else [],
+                dealer.token,
+                dealer.invitation_type,
+                status.value,
+                error.error_code if error else None,
+                error.error_message if error else None,
+                batch.processed_at,
+            ]
+        )
+        state = "transferred" if succeeded else "released"
+        reservations.rows.extend(
+            [batch.sponsor_id, code, dealer.tier_id, batch.operation_id, index, state, now]
+            for code in dealer.codes
+        )
+    return [invitations, reservations]
+
+
+def reservation_rows(
+    sponsor_id: int, operation_id: str, reserved: Sequence[tuple[int, int, list[str]]]
+) -> TableRows:
+    """Codes reserved for items: ``(item_index, tier_id, codes)`` each."""
+    now = datetime.now(UTC)
+    return TableRows(
+        "code_reservations",
+        RESERVATION_COLUMNS,
+        [
+            [sponsor_id, code, tier, operation_id, index, "reserved", now]
+            for index, tier, codes in reserved
+            for code in codes
+        ],
+    )
+
+
+def operation_row(
+    snapshot: OperationSnapshot,
+    *,
+    subscription_tier_id: int | None = None,
+    code_prefix: str | None = None,
+    channel: str | None = None,
+    total_cost: float = 0.0,
+) -> TableRows:
+    row = [
+        snapshot.operation_id,
+        snapshot.sponsor_id,
+        snapshot.operation_type.value,
+        snapshot.operation_name,
+        snapshot.status.value,
+        snapshot.total_items,
+        snapshot.processed_items,
+        snapshot.successful_items,
+        snapshot.failed_items,
+        snapshot.skipped_items,
+        snapshot.created_at,
+        snapshot.started_at,
+        snapshot.completed_at,
+        snapshot.requested_by,
+        subscription_tier_id,
+        code_prefix,
+        channel,
+        total_cost,
+        snapshot.version,
+    ]
+    return TableRows("operations", OPERATION_COLUMNS, [row])
+
+
+def request_row(request: OperationRequested) -> TableRows:
+    row = [
+        request.operation_id,
+        request.sponsor_id,
+        request.requested_at,
+        request.model_dump_json(),
+    ]
+    return TableRows("operation_requests", REQUEST_COLUMNS, [row])
+
+
+def recipient_rows(chunk: RecipientChunk) -> TableRows:
+    """A link send's sendable recipients, so its failures can be retried later."""
+    return TableRows(
+        "recipients",
+        RECIPIENT_COLUMNS,
+        [
+            [
+                chunk.sponsor_id,
+                chunk.operation_id,
+                r.index,
+                r.name,
+                r.address,
+                r.message,
+                r.idempotency_key or f"{chunk.operation_id}:{r.index}",
+                r.dealer.model_dump_json(exclude={"codes"}) if r.dealer else "",
+            ]
+            for r in chunk.recipients
+            if r.skip is None and r.address is not None and r.message is not None
+        ],
+    )
+
+
+def batch_rows(batches: Sequence[ItemBatch]) -> TableRows:
+    now = datetime.now(UTC)
+    return TableRows(
+        "item_batches",
+        BATCH_COLUMNS,
+        [[b.sponsor_id, b.operation_id, b.batch_index, b.model_dump_json(), now] for b in batches],
+    )

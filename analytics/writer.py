@@ -1,0 +1,66 @@
+"""What the worker's sink and count agents write: item outcomes, requests, operation rows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from analytics import rows
+from analytics.connection import Connection
+from analytics.rows import TableRows
+from schemas.messages import OperationRequested, OperationSnapshot, ResultBatch
+
+
+class ResultWriter:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def insert_results(
+        self, batches: Sequence[ResultBatch], extra: Sequence[TableRows] = ()
+    ) -> int:
+        """Store the items of several result batches, and what their kinds keep beside them
+        (``extra``: codes, dealer invitations), in one insert per table; returns the items.
+
+        Inserts of the side tables go first: a batch is announced only once its items are
+        stored, and its items are what a replay is recognised by.
+        """
+        items = rows.item_rows(batches)
+        for table in _merged(extra):
+            self._write(table)
+        self._write(items)
+        return len(items)
+
+    def record_request(self, request: OperationRequested) -> None:
+        """Keep the request as submitted, once per operation (replays collapse on merge)."""
+        self._write(rows.request_row(request))
+
+    def upsert_operation(self, snapshot: OperationSnapshot, **columns: Any) -> None:
+        """Write the operation's current row; the highest ``version`` wins on merge.
+
+        ``columns``: what only the worker knows (``subscription_tier_id``, ``code_prefix``,
+        ``channel``, ``total_cost``), as :func:`analytics.rows.operation_row` takes them.
+        """
+        self._write(rows.operation_row(snapshot, **columns))
+
+    def _write(self, table: TableRows) -> None:
+        if len(table):
+            self._connection.insert(
+                table.table, table.rows, table.columns, column_oriented=table.column_oriented
+            )
+
+
+def _merged(tables: Sequence[TableRows]) -> list[TableRows]:
+    """One ``TableRows`` per table (rows of several batches appended), in first-seen order."""
+    merged: dict[str, TableRows] = {}
+    for table in tables:
+        into = merged.get(table.table)
+        if into is None:
+            merged[table.table] = TableRows(
+                table.table, table.columns, [list(c) for c in table.rows], table.column_oriented
+            )
+        elif table.column_oriented:
+            for column, values in zip(into.rows, table.rows, strict=True):
+                column.extend(values)
+        else:
+            into.rows.extend(table.rows)
+    return list(merged.values())

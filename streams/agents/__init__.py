@@ -1,0 +1,91 @@
+"""The worker's agents, one module each, and how they are declared on the Faust app.
+
+Each agent's loop is the same: take an event, hand it to the module's ``handle`` with the
+context, acknowledge it. Handlers are plain functions of ``(ctx, event)``, so unit tests call
+them without Faust or a broker.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import faust
+from faust.types import EventT, StreamT, TopicT
+from pydantic import ValidationError
+
+from streams.agents import control, count, explode, process, sink
+from streams.context import WorkerContext
+
+log = logging.getLogger("bulkops.worker")
+
+Handler = Callable[[WorkerContext, EventT], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Sources:
+    """The topics the agents consume."""
+
+    operations: TopicT
+    items: TopicT
+    results: TopicT
+    progress: TopicT
+    control: TopicT
+
+
+async def acked_when_handled(stream: StreamT[bytes]) -> AsyncIterator[EventT]:
+    """Events acknowledged as soon as the handler is done with them.
+
+    Faust acks an event only when its actor pulls the next one, so with several actors per
+    agent the last event of each stays unacknowledged while a topic is quiet: offsets stop
+    being committed, shutdowns wait on them and a restart replays everything after them.
+    """
+    manual = stream.noack()  # type: ignore[attr-defined]  # on Stream, not on StreamT
+    async for event in manual.events():
+        try:
+            yield event
+        finally:
+            await manual.ack(event)
+
+
+async def guarded(ctx: WorkerContext, event: EventT, handle: Handler) -> None:
+    """Bad messages go to the dead-letter topic with the reason; the stream goes on.
+
+    Unexpected errors too: Faust would otherwise restart the agent and drop the event
+    silently. Transient ClickHouse trouble never gets here (``with_retry`` waits it out).
+    """
+    try:
+        await handle(ctx, event)
+    except (ValidationError, ValueError) as exc:
+        await ctx.dead_letter(event, str(exc), exc)
+    except Exception as exc:
+        log.exception("unexpected error on %s", event.message.topic)
+        await ctx.dead_letter(event, f"unexpected {type(exc).__name__}: {exc}", exc)
+
+
+def declare(app: faust.App, ctx: WorkerContext, sources: Sources) -> None:
+    """Declare the five agents on ``app``."""
+
+    def one_by_one(source: TopicT, handle: Handler, name: str, concurrency: int = 1) -> None:
+        async def agent(stream: StreamT[bytes]) -> AsyncIterator[None]:
+            async for event in acked_when_handled(stream):
+                await guarded(ctx, event, handle)
+                yield None
+
+        app.agent(source, name=name, concurrency=concurrency)(agent)
+
+    one_by_one(sources.control, control.handle, "control")
+    one_by_one(sources.operations, explode.handle, "explode")
+    one_by_one(sources.items, process.handle, "process", ctx.settings.process_concurrency)
+    one_by_one(sources.progress, count.handle, "count")
+
+    async def store_results(stream: StreamT[bytes]) -> AsyncIterator[None]:
+        """Results in bulk: up to ``sink_max_messages`` within ``sink_within_seconds``."""
+        async for events in stream.take_events(  # type: ignore[attr-defined]  # not in StreamT
+            ctx.settings.sink_max_messages, within=ctx.settings.sink_within_seconds
+        ):
+            if await sink.store(ctx, events):
+                yield None
+
+    app.agent(sources.results, name="sink")(store_results)

@@ -1,0 +1,63 @@
+"""The control agent: cancel, pause and resume, from the control topic.
+
+A command that arrives before its operation's request (another topic, no order between
+them) is kept in the ``early-controls`` table and applied when the request comes.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from faust.types import EventT
+
+from schemas.messages import ControlAction, ControlCommand
+from streams.context import WorkerContext, check_key, now
+from streams.progress import pause, request_cancel, resume
+
+log = logging.getLogger("bulkops.worker")
+
+_DONE = {
+    ControlAction.CANCEL: "cancelled",
+    ControlAction.PAUSE: "paused",
+    ControlAction.RESUME: "resumed",
+}
+
+
+async def handle(ctx: WorkerContext, event: EventT) -> None:
+    command = ControlCommand.model_validate_json(event.value)
+    check_key(event, command.sponsor_id)
+    op_id, action = command.operation_id, command.action
+    operations = ctx.tables.operations
+    state = operations.load(op_id)
+    if state is None:
+        ctx.tables.early_controls.keep(op_id, action)
+        log.info("operation %s: %s kept until its request arrives", op_id, action.value)
+        return
+    moment = now()
+    if action is ControlAction.CANCEL:
+        changed = request_cancel(state, moment)
+    elif action is ControlAction.PAUSE:
+        changed = pause(state, moment)
+    else:
+        changed = resume(state, moment)
+    if not changed:
+        log.info(
+            "operation %s: %s by %s ignored: %s",
+            op_id,
+            action.value,
+            command.requested_by,
+            "cancelling" if state.stop_reason == "CANCELLED" else state.status.value,
+        )
+        return
+    if action is ControlAction.CANCEL:
+        ctx.registry.stops[op_id] = "CANCELLED"
+    operations.save(state)
+    await ctx.publish(state)
+    log.info(
+        "operation %s: %s by %s at %d/%d items",
+        op_id,
+        _DONE[action],
+        command.requested_by,
+        state.processed_items,
+        state.total_items,
+    )

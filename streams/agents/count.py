@@ -1,0 +1,97 @@
+"""The count agent, on the progress topic: counts each stored batch once into its operation's
+table value, records webhook attempts, and finishes operations.
+
+Progress is counted from ``BatchSunk`` messages only, which the sink emits after the batch's
+items are stored; a batch counts when its bit in the operation's bitmap flips, never again.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from faust.types import EventT
+
+from schemas.messages import BatchSunk, ProgressMessage, WebhookAttempt
+from streams.context import InvalidMessage, WorkerContext, check_key, now
+from streams.progress import MAX_RECENT_RESULTS, OperationState, apply_batch
+
+log = logging.getLogger("bulkops.worker")
+
+MILESTONES = (25, 50, 75)
+_WEBHOOK_ATTEMPTS_KEPT = 20
+
+
+async def handle(ctx: WorkerContext, event: EventT) -> None:
+    message = ProgressMessage.validate_json(event.value)
+    check_key(event, message.sponsor_id)
+    if isinstance(message, WebhookAttempt):
+        await on_webhook_attempt(ctx, message)
+    else:
+        await on_batch_sunk(ctx, message)
+
+
+async def on_webhook_attempt(ctx: WorkerContext, attempt: WebhookAttempt) -> None:
+    operations = ctx.tables.operations
+    state = operations.load(attempt.operation_id)
+    if state is None:
+        raise InvalidMessage(f"unknown operation {attempt.operation_id}")
+    state.webhook_attempts = [*state.webhook_attempts, attempt][-_WEBHOOK_ATTEMPTS_KEPT:]
+    if attempt.final and attempt.event == "operation_completed":
+        state.webhook_state = "delivered" if attempt.delivered else "failed"
+    state.version += 1
+    state.last_updated = now()
+    operations.save(state)
+    if attempt.final and attempt.event == "operation_completed":
+        ctx.webhooks.settled(attempt.operation_id, attempt.event)
+    await ctx.publish(state)
+    log.info(
+        "operation %s: webhook %s attempt %d: %s",
+        attempt.operation_id,
+        attempt.event,
+        attempt.attempt,
+        "delivered" if attempt.delivered else attempt.error or attempt.status_code,
+    )
+
+
+async def on_batch_sunk(ctx: WorkerContext, sunk: BatchSunk) -> None:
+    operations = ctx.tables.operations
+    state = operations.load(sunk.operation_id)
+    if state is None:
+        raise InvalidMessage(f"unknown operation {sunk.operation_id}")
+    if not apply_batch(state, sunk, now=now(), max_errors=ctx.settings.max_errors_in_status):
+        return
+    state.recent_results = [*state.recent_results, *sunk.recent][-MAX_RECENT_RESULTS:]
+    if state.status.is_terminal and state.callback_url:
+        state.webhook_state = "pending"
+    milestone = _milestone_due(state)
+    if milestone:
+        state.milestones_notified = milestone
+    operations.save(state)
+    if milestone:
+        ctx.webhooks.start(state, "progress_update", milestone=milestone)
+    if not state.status.is_terminal:
+        ctx.registry.dirty.add(sunk.operation_id)
+        return
+    ctx.registry.forget(state.operation_id)
+    await ctx.publish(state)
+    await ctx.record_operation(state)
+    ctx.webhooks.start(state, "operation_completed")
+    log.info(
+        "operation %s: %s (%d succeeded, %d failed, %d skipped)",
+        state.operation_id,
+        state.status.value,
+        state.successful_items,
+        state.failed_items,
+        state.skipped_items,
+    )
+
+
+def _milestone_due(state: OperationState) -> int:
+    """The progress milestone (25/50/75 %) to notify now, or 0."""
+    if state.status.is_terminal or not state.progress_notifications:
+        return 0
+    reached = max(
+        (m for m in MILESTONES if state.processed_items * 100 >= m * state.total_items),
+        default=0,
+    )
+    return reached if reached > state.milestones_notified else 0

@@ -1,0 +1,173 @@
+"""The explode agent, on the operations topic: registers operations and turns them into item
+batches (all at once for codes, chunk by chunk for link sends), and settles submissions the
+API could not finish. Releases, holds and re-drives are in :mod:`streams.agents.release`.
+
+One actor per partition: everything here for one sponsor runs in order, which is what makes
+code reservations and serial ranges safe without locks.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from faust.types import EventT
+
+from core.topics import sponsor_key
+from schemas.messages import (
+    BatchHold,
+    BatchSunk,
+    ControlAction,
+    OperationAbort,
+    OperationRequested,
+    OperationsMessage,
+    RecipientChunk,
+    Redrive,
+    ReleaseTick,
+)
+from streams.agents import release
+from streams.context import InvalidMessage, WorkerContext, check_key, now
+from streams.kinds import kind_of
+from streams.plan import count_batches
+from streams.progress import (
+    OperationState,
+    bit,
+    is_batch_done,
+    pause,
+    register,
+    request_cancel,
+    with_bit,
+)
+
+log = logging.getLogger("bulkops.worker")
+
+
+async def handle(ctx: WorkerContext, event: EventT) -> None:
+    message = OperationsMessage.validate_json(event.value)
+    check_key(event, message.sponsor_id)
+    if isinstance(message, OperationRequested):
+        await on_request(ctx, event, message)
+    elif isinstance(message, RecipientChunk):
+        await on_recipients(ctx, message)
+    elif isinstance(message, ReleaseTick):
+        await release.on_release(ctx, message)
+    elif isinstance(message, BatchHold):
+        check_key(event, message.batch.sponsor_id)
+        await release.on_hold(ctx, message.batch)
+    elif isinstance(message, Redrive):
+        await release.on_redrive(ctx, message)
+    else:
+        await on_abort(ctx, message)
+
+
+async def on_request(ctx: WorkerContext, event: EventT, request: OperationRequested) -> None:
+    violation = ctx.settings.size_violation(request.total_items, request.batch_size)
+    if violation is not None:
+        field, reason = violation
+        raise InvalidMessage(f"{field}: {reason} (totalItems {request.total_items})")
+    op_id = request.operation_id
+    state = ctx.tables.operations.load(op_id)
+    if state is not None and state.submission_id != request.submission_id:
+        log.warning(
+            "operation %s: another submission of it (%s) ignored: it was registered by %s",
+            op_id,
+            request.submission_id,
+            state.submission_id,
+        )
+        return
+    if state is not None and state.status.is_terminal:
+        log.info("operation %s: replayed request ignored, already %s", op_id, state.status)
+        return
+    if state is None:
+        state = await _register(ctx, event, request)
+    batches = await kind_of(request.operation_type).explode(ctx, request, state)
+    if batches:  # kinds fed by recipient chunks explode as the chunks arrive
+        await release.release_or_hold(ctx, sponsor_key(request.sponsor_id), op_id, batches)
+
+
+async def _register(
+    ctx: WorkerContext, event: EventT, request: OperationRequested
+) -> OperationState:
+    op_id = request.operation_id
+    state = register(
+        request,
+        batches_total=count_batches(request),
+        serial_base=kind_of(request.operation_type).serial_base(ctx, request),
+        now=now(),
+        partition=event.message.partition,
+    )
+    early = ctx.tables.early_controls.get(op_id)
+    if early is ControlAction.CANCEL and request_cancel(state, now()):
+        ctx.registry.stops[op_id] = "CANCELLED"
+    elif early is ControlAction.PAUSE:
+        pause(state, now())
+    ctx.tables.operations.save(state)
+    await ctx.with_retry(
+        f"operation {op_id}: storing its request", ctx.writer.record_request, request
+    )
+    await ctx.publish(state)
+    await ctx.record_operation(state)
+    log.info(
+        "operation %s: %s of %d items for sponsor %d in %d batches",
+        op_id,
+        request.operation_type.value,
+        request.total_items,
+        request.sponsor_id,
+        state.batches_total,
+    )
+    return state
+
+
+async def on_recipients(ctx: WorkerContext, chunk: RecipientChunk) -> None:
+    operations = ctx.tables.operations
+    state = operations.load(chunk.operation_id)
+    if state is None or state.link is None:
+        raise InvalidMessage(f"recipients for unknown link send {chunk.operation_id}")
+    if state.status.is_terminal or not same_submission(state, chunk.submission_id):
+        return
+    batches = await kind_of(state.operation_type).explode_chunk(ctx, chunk, state)
+    state = operations.load(chunk.operation_id)  # other agents moved it on during the await
+    assert state is not None
+    for batch in batches:
+        state.exploded = with_bit(state.exploded, batch.batch_index)
+    operations.save(state)
+    await release.release_or_hold(ctx, sponsor_key(chunk.sponsor_id), chunk.operation_id, batches)
+
+
+async def on_abort(ctx: WorkerContext, abort: OperationAbort) -> None:
+    """The submission did not fully reach Kafka: stop, and settle the batches never exploded."""
+    operations = ctx.tables.operations
+    state = operations.load(abort.operation_id)
+    if state is None or state.status.is_terminal or not same_submission(state, abort.submission_id):
+        return
+    state.stop_reason = "SUBMISSION_INCOMPLETE"
+    ctx.registry.stops[state.operation_id] = state.stop_reason
+    operations.save(state)
+    log.warning("operation %s: aborted: %s", state.operation_id, abort.reason)
+    size = state.link.batch_size if state.link else 1
+    for index in range(state.batches_total):
+        if bit(state.exploded, index) or is_batch_done(state, index):
+            continue
+        count = min(size, state.total_items - index * size)
+        sunk = BatchSunk(
+            operation_id=state.operation_id,
+            sponsor_id=state.sponsor_id,
+            batch_index=index,
+            count=count,
+            succeeded=0,
+            failed=0,
+            skipped=count,
+            sunk_at=now(),
+        )
+        await ctx.send(ctx.out.progress, sponsor_key(state.sponsor_id), sunk)
+
+
+def same_submission(state: OperationState, submission_id: str | None) -> bool:
+    """Whether a message belongs to the submit attempt that registered the operation."""
+    if state.submission_id == submission_id:
+        return True
+    log.warning(
+        "operation %s: a message of another submission (%s) ignored",
+        state.operation_id,
+        submission_id,
+    )
+    return False

@@ -1,0 +1,181 @@
+"""What every handler of the worker works with: the :class:`WorkerContext`.
+
+It holds the settings, the store's parts the worker uses, the providers, the tables, the
+topics it sends to, and the per-process registries (which stops are known, the semaphores of
+link sends in flight, what the timers track). Handlers are module-level functions taking the
+context, so a unit test builds one with fakes (:func:`streams.testing.fake_context`) and
+calls a handler without a broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
+
+from faust.types import EventT
+from pydantic import BaseModel
+
+from analytics.interfaces import KeptState, ResultSink
+from core.settings import WorkerSettings
+from core.topics import sponsor_key
+from schemas.messages import DeadLetter
+from streams.codes import CodeMinter
+from streams.pacing import Pacer
+from streams.progress import OperationState
+from streams.providers.base import Provider
+from streams.tables import Tables
+from streams.webhooks import WebhookLauncher
+
+log = logging.getLogger("bulkops.worker")
+T = TypeVar("T")
+
+_CLICKHOUSE_RETRY_MAX_SECONDS = 30.0
+_SLOW_CLICKHOUSE_SECONDS = 10.0
+
+
+class InvalidMessage(ValueError):
+    """A message that parses but breaks a rule the worker enforces."""
+
+
+class Outbox(Protocol):
+    """A topic the worker sends to (a Faust topic; a recording fake in unit tests).
+
+    ``send`` returns once the message is buffered; awaiting its result waits for the broker.
+    """
+
+    async def send(self, *, key: bytes | None, value: bytes) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Outboxes:
+    operations: Outbox
+    items: Outbox
+    results: Outbox
+    progress: Outbox
+    status: Outbox
+    dead_letter: Outbox
+
+
+@dataclass
+class Registry:
+    """What one worker process keeps in memory about running operations.
+
+    Everything here can be rebuilt from the tables, and is dropped when an operation ends
+    (:meth:`forget`), so it stays bounded by the operations running on this worker.
+    """
+
+    stops: dict[str, str] = field(default_factory=dict)
+    in_flight: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    turns: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    dirty: set[str] = field(default_factory=set)
+    ticking: dict[str, float] = field(default_factory=dict)
+
+    def forget(self, operation_id: str) -> None:
+        """Everything about an operation that has ended."""
+        self.stops.pop(operation_id, None)
+        self.in_flight.pop(operation_id, None)
+        self.turns.pop(operation_id, None)
+        self.dirty.discard(operation_id)
+        self.ticking.pop(operation_id, None)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class WorkerContext:
+    settings: WorkerSettings
+    writer: ResultSink
+    state: KeptState
+    tables: Tables
+    out: Outboxes
+    providers: dict[str, Provider]
+    pacer: Pacer
+    minter: CodeMinter
+    webhooks: WebhookLauncher
+    registry: Registry = field(default_factory=Registry)
+
+    @classmethod
+    def pacer_for(cls, settings: WorkerSettings) -> Pacer:
+        channels = ("SMS", "WhatsApp", "Email")
+        return Pacer(
+            sender_rates={channel: settings.sender_rate(channel) for channel in channels},
+            sponsor_rates=dict.fromkeys(channels, settings.sponsor_rate_per_second),
+        )
+
+    async def send(self, outbox: Outbox, key: bytes | None, message: BaseModel) -> Any:
+        return await outbox.send(key=key, value=message.model_dump_json().encode())
+
+    async def publish(self, state: OperationState) -> None:
+        """Put the operation's snapshot on the compacted status topic."""
+        await self.out.status.send(
+            key=state.operation_id.encode(),
+            value=state.snapshot().model_dump_json().encode(),
+        )
+        self.registry.dirty.discard(state.operation_id)
+
+    async def dead_letter(self, event: EventT, reason: str, exc: BaseException) -> None:
+        message = event.message
+        log.warning(
+            "dead-lettered %s[%d]@%d: %s", message.topic, message.partition, message.offset, reason
+        )
+        letter = DeadLetter(
+            source_topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            key=message.key.decode(errors="replace") if message.key else None,
+            reason=reason[:4000],
+            error_type=type(exc).__name__,
+            payload=(message.value or b"")[:65536].decode(errors="replace"),
+            failed_at=now(),
+        )
+        await self.send(self.out.dead_letter, message.key, letter)
+
+    async def with_retry(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking ClickHouse call off the loop; on failure wait and retry, never skip.
+
+        Blocking the agent keeps its partitions where they are, so nothing is acknowledged
+        (and nothing is lost) while ClickHouse is away; Kafka buffers meanwhile.
+        """
+        delay = 0.5
+        while True:
+            call = asyncio.ensure_future(asyncio.to_thread(fn, *args, **kwargs))
+            try:
+                while True:
+                    done, _ = await asyncio.wait({call}, timeout=_SLOW_CLICKHOUSE_SECONDS)
+                    if done:
+                        break
+                    log.warning(
+                        "%s: ClickHouse has not answered for %.0fs", what, _SLOW_CLICKHOUSE_SECONDS
+                    )
+                return call.result()
+            except Exception:
+                log.exception("%s failed; retrying in %.1fs", what, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _CLICKHOUSE_RETRY_MAX_SECONDS)
+
+    async def record_operation(self, state: OperationState) -> None:
+        """Write the operation's row (history reads it) as it is now."""
+        await self.with_retry(
+            f"operation {state.operation_id}: storing its row",
+            self.writer.upsert_operation,
+            state.snapshot(),
+            subscription_tier_id=state.subscription_tier_id,
+            code_prefix=state.code_prefix,
+            channel=state.channel.value if state.channel else None,
+            total_cost=state.total_cost,
+        )
+
+
+def check_key(event: EventT, sponsor_id: int) -> None:
+    """Every flow topic is keyed by sponsor id; a message keyed otherwise is refused."""
+    if event.message.key != sponsor_key(sponsor_id):
+        raise InvalidMessage(
+            f"message key {event.message.key!r} does not match sponsorId {sponsor_id}: "
+            f"every flow topic is keyed by sponsor id"
+        )

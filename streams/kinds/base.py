@@ -1,0 +1,70 @@
+"""The interface every operation kind implements.
+
+A *kind* is what differs between operation types; the agents do the rest the same way for
+all of them (register, release or hold, stop rules, count, sink, report). A kind says:
+
+* how a request is planned into item batches — all at once from the request
+  (:meth:`~OperationKind.explode`), or as recipient chunks arrive
+  (:meth:`~OperationKind.explode_chunk`);
+* how to get the message of a batch exploded earlier back (:meth:`~OperationKind.stored_batches`),
+  for batches that were held or must be re-driven;
+* how a batch is processed (:meth:`~OperationKind.process`), and what its result carries
+  for the sink (:meth:`~OperationKind.annotate`);
+* what the sink stores beside the items (:meth:`~OperationKind.side_rows`).
+
+A replay is recognised the same way for every kind: a batch counted in the operation's
+bitmap is skipped, a stored batch is recognised by its items (``KeptState.stored_result``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, ClassVar
+
+from analytics.rows import TableRows
+from schemas.common import OperationType
+from schemas.messages import ItemBatch, OperationRequested, RecipientChunk, ResultBatch
+from streams.context import InvalidMessage
+from streams.progress import OperationState
+
+if TYPE_CHECKING:
+    from streams.context import WorkerContext
+
+
+class OperationKind(ABC):
+    operation_type: ClassVar[OperationType]
+
+    def serial_base(self, ctx: WorkerContext, request: OperationRequested) -> int:
+        """The first serial of the operation's range, for kinds that number their items."""
+        return 0
+
+    async def explode(
+        self, ctx: WorkerContext, request: OperationRequested, state: OperationState
+    ) -> list[ItemBatch]:
+        """The batches known from the request alone (none for kinds fed by chunks)."""
+        return []
+
+    async def explode_chunk(
+        self, ctx: WorkerContext, chunk: RecipientChunk, state: OperationState
+    ) -> list[ItemBatch]:
+        """The batches of one recipient chunk, stored so they can be released later."""
+        raise InvalidMessage(f"{self.operation_type.value} takes no recipient chunks")
+
+    @abstractmethod
+    async def stored_batches(
+        self, ctx: WorkerContext, state: OperationState, indexes: list[int]
+    ) -> dict[int, str]:
+        """The item-batch messages of batches exploded earlier, by batch index."""
+
+    @abstractmethod
+    async def process(self, ctx: WorkerContext, batch: ItemBatch) -> ResultBatch | None:
+        """The batch's outcome, or None when it was handed back to be held (paused)."""
+
+    def annotate(self, batch: ItemBatch, result: ResultBatch) -> ResultBatch:
+        """What the result of ``batch`` must carry for the sink, however it was reached
+        (processed, or skipped because the operation stopped)."""
+        return result
+
+    def side_rows(self, result: ResultBatch) -> list[TableRows]:
+        """What the sink stores for ``result`` beside its items."""
+        return []

@@ -1,0 +1,115 @@
+"""The worker's Faust tables, behind small typed wrappers.
+
+Every table holds plain JSON documents (``operations`` the whole :class:`OperationState` of
+each operation, so one changelog write carries its counts and bitmaps together). The wrappers
+take any mutable mapping: a Faust table in the worker, a dict in unit tests.
+
+**No await between load and save.** Every agent writes ``operations``; a state loaded, then
+held across an ``await`` and saved afterwards would overwrite what others wrote meanwhile.
+Load, change and save in one synchronous step, and load again after any await.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from schemas.messages import ControlAction, OperationRequested
+from streams.progress import OperationState
+
+# Table values are the model's JSON, keyed by alias: what the timers peek at without parsing.
+HELD_COUNT = OperationState.model_fields["held_count"].alias or "heldCount"
+WEBHOOK_STATE = OperationState.model_fields["webhook_state"].alias or "webhookState"
+_RECENT_SERIALS_KEPT = 256
+
+
+class Operations:
+    """Operation states by operation id."""
+
+    def __init__(self, table: MutableMapping[str, Any]) -> None:
+        self._table = table
+
+    def load(self, operation_id: str) -> OperationState | None:
+        value = self._table.get(operation_id)
+        return None if value is None else OperationState.model_validate(value)
+
+    def save(self, state: OperationState) -> None:
+        self._table[state.operation_id] = state.model_dump(mode="json")
+
+    def peek(self, operation_id: str) -> dict[str, Any] | None:
+        """The stored document itself, for timers that only look at a field or two."""
+        value = self._table.get(operation_id)
+        return None if value is None else dict(value)
+
+    def ids(self) -> list[str]:
+        return list(self._table.keys())
+
+
+class Serials:
+    """Each sponsor's next code serial, and the range recent operations were given."""
+
+    def __init__(self, table: MutableMapping[str, Any]) -> None:
+        self._table = table
+
+    def reserve(self, request: OperationRequested) -> int:
+        """The first serial of the operation's range; the same one again on a replay."""
+        key = str(request.sponsor_id)
+        record = self._table.get(key) or {"next": 0, "recent": {}}
+        recent: dict[str, int] = dict(record["recent"])
+        if request.operation_id in recent:
+            return recent[request.operation_id]
+        base = int(record["next"])
+        recent[request.operation_id] = base
+        while len(recent) > _RECENT_SERIALS_KEPT:
+            recent.pop(next(iter(recent)))
+        self._table[key] = {"next": base + request.total_items, "recent": recent}
+        return base
+
+
+class EarlyControls:
+    """Cancel/pause/resume that arrived before their operation's request (another topic, no
+    order between them): the action to apply when the request comes. A cancel is final."""
+
+    def __init__(self, table: MutableMapping[str, Any]) -> None:
+        self._table = table
+
+    def get(self, operation_id: str) -> ControlAction | None:
+        value = self._table.get(operation_id)
+        return None if value is None else ControlAction(value)
+
+    def keep(self, operation_id: str, action: ControlAction) -> None:
+        if self.get(operation_id) is not ControlAction.CANCEL:
+            self._table[operation_id] = action.value
+
+
+@dataclass(frozen=True)
+class Tables:
+    operations: Operations
+    serials: Serials
+    early_controls: EarlyControls
+
+    @classmethod
+    def over(
+        cls,
+        operations: MutableMapping[str, Any],
+        serials: MutableMapping[str, Any],
+        early_controls: MutableMapping[str, Any],
+    ) -> Tables:
+        return cls(Operations(operations), Serials(serials), EarlyControls(early_controls))
+
+
+def declare(app: faust.App, partitions: int) -> Tables:
+    """The worker's Faust tables (changelog partitions equal to the source topics')."""
+
+    def table(name: str) -> Any:
+        return app.Table(
+            name,
+            default=None,
+            partitions=partitions,
+            schema=faust.Schema(key_serializer="json", value_serializer="json"),
+        )
+
+    return Tables.over(table("operations"), table("serials"), table("early-controls"))

@@ -1,0 +1,117 @@
+"""The worker's timers. They only *read* the tables (tables are written from stream events):
+what must change goes as a message to the explode agent, which owns the sponsor's partition.
+
+* :func:`release_due` asks for the release of held batches that are due (``ReleaseTick``);
+* :func:`publish_running` refreshes running operations' status snapshots, and restarts
+  completion webhooks a restart left pending;
+* :func:`find_stalls` drives on operations whose batches stopped moving
+  (see :mod:`streams.watchdog`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import cast
+
+import faust
+from faust.types import TP
+
+from core.topics import Topics, sponsor_key
+from schemas.common import OperationStatus
+from schemas.messages import ReleaseTick
+from streams.context import WorkerContext, now
+from streams.delivery import InFlightSafeConsumer
+from streams.progress import OperationState, due_batches
+from streams.tables import HELD_COUNT, WEBHOOK_STATE
+from streams.watchdog import PendingWork, StallWatchdog, remedy
+
+#: A release asked for and not yet handled is asked for again after this long.
+TICK_RETRY_SECONDS = 5.0
+
+
+async def release_due(ctx: WorkerContext) -> None:
+    """Ask for a release when an operation has held batches that are due; one tick per
+    operation outstanding at a time, or again after :data:`TICK_RETRY_SECONDS`."""
+    operations = ctx.tables.operations
+    ticking = ctx.registry.ticking
+    clock = asyncio.get_running_loop().time()
+    moment = now()
+    for op_id in operations.ids():
+        value = operations.peek(op_id)
+        if not value or not value.get(HELD_COUNT):
+            continue
+        if clock - ticking.get(op_id, -TICK_RETRY_SECONDS) < TICK_RETRY_SECONDS:
+            continue
+        state = OperationState.model_validate(value)
+        if state.status.is_terminal or not due_batches(state, moment, 1):
+            continue
+        ticking[op_id] = clock
+        tick = ReleaseTick(operation_id=op_id, sponsor_id=state.sponsor_id)
+        await ctx.send(ctx.out.operations, sponsor_key(state.sponsor_id), tick)
+
+
+async def publish_running(ctx: WorkerContext) -> None:
+    """Every running operation gets a fresh snapshot at least once per interval.
+
+    Each value is read again right before it is sent: an agent may have moved the operation
+    on while an earlier send awaited, and the compacted topic keeps the last snapshot per
+    key, so a stale one must never be sent after a newer one.
+    """
+    operations = ctx.tables.operations
+    for op_id in operations.ids():
+        value = operations.peek(op_id)
+        if value is None:
+            continue
+        if value.get(WEBHOOK_STATE) == "pending":  # e.g. after a restart
+            ctx.webhooks.start(OperationState.model_validate(value), "operation_completed")
+        if op_id in ctx.registry.dirty or not OperationStatus(value["status"]).is_terminal:
+            state = OperationState.model_validate(value)
+            state.last_updated = now()
+            await ctx.publish(state)
+
+
+async def find_stalls(
+    ctx: WorkerContext, watchdog: StallWatchdog, consumer: InFlightSafeConsumer, topics: Topics
+) -> None:
+    """Operations whose released batches stopped moving are driven on."""
+    operations = ctx.tables.operations
+    assigned = consumer.assignment()
+    clock = asyncio.get_running_loop().time()
+    watched: list[str] = []
+    for op_id in operations.ids():
+        value = operations.peek(op_id)
+        if value is None or OperationStatus(value["status"]).is_terminal:
+            continue
+        state = OperationState.model_validate(value)
+        work = PendingWork.of(state)
+        if not work or state.partition is None:
+            continue
+        tps = [TP(name, state.partition) for name in topics.flow()]
+        if not set(tps) <= assigned:
+            continue
+        watched.append(op_id)
+        verdict = watchdog.observe(op_id, work.fingerprint(state), tps, consumer, clock)
+        if verdict is not None:
+            message = remedy(state, work, verdict, ctx.settings.release_batches_per_tick)
+            await ctx.send(ctx.out.operations, sponsor_key(state.sponsor_id), message)
+    watchdog.retain(watched)
+
+
+def declare(app: faust.App, ctx: WorkerContext) -> None:
+    """Declare the timers on ``app``."""
+    settings = ctx.settings
+    watchdog = StallWatchdog(settings.stall_seconds)
+    topics = Topics(settings.topic_prefix)
+
+    async def releases() -> None:
+        await release_due(ctx)
+
+    async def snapshots() -> None:
+        await publish_running(ctx)
+
+    async def stalls() -> None:
+        await find_stalls(ctx, watchdog, cast(InFlightSafeConsumer, app.consumer), topics)
+
+    app.timer(settings.release_interval_seconds, name="release-due")(releases)
+    app.timer(settings.status_interval_seconds, name="publish-running")(snapshots)
+    app.timer(settings.stall_check_interval_seconds, name="find-stalls")(stalls)
