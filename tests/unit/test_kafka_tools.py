@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bulkops.localkafka import _ports, free_ports
+from bulkops.localkafka import _ports, free_ports, new_cluster_id
 from core.kafkalog import RepeatFilter, client_logger, install
 
 
@@ -26,6 +26,13 @@ def test_an_asked_port_is_never_the_controller_s(tmp_path: Path) -> None:
     _, controller = _ports(tmp_path, None, None)
     port, again = _ports(tmp_path, controller, None)  # ask for the controller's old port
     assert port == controller and again != port
+
+
+def test_a_cluster_id_never_starts_like_an_option() -> None:
+    draws = iter([b"\xf8" + bytes(15), b"\x01" * 16])  # the first encodes as "-AAA..."
+    cluster_id = new_cluster_id(lambda: next(draws))
+    assert cluster_id == "AQEBAQEBAQEBAQEBAQEBAQ"
+    assert all(not new_cluster_id().startswith("-") for _ in range(2000))
 
 
 def test_free_ports_are_distinct() -> None:
