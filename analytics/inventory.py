@@ -68,3 +68,8 @@ class InventoryReader:
             "dealer_errors", {"sponsor": sponsor_id, "operation": operation_id, "limit": limit}
         )
         return [(int(r[0]), str(r[1]), str(r[2]), utc(r[3])) for r in rows]
+
+    def invitation_type(self, sponsor_id: int, operation_id: str) -> str | None:
+        """A dealer job's invitation type (None until the worker has stored its dealers)."""
+        found = self._query("invitation_type", {"sponsor": sponsor_id, "operation": operation_id})
+        return str(found[0][0]) if found and found[0][0] else None

@@ -16,15 +16,15 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.dashboard import router as dashboard_router
-from api.dealers import DEALER_PREFIX, inventory_router
-from api.dealers import router as dealers_router
 from api.errors import install_error_handlers
-from api.lifecycle import router as lifecycle_router
-from api.live import router as live_router
-from api.operations import router as operations_router
-from api.presenters import API_PREFIX
-from api.submit import router as submit_router
+from api.routes.dashboard import router as dashboard_router
+from api.routes.dealers import DEALER_PREFIX, inventory_router
+from api.routes.dealers import router as dealers_router
+from api.routes.lifecycle import router as lifecycle_router
+from api.routes.live import router as live_router
+from api.routes.operations import router as operations_router
+from api.routes.submit import router as submit_router
+from api.services.presenters import API_PREFIX
 from core.settings import ApiSettings
 from schemas.responses import ErrorBody
 

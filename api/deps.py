@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any
 
 from fastapi import Path, Request
 
@@ -16,19 +16,7 @@ from schemas.messages import (
     OPERATION_ID_PATTERN,
     OperationSnapshot,
 )
-from schemas.responses import (
-    ErrorBody,
-    OutModel,
-)
-
-T = TypeVar("T")
-
-
-class Envelope(OutModel, Generic[T]):
-    success: bool = True
-    message: str | None = None
-    data: T
-
+from schemas.responses import ErrorBody
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "Missing, expired or forged token"},

@@ -10,8 +10,8 @@ still be written: :class:`ProduceError` says so. A message purged from the local
 left the process (``_PURGE_QUEUE``); one that timed out may have been sent and written
 without the acknowledgement arriving (librdkafka's message status is not exposed to Python,
 so a timeout counts as *possibly persisted*). The API's submit therefore gives up in two
-steps (:mod:`api.submit`): it purges what is still queued, then waits for the reports of
-what is in flight, which ``message.timeout.ms`` bounds below the API's own wait.
+steps (:mod:`api.services.submission`): it purges what is still queued, then waits for the
+reports of what is in flight, which ``message.timeout.ms`` bounds below the API's own wait.
 """
 
 from __future__ import annotations

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from schemas.common import ErrorCategory, ItemStatus, OperationStatus, OperationType
+
+T = TypeVar("T")
 
 
 class OutModel(BaseModel):
@@ -139,7 +141,123 @@ class GeneratedCode(OutModel):
     expires_at: datetime
 
 
-class Envelope(OutModel):
+class Envelope(OutModel, Generic[T]):
+    """The seed's success envelope: ``{success: true, message, data}``."""
+
     success: bool = True
     message: str | None = None
-    data: Any = None
+    data: T
+
+
+class CodesPage(OutModel):
+    operation_id: str
+    codes: list[GeneratedCode]
+    next_after_index: int | None = Field(description="Pass as afterIndex to get the next page.")
+    total_codes: int
+    unique_codes: int
+
+
+class HistoryPage(OutModel):
+    success: bool = True
+    data: list[HistoryEntry]
+    pagination: Pagination
+
+
+class ItemOut(OutModel):
+    index: int
+    item_id: str
+    status: ItemStatus
+    result_data: str | None
+    error_code: str | None
+    error_message: str | None
+    error_category: str | None
+    is_retryable: bool
+    retry_count: int
+    processed_at: datetime
+    processing_duration: str
+    channel: str | None
+    cost: float
+    attempts: int
+
+
+class ItemsPage(OutModel):
+    operation_id: str
+    items: list[ItemOut]
+    next_cursor: int | None = Field(description="Pass as cursor to get the next page.")
+
+
+class CancelResult(OutModel):
+    operation_id: str
+    final_status: OperationStatus
+    processed_items: int
+    remaining_items: int
+    cancellation_time: datetime
+
+
+class PauseResult(OutModel):
+    operation_id: str
+    status: OperationStatus
+    processed_items: int
+    remaining_items: int
+    changed_at: datetime = Field(description="When the worker paused or resumed it.")
+
+
+class RetryResult(OutModel):
+    original_operation_id: str
+    retry_operation_id: str
+    failed_items_count: int
+    retryable_items_count: int
+    non_retryable_items_count: int
+
+
+class BulkInvitationJob(OutModel):
+    """``BulkInvitationJobDto`` of the seed."""
+
+    job_id: str
+    total_dealers: int
+    status: str
+    created_date: datetime
+    status_check_url: str
+    operation_status_url: str
+
+
+class DealerError(OutModel):
+    row_number: int
+    email: str
+    error: str
+    timestamp: datetime | None
+
+
+class ErrorSummary(OutModel):
+    errors: list[DealerError]
+
+
+class BulkInvitationStatus(OutModel):
+    job_id: str
+    status: str
+    invitation_type: str | None = None
+    total_dealers: int
+    processed_dealers: int
+    successful_invitations: int
+    failed_invitations: int
+    progress_percentage: float
+    created_date: datetime
+    started_date: datetime | None
+    completed_date: datetime | None
+    error_summary: ErrorSummary
+    report_url: str
+    operation_status_url: str
+
+
+class BulkInvitationHistory(OutModel):
+    jobs: list[BulkInvitationStatus]
+    total_count: int
+
+
+class TierInventory(OutModel):
+    tier: str | None
+    subscription_tier_id: int
+    available: int
+    reserved: int
+    transferred: int
+    expired: int

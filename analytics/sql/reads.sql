@@ -147,3 +147,10 @@ LIMIT {limit:UInt32}
 
 -- name: duplicate_codes
 SELECT count() FROM (SELECT code FROM codes FINAL GROUP BY code HAVING count() > 1)
+
+-- name: invitation_type
+-- A dealer job's invitation type, from the dealers the worker stored when the upload's
+-- recipients arrived (every dealer of one job has the same).
+SELECT JSONExtractString(dealer_json, 'invitationType') FROM recipients FINAL
+WHERE sponsor_id = {sponsor:UInt64} AND operation_id = {operation:String} AND dealer_json != ''
+LIMIT 1

@@ -12,8 +12,8 @@ from fastapi import APIRouter, Query, Request, status
 from api.auth import CurrentPrincipal
 from api.deps import store_of
 from api.errors import ApiError, validation_error
-from api.presenters import API_PREFIX
-from api.recipients import PLACEHOLDER, placeholders
+from api.services.presenters import API_PREFIX
+from api.services.recipients import PLACEHOLDER, placeholders
 from schemas.responses import ErrorBody
 from schemas.templates import SEED_CODE_TEMPLATES, SEED_LINK_TEMPLATES, SavedTemplate
 

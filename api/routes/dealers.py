@@ -12,85 +12,37 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import uuid
-from collections import Counter
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile, status
 from fastapi.responses import Response
 
-from api import workbook
 from api.auth import CurrentPrincipal
-from api.deps import ERRORS, Envelope, OperationId, settings_of, store_of, view_of, visible
+from api.deps import ERRORS, OperationId, settings_of, store_of, view_of, visible
 from api.errors import ApiError
-from api.presenters import status_url
-from api.submission import queue_link_send, sponsor_for_submit
-from schemas.common import Channel, OperationStatus, OperationType
-from schemas.messages import DealerRow, LinkSendSpec, OperationSnapshot, PreparedRecipient
-from schemas.responses import ErrorBody, OutModel
+from api.services import dealer_jobs, workbook
+from api.services.dealer_jobs import DEALER_PREFIX
+from api.services.presenters import status_url
+from api.services.submission import queue_link_send, sponsor_for_submit
+from core.settings import ApiSettings
+from schemas.common import OperationType
+from schemas.messages import OperationSnapshot
+from schemas.responses import (
+    BulkInvitationHistory,
+    BulkInvitationJob,
+    BulkInvitationStatus,
+    Envelope,
+    ErrorBody,
+    TierInventory,
+)
 
 log = logging.getLogger("bulkops.api")
 
-DEALER_PREFIX = "/api/v1/sponsorship/dealer"
 router = APIRouter(prefix=DEALER_PREFIX, tags=["dealer-invitations"], responses=ERRORS)
 
-_JOB_STATUS = {
-    OperationStatus.QUEUED: "Pending",
-    OperationStatus.VALIDATING: "Pending",
-    OperationStatus.PROCESSING: "Processing",
-    OperationStatus.PAUSED: "Paused",
-    OperationStatus.COMPLETED: "Completed",
-    OperationStatus.PARTIALLY_COMPLETED: "PartialSuccess",
-    OperationStatus.FAILED: "Failed",
-    OperationStatus.CANCELLED: "Cancelled",
-}
 Tier = Literal["S", "M", "L", "XL"]
-
-
-class BulkInvitationJob(OutModel):
-    """``BulkInvitationJobDto`` of the seed."""
-
-    job_id: str
-    total_dealers: int
-    status: str
-    created_date: datetime
-    status_check_url: str
-    operation_status_url: str
-
-
-class DealerError(OutModel):
-    row_number: int
-    email: str
-    error: str
-    timestamp: datetime | None
-
-
-class ErrorSummary(OutModel):
-    errors: list[DealerError]
-
-
-class BulkInvitationStatus(OutModel):
-    job_id: str
-    status: str
-    invitation_type: str | None = None
-    total_dealers: int
-    processed_dealers: int
-    successful_invitations: int
-    failed_invitations: int
-    progress_percentage: float
-    created_date: datetime
-    started_date: datetime | None
-    completed_date: datetime | None
-    error_summary: ErrorSummary
-    report_url: str
-    operation_status_url: str
-
-
-class BulkInvitationHistory(OutModel):
-    jobs: list[BulkInvitationStatus]
-    total_count: int
 
 
 @router.get(
@@ -141,73 +93,24 @@ async def invite_bulk(
     settings = settings_of(request)
     sponsor = sponsor_for_submit(principal, sponsor_id)
     name = (file.filename or "").strip()
-    if not name.lower().endswith(".xlsx"):
-        raise ApiError(
-            422,
-            "UNSUPPORTED_FILE_TYPE",
-            "Only .xlsx workbooks are accepted (save .xls or .csv files as .xlsx)",
-            {"field": "file", "fileName": name[:200]},
-        )
-    data = await file.read(settings.dealer_max_file_bytes + 1)
-    if len(data) > settings.dealer_max_file_bytes:
-        raise ApiError(
-            413,
-            "FILE_TOO_LARGE",
-            f"The file is larger than {settings.dealer_max_file_bytes // 1_048_576} MB",
-            {"maxBytes": settings.dealer_max_file_bytes},
-        )
-    try:
-        parsed = await asyncio.to_thread(
-            workbook.parse_sheet,
-            data,
-            max_rows=settings.dealer_max_rows,
-            max_bytes=settings.dealer_max_file_bytes,
-            default_tier=default_tier,
-            default_code_count=default_code_count,
-            use_row_counts=use_row_counts,
-            region=settings.default_phone_region,
-        )
-    except workbook.WorkbookError as exc:
-        code = 413 if exc.code == "FILE_TOO_LARGE" else 422
-        raise ApiError(code, exc.code, str(exc), {"field": "file"}) from exc
-    store = store_of(request)
-    errors = parsed.errors + workbook.find_duplicates(parsed.dealers)
-    existing = await asyncio.to_thread(
-        store.inventory.existing_dealers, sponsor, [d.email for d in parsed.dealers]
+    parsed = await _read_sheet(
+        file, name, settings, default_tier, default_code_count, use_row_counts
     )
-    errors += [
-        workbook.RowError(d.row, "Email", "A dealer with this email already exists", d.email)
-        for d in parsed.dealers
-        if d.email in existing
-    ]
+    lookups = store_of(request).inventory
+    errors = await asyncio.to_thread(dealer_jobs.row_errors, lookups, sponsor, parsed)
     if errors:
         return _refuse_rows(errors, error_report)  # type: ignore[return-value]
-    await _check_codes(request, sponsor, parsed.dealers)
-
+    await asyncio.to_thread(dealer_jobs.check_codes, lookups, settings, sponsor, parsed.dealers)
     operation_id = f"dealer_{uuid.uuid4().hex}"
     now = datetime.now(UTC)
-    recipients = [
-        _recipient(i, dealer, invitation_type, settings.dealer_tier_ids[dealer.tier], request)
-        for i, dealer in enumerate(parsed.dealers)
-    ]
-    spec = LinkSendSpec(
-        channel=Channel.SMS,
-        subject="Bayi daveti",
-        batch_size=settings.dealer_batch_size,
-        max_concurrency=settings.dealer_max_concurrency,
-        retry_attempts=2,
-        retry_delay_seconds=1.0,
-        price_per_message=settings.price(Channel.SMS.value) if send_sms else 0.0,
-        recipient_chunks=1,
-        deliver=send_sms,
-    )
+    recipients = dealer_jobs.invitations(parsed.dealers, invitation_type, settings)
     await queue_link_send(
         request,
         principal,
         sponsor_id=sponsor,
         operation_id=operation_id,
         name=f"Dealer invitations: {name}"[:200],
-        spec=spec,
+        spec=dealer_jobs.invitation_spec(settings, send_sms=send_sms),
         recipients=recipients,
         now=now,
         operation_type=OperationType.DEALER_INVITATION,
@@ -234,96 +137,63 @@ async def invite_bulk(
     )
 
 
-def _recipient(
-    index: int, dealer: workbook.DealerInput, kind: str, tier_id: int, request: Request
-) -> PreparedRecipient:
-    token = secrets.token_urlsafe(24)
-    link = f"{settings_of(request).dealer_invite_url}/{token}"
-    return PreparedRecipient(
-        index=index,
-        name=dealer.name,
-        address=dealer.phone,
-        message=f"Merhaba {dealer.name}! Bayi davetiniz hazır: {link}",
-        dealer=DealerRow(
-            row_number=dealer.row,
-            email=dealer.email,
-            phone=dealer.phone,
-            dealer_name=dealer.name,
-            tier=dealer.tier,
-            tier_id=tier_id,
-            code_count=dealer.code_count,
-            token=token,
-            invitation_type=kind,
-        ),
-    )
+async def _read_sheet(
+    file: UploadFile,
+    name: str,
+    settings: ApiSettings,
+    default_tier: str,
+    default_code_count: int,
+    use_row_counts: bool,
+) -> workbook.ParsedSheet:
+    """The upload as rows, or the error that says why it is not a usable workbook."""
+    if not name.lower().endswith(".xlsx"):
+        raise ApiError(
+            422,
+            "UNSUPPORTED_FILE_TYPE",
+            "Only .xlsx workbooks are accepted (save .xls or .csv files as .xlsx)",
+            {"field": "file", "fileName": name[:200]},
+        )
+    data = await file.read(settings.dealer_max_file_bytes + 1)
+    if len(data) > settings.dealer_max_file_bytes:
+        raise ApiError(
+            413,
+            "FILE_TOO_LARGE",
+            f"The file is larger than {settings.dealer_max_file_bytes // 1_048_576} MB",
+            {"maxBytes": settings.dealer_max_file_bytes},
+        )
+    try:
+        return await asyncio.to_thread(
+            workbook.parse_sheet,
+            data,
+            max_rows=settings.dealer_max_rows,
+            max_bytes=settings.dealer_max_file_bytes,
+            default_tier=default_tier,
+            default_code_count=default_code_count,
+            use_row_counts=use_row_counts,
+            region=settings.default_phone_region,
+        )
+    except workbook.WorkbookError as exc:
+        code = 413 if exc.code == "FILE_TOO_LARGE" else 422
+        raise ApiError(code, exc.code, str(exc), {"field": "file"}) from exc
 
 
 def _refuse_rows(errors: list[workbook.RowError], form: str) -> Response:
-    ordered = sorted(errors, key=lambda e: (e.row, e.field))
     if form == "xlsx":
         return _xlsx(
-            workbook.error_report(ordered), "dealer-invitation-errors.xlsx", status_code=422
+            workbook.error_report(errors), "dealer-invitation-errors.xlsx", status_code=422
         )
     raise ApiError(
         422,
         "VALIDATION_FAILED",
-        f"{len(ordered)} problems in {len({e.row for e in ordered})} rows; nothing was queued "
+        f"{len(errors)} problems in {len({e.row for e in errors})} rows; nothing was queued "
         "(ask with ?errorReport=xlsx for a workbook of them)",
         {
-            "errorCount": len(ordered),
+            "errorCount": len(errors),
             "errors": [
                 {"row": e.row, "column": e.field, "error": e.error, "value": e.value}
-                for e in ordered
+                for e in errors
             ],
         },
-    )
-
-
-async def _check_codes(request: Request, sponsor: int, dealers: list[workbook.DealerInput]) -> None:
-    """The seed's availability check: every tier must hold enough available codes."""
-    tier_ids = settings_of(request).dealer_tier_ids
-    needed: Counter[str] = Counter()
-    for dealer in dealers:
-        needed[dealer.tier] += dealer.code_count
-    available = await asyncio.to_thread(store_of(request).inventory.available_codes, sponsor)
-    short = [
-        {"tier": tier, "required": count, "available": available.get(tier_ids[tier], 0)}
-        for tier, count in sorted(needed.items())
-        if count > available.get(tier_ids[tier], 0)
-    ]
-    if short:
-        first = short[0]
-        raise ApiError(
-            422,
-            "INSUFFICIENT_CODES",
-            f"Yetersiz kod ({first['tier']} tier). Gerekli: {first['required']}, "
-            f"Mevcut: {first['available']}",
-            {"tiers": short},
-        )
-
-
-def _job_status(request: Request, snapshot: OperationSnapshot) -> BulkInvitationStatus:
-    errors = store_of(request).inventory.dealer_errors(snapshot.sponsor_id, snapshot.operation_id)
-    total = snapshot.total_items
-    return BulkInvitationStatus(
-        job_id=snapshot.operation_id,
-        status=_JOB_STATUS[snapshot.status],
-        total_dealers=total,
-        processed_dealers=snapshot.processed_items,
-        successful_invitations=snapshot.successful_items,
-        failed_invitations=snapshot.failed_items + snapshot.skipped_items,
-        progress_percentage=round(snapshot.processed_items / total * 100, 1) if total else 0.0,
-        created_date=snapshot.created_at,
-        started_date=snapshot.started_at,
-        completed_date=snapshot.completed_at,
-        error_summary=ErrorSummary(
-            errors=[
-                DealerError(row_number=row, email=email, error=error, timestamp=at)
-                for row, email, error, at in errors
-            ]
-        ),
-        report_url=f"{DEALER_PREFIX}/bulk-status/{snapshot.operation_id}/report.xlsx",
-        operation_status_url=status_url(snapshot.operation_id),
     )
 
 
@@ -343,7 +213,8 @@ async def bulk_status(
     request: Request, principal: CurrentPrincipal, jobId: OperationId
 ) -> Envelope[BulkInvitationStatus]:
     snapshot = _dealer_job(request, principal, jobId)
-    return Envelope(data=await asyncio.to_thread(_job_status, request, snapshot))
+    status = await asyncio.to_thread(dealer_jobs.job_status, store_of(request).inventory, snapshot)
+    return Envelope(data=status)
 
 
 @router.get(
@@ -402,20 +273,11 @@ async def bulk_history(
     )
     view = view_of(request)
     jobs = [
-        await asyncio.to_thread(_job_status, request, snapshot)
+        await asyncio.to_thread(dealer_jobs.job_status, store.inventory, snapshot)
         for row in rows
         if (snapshot := view.get(row.operation_id)) is not None
     ]
     return Envelope(data=BulkInvitationHistory(jobs=jobs, total_count=total))
-
-
-class TierInventory(OutModel):
-    tier: str | None
-    subscription_tier_id: int
-    available: int
-    reserved: int
-    transferred: int
-    expired: int
 
 
 inventory_router = APIRouter(

@@ -10,12 +10,10 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
-from pydantic import Field
 
 from api.auth import CurrentPrincipal
 from api.deps import (
     ERRORS,
-    Envelope,
     OperationId,
     settings_of,
     sink_of,
@@ -24,34 +22,28 @@ from api.deps import (
     visible,
 )
 from api.errors import ApiError
-from api.presenters import API_PREFIX
 from api.producer import ProduceError
-from api.submission import queue_link_send
+from api.services import retries
+from api.services.presenters import API_PREFIX
+from api.services.submission import queue_link_send
 from core.topics import Topics, sponsor_key
 from schemas.common import ErrorCategory, OperationStatus
 from schemas.messages import (
     ControlAction,
     ControlCommand,
-    DealerRow,
     OperationSnapshot,
-    PreparedRecipient,
 )
 from schemas.responses import (
+    CancelResult,
+    Envelope,
     ErrorBody,
-    OutModel,
+    PauseResult,
+    RetryResult,
 )
 
 log = logging.getLogger("bulkops.api")
 
 router = APIRouter(prefix=API_PREFIX, tags=["bulk-operations"], responses=ERRORS)
-
-
-class CancelResult(OutModel):
-    operation_id: str
-    final_status: OperationStatus
-    processed_items: int
-    remaining_items: int
-    cancellation_time: datetime
 
 
 @router.post(
@@ -145,14 +137,6 @@ async def _command(
         await asyncio.sleep(0.02)
 
 
-class PauseResult(OutModel):
-    operation_id: str
-    status: OperationStatus
-    processed_items: int
-    remaining_items: int
-    changed_at: datetime = Field(description="When the worker paused or resumed it.")
-
-
 def _pause_result(snapshot: OperationSnapshot) -> PauseResult:
     return PauseResult(
         operation_id=snapshot.operation_id,
@@ -238,14 +222,6 @@ def _refuse_finished(snapshot: OperationSnapshot) -> None:
         raise ApiError(409, "ALREADY_CANCELLED", "The operation is already being cancelled")
 
 
-class RetryResult(OutModel):
-    original_operation_id: str
-    retry_operation_id: str
-    failed_items_count: int
-    retryable_items_count: int
-    non_retryable_items_count: int
-
-
 _retry_locks: dict[str, asyncio.Lock] = {}
 
 
@@ -277,18 +253,18 @@ async def retry_failed(
     async with lock:
         view = view_of(request)
         store = store_of(request)
-        failed = await asyncio.to_thread(
-            store.reader.failed_items,
+        failed, retryable = await asyncio.to_thread(
+            retries.failures,
+            store.reader,
             snapshot.sponsor_id,
             operationId,
             code=error_code,
             category=error_category.value if error_category else None,
         )
-        retryable = [index for index, ok in failed if ok]
         counts = {
-            "failed_items_count": len(failed),
+            "failed_items_count": failed,
             "retryable_items_count": len(retryable),
-            "non_retryable_items_count": len(failed) - len(retryable),
+            "non_retryable_items_count": failed - len(retryable),
         }
         running = view.running_retry_of(operationId)
         if running is not None:
@@ -305,25 +281,14 @@ async def retry_failed(
                 409,
                 "NOTHING_TO_RETRY",
                 "No retryable failed items" + (" match the filter" if failed else ""),
-                {"failedItemsCount": len(failed), "nonRetryableItemsCount": len(failed)},
+                {"failedItemsCount": failed, "nonRetryableItemsCount": failed},
             )
         original = await asyncio.to_thread(store.state.request, snapshot.sponsor_id, operationId)
         if original is None or original.link_send is None:
             raise ApiError(409, "NOTHING_TO_RETRY", "Only link sends can be retried")
-        rows = await asyncio.to_thread(
-            store.reader.recipients, snapshot.sponsor_id, operationId, retryable
+        recipients = await asyncio.to_thread(
+            retries.recipients, store.reader, snapshot.sponsor_id, operationId, retryable
         )
-        recipients = [
-            PreparedRecipient(
-                index=i,
-                name=name,
-                address=address,
-                message=message,
-                idempotency_key=key,
-                dealer=DealerRow.model_validate_json(dealer) if dealer else None,
-            )
-            for i, (_, name, address, message, key, dealer) in enumerate(rows)
-        ]
         retry_id = f"retry_{uuid.uuid4().hex}"
         await queue_link_send(
             request,

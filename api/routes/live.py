@@ -22,7 +22,7 @@ from fastapi.responses import StreamingResponse
 from api.auth import CurrentPrincipal, Principal, decode_token
 from api.deps import OperationId
 from api.errors import ApiError, not_found
-from api.presenters import API_PREFIX
+from api.services.presenters import API_PREFIX
 from api.status_view import StatusView
 from core.settings import ApiSettings
 from schemas.messages import OperationSnapshot

@@ -7,12 +7,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import Field
 
 from api.auth import CurrentPrincipal
 from api.deps import (
     ERRORS,
-    Envelope,
     OperationId,
     settings_of,
     store_of,
@@ -20,35 +18,24 @@ from api.deps import (
     visible,
 )
 from api.errors import ApiError
-from api.presenters import API_PREFIX, history_entry, status_out, status_url, timespan
+from api.services.presenters import API_PREFIX, history_entry, status_out, status_url, timespan
 from core.webhooks import sponsor_secret
 from schemas.common import ItemStatus, OperationStatus, OperationType
 from schemas.responses import (
+    CodesPage,
+    Envelope,
     ErrorBody,
     GeneratedCode,
-    HistoryEntry,
+    HistoryPage,
+    ItemOut,
+    ItemsPage,
     OperationStatusOut,
-    OutModel,
     Pagination,
 )
 
 log = logging.getLogger("bulkops.api")
 
 router = APIRouter(prefix=API_PREFIX, tags=["bulk-operations"], responses=ERRORS)
-
-
-class CodesPage(OutModel):
-    operation_id: str
-    codes: list[GeneratedCode]
-    next_after_index: int | None = Field(description="Pass as afterIndex to get the next page.")
-    total_codes: int
-    unique_codes: int
-
-
-class HistoryPage(OutModel):
-    success: bool = True
-    data: list[HistoryEntry]
-    pagination: Pagination
 
 
 @router.get(
@@ -140,29 +127,6 @@ def get_codes(
             unique_codes=counts.unique_codes,
         )
     )
-
-
-class ItemOut(OutModel):
-    index: int
-    item_id: str
-    status: ItemStatus
-    result_data: str | None
-    error_code: str | None
-    error_message: str | None
-    error_category: str | None
-    is_retryable: bool
-    retry_count: int
-    processed_at: datetime
-    processing_duration: str
-    channel: str | None
-    cost: float
-    attempts: int
-
-
-class ItemsPage(OutModel):
-    operation_id: str
-    items: list[ItemOut]
-    next_cursor: int | None = Field(description="Pass as cursor to get the next page.")
 
 
 @router.get(

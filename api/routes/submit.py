@@ -10,13 +10,14 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Request, status
 
 from api.auth import CurrentPrincipal
-from api.deps import ERRORS, Envelope, settings_of, store_of
-from api.errors import ApiError, validation_error
-from api.presenters import API_PREFIX, metrics, status_url
-from api.recipients import TemplateError, prepare
-from api.submission import (
+from api.deps import ERRORS, settings_of, store_of
+from api.errors import validation_error
+from api.services import link_sends
+from api.services.presenters import API_PREFIX, metrics, status_url
+from api.services.submission import (
     IdempotencyKey,
     already_submitted,
+    checked_callback,
     new_submission_id,
     operation_id_for,
     queue,
@@ -25,9 +26,8 @@ from api.submission import (
     sponsor_for_submit,
 )
 from core.schedule import resolve as resolve_schedule
-from core.webhooks import UnsafeTarget, check_target
 from schemas.common import OperationStatus, OperationType
-from schemas.messages import LinkSendSpec, OperationRequested, OperationSnapshot
+from schemas.messages import OperationRequested, OperationSnapshot
 from schemas.requests import (
     SEED_CODE_GENERATION_EXAMPLE,
     SEED_LINK_SEND_EXAMPLE,
@@ -35,6 +35,7 @@ from schemas.requests import (
     BulkLinkSendRequest,
 )
 from schemas.responses import (
+    Envelope,
     ErrorBody,
     OperationAccepted,
 )
@@ -109,7 +110,7 @@ async def generate_codes(
     known = already_submitted(request, operation_id, sponsor_id)
     if known is not None:
         return _accepted_again(known)
-    callback = await _checked_callback(request, body.processing.callback_url)
+    callback = await checked_callback(request, body.processing.callback_url)
     now = datetime.now(UTC)
     submission_id = new_submission_id()
     message = OperationRequested(
@@ -158,19 +159,6 @@ async def generate_codes(
     )
 
 
-async def _checked_callback(request: Request, url: object | None) -> str | None:
-    """The callback URL as a string, once it is known not to point inside our network."""
-    if url is None:
-        return None
-    try:
-        await asyncio.to_thread(
-            check_target, str(url), allow_private=settings_of(request).webhook_allow_private
-        )
-    except UnsafeTarget as exc:
-        raise validation_error("processing.callbackUrl", str(exc)) from exc
-    return str(url)
-
-
 @router.post(
     "/send-links",
     status_code=status.HTTP_202_ACCEPTED,
@@ -202,55 +190,23 @@ async def send_links(
     Templates may use ``{name}``, ``{link}``, ``{code}`` and any ``personalizationData`` key.
     """
     settings = settings_of(request)
-    violation = settings.size_violation(len(body.recipients), body.processing.batch_size)
-    if violation is not None:
-        field, reason = violation
-        raise validation_error("recipients" if field == "quantity" else field, reason)
-    price = settings.price(body.channel.value)
-    budget = body.metadata.budget_limit
-    if budget is not None and budget < price:
-        raise validation_error(
-            "metadata.budgetLimit", f"too small for even one {body.channel.value} message ({price})"
-        )
+    link_sends.check_request(settings, body)
     sponsor_id = sponsor_for_submit(principal, body.sponsor_id)
     operation_id = operation_id_for("bulk", sponsor_id, idempotency_key)
     known = already_submitted(request, operation_id, sponsor_id)
     if known is not None:
         return _accepted_again(known)
-    callback = await _checked_callback(request, body.processing.callback_url)
-    store = store_of(request)
-    try:
-        prepared = await asyncio.to_thread(
-            prepare,
-            body,
-            operation_id=operation_id,
-            region=settings.default_phone_region,
-            link_base_url=settings.link_base_url,
-            known_codes=lambda codes: store.inventory.known_codes(sponsor_id, codes),
-        )
-    except TemplateError as exc:
-        raise validation_error(exc.field, str(exc)) from exc
-    if prepared.valid == 0:
-        raise ApiError(
-            422,
-            "VALIDATION_FAILED",
-            "No recipient can be sent to: " + "; ".join(prepared.warnings()),
-            prepared.details(),
-        )
-    spec = LinkSendSpec(
-        channel=body.channel,
-        subject=body.operation_name,
-        batch_size=body.processing.batch_size,
-        max_concurrency=body.processing.max_concurrency,
-        retry_attempts=body.processing.retry_attempts,
-        retry_delay_seconds=body.processing.retry_delay_seconds,
-        stop_on_first_error=body.processing.stop_on_first_error,
-        budget_limit=budget,
-        price_per_message=price,
-        recipient_chunks=1,
+    callback = await checked_callback(request, body.processing.callback_url)
+    prepared = await asyncio.to_thread(
+        link_sends.prepared_recipients,
+        body,
+        operation_id=operation_id,
+        sponsor_id=sponsor_id,
+        settings=settings,
+        lookups=store_of(request).inventory,
     )
+    spec = link_sends.link_spec(settings, body)
     now = datetime.now(UTC)
-    total = len(body.recipients)
     schedule = resolve_schedule(body.scheduling, now)
     snapshot = await queue_link_send(
         request,
@@ -265,6 +221,7 @@ async def send_links(
         progress_notifications=body.processing.send_progress_notifications,
         schedule=schedule,
     )
+    total = len(body.recipients)
     log.info(
         "operation %s: queued %d %s sends (%d skipped by validation) for sponsor %d by %s",
         operation_id,
@@ -274,7 +231,7 @@ async def send_links(
         sponsor_id,
         principal.subject,
     )
-    eta = completion_estimate(
+    eta = link_sends.completion_estimate(
         now,
         sending_seconds=1 + prepared.valid / settings.send_rate(body.channel.value),
         scheduled=schedule is not None,
@@ -294,25 +251,4 @@ async def send_links(
             metrics=metrics(snapshot, now),
             validation_warnings=prepared.warnings(),
         )
-    )
-
-
-def completion_estimate(
-    now: datetime,
-    *,
-    sending_seconds: float,
-    scheduled: bool,
-    snapshot: OperationSnapshot,
-    batches: int,
-) -> datetime | None:
-    """Submit-time ETA: the sending time at the paced rate, after the planned start and no
-    earlier than the last planned release plus one batch's share (None if never known)."""
-    if not scheduled:
-        return now + timedelta(seconds=sending_seconds)
-    start, last = snapshot.scheduled_start, snapshot.releases_end_at
-    if start is None or last is None:
-        return None
-    return max(
-        start + timedelta(seconds=sending_seconds),
-        last + timedelta(seconds=1 + sending_seconds / max(batches, 1)),
     )

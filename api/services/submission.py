@@ -35,12 +35,13 @@ from fastapi import Header, Request
 from api.auth import Principal
 from api.deps import settings_of, sink_of, view_of
 from api.errors import ApiError, validation_error
-from api.presenters import status_url
 from api.producer import MessageSink, ProduceError
-from api.recipients import BatchTooLarge, encode_chunks
+from api.services.presenters import status_url
+from api.services.recipients import BatchTooLarge, encode_chunks
 from core.schedule import planned_start, releases_end
 from core.settings import ApiSettings
 from core.topics import Topics, sponsor_key
+from core.webhooks import UnsafeTarget, check_target
 from schemas.common import OperationStatus, OperationType
 from schemas.messages import (
     LinkSendSpec,
@@ -310,3 +311,16 @@ def queued_snapshot(
         status_message="Waiting for a worker",
         version=0,
     )
+
+
+async def checked_callback(request: Request, url: object | None) -> str | None:
+    """The callback URL as a string, once it is known not to point inside our network."""
+    if url is None:
+        return None
+    try:
+        await asyncio.to_thread(
+            check_target, str(url), allow_private=settings_of(request).webhook_allow_private
+        )
+    except UnsafeTarget as exc:
+        raise validation_error("processing.callbackUrl", str(exc)) from exc
+    return str(url)

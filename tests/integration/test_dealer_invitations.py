@@ -91,6 +91,7 @@ def test_two_thousand_dealers_end_to_end(make_server: Any, simulator: SimulatorT
     assert job["status"] == "Completed", job
     assert job["successfulInvitations"] == job["totalDealers"] == 2000
     assert job["failedInvitations"] == 0 and job["errorSummary"]["errors"] == []
+    assert job["invitationType"] == "Invite"  # the form's default, as uploaded
 
     ledger = simulator.simulator.entries("SMS")
     assert len(ledger) == 2000
@@ -114,6 +115,7 @@ def test_two_thousand_dealers_end_to_end(make_server: Any, simulator: SimulatorT
     )
     history = client.get(f"{DEALER}/bulk-history").json()["data"]
     assert [j["jobId"] for j in history["jobs"]] == [job_id]
+    assert history["jobs"][0]["invitationType"] == "Invite"
     other = sponsor_client(server, 72)
     assert other.get(f"{DEALER}/bulk-status/{job_id}").status_code == 404
     assert other.get(f"{DEALER}/bulk-status/{job_id}/report.xlsx").status_code == 404
