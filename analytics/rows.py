@@ -177,24 +177,22 @@ def code_rows(batch: ResultBatch) -> TableRows:
     """The ``codes`` rows of a code-generation batch: one per generated code."""
     if batch.tier_id is None or batch.expires_at is None:
         raise ValueError(f"code batch {batch.batch_index} of {batch.operation_id} lacks its tier")
-    columns: list[list[Any]] = [[] for _ in CODE_COLUMNS]
-    for offset, (status, code) in enumerate(zip(batch.statuses, batch.results, strict=True)):
-        if status is ItemStatus.SUCCESS and code is not None:
-            for column, value in zip(
-                columns,
-                (
-                    batch.sponsor_id,
-                    batch.operation_id,
-                    batch.start_index + offset,
-                    code,
-                    batch.tier_id,
-                    batch.batch_name,
-                    batch.processed_at,
-                    batch.expires_at,
-                ),
-                strict=True,
-            ):
-                column.append(value)
+    made = [
+        (batch.start_index + offset, code)
+        for offset, (status, code) in enumerate(zip(batch.statuses, batch.results, strict=True))
+        if status is ItemStatus.SUCCESS and code is not None
+    ]
+    n = len(made)
+    columns: list[list[Any]] = [
+        [batch.sponsor_id] * n,
+        [batch.operation_id] * n,
+        [index for index, _ in made],
+        [code for _, code in made],
+        [batch.tier_id] * n,
+        [batch.batch_name] * n,
+        [batch.processed_at] * n,
+        [batch.expires_at] * n,
+    ]
     return TableRows("codes", CODE_COLUMNS, columns, column_oriented=True)
 
 

@@ -50,15 +50,14 @@ class ResultWriter:
 
 
 def _merged(tables: Sequence[TableRows]) -> list[TableRows]:
-    """One ``TableRows`` per table (rows of several batches appended), in first-seen order."""
+    """One ``TableRows`` per table, in first-seen order; the rows of later ones are moved into
+    the first of their table (the inputs are built for this one insert and consumed by it)."""
     merged: dict[str, TableRows] = {}
     for table in tables:
-        into = merged.get(table.table)
-        if into is None:
-            merged[table.table] = TableRows(
-                table.table, table.columns, [list(c) for c in table.rows], table.column_oriented
-            )
-        elif table.column_oriented:
+        into = merged.setdefault(table.table, table)
+        if into is table:
+            continue
+        if table.column_oriented:
             for column, values in zip(into.rows, table.rows, strict=True):
                 column.extend(values)
         else:

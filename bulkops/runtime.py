@@ -11,8 +11,8 @@ from fastapi import FastAPI
 from analytics.store import AnalyticsStore
 from api.app import create_api
 from api.producer import KafkaMessageSink
+from api.services.submission import delivery_timeout
 from api.status_view import KafkaStatusFollower, StatusView
-from api.submission import delivery_timeout
 from core.settings import ApiSettings, WorkerSettings
 from core.topics import Topics
 from streams.app import build_worker

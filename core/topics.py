@@ -15,7 +15,6 @@ from dataclasses import dataclass
 class TopicSpec:
     name: str
     compacted: bool = False
-    keyed_by_sponsor: bool = True
 
 
 @dataclass(frozen=True)
@@ -50,12 +49,12 @@ class Topics:
     @property
     def status(self) -> TopicSpec:
         """Latest snapshot per operation (``OperationSnapshot``), compacted."""
-        return TopicSpec(f"{self.prefix}.operation-status", compacted=True, keyed_by_sponsor=False)
+        return TopicSpec(f"{self.prefix}.operation-status", compacted=True)
 
     @property
     def dead_letter(self) -> TopicSpec:
         """Messages the worker could not use (``DeadLetter``)."""
-        return TopicSpec(f"{self.prefix}.dead-letter", keyed_by_sponsor=False)
+        return TopicSpec(f"{self.prefix}.dead-letter")
 
     def flow(self) -> list[str]:
         """The topics an operation's messages cross, in order, all keyed by sponsor."""

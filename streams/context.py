@@ -119,7 +119,7 @@ class WorkerContext:
         )
         self.registry.dirty.discard(state.operation_id)
 
-    async def dead_letter(self, event: EventT, reason: str, exc: BaseException) -> None:
+    async def dead_letter(self, event: EventT[bytes], reason: str, exc: BaseException) -> None:
         message = event.message
         log.warning(
             "dead-lettered %s[%d]@%d: %s", message.topic, message.partition, message.offset, reason
@@ -172,7 +172,7 @@ class WorkerContext:
         )
 
 
-def check_key(event: EventT, sponsor_id: int) -> None:
+def check_key(event: EventT[bytes], sponsor_id: int) -> None:
     """Every flow topic is keyed by sponsor id; a message keyed otherwise is refused."""
     if event.message.key != sponsor_key(sponsor_id):
         raise InvalidMessage(

@@ -23,6 +23,7 @@ from schemas.messages import (
     OperationSnapshot,
     ReleaseSchedule,
 )
+from streams.bitmaps import bit, indexes_of, set_bits, with_bit, without_bit
 
 MAX_RECENT_RESULTS = 10
 
@@ -150,39 +151,6 @@ def register(
     )
 
 
-def bit(bitmap: bytes, index: int) -> bool:
-    return bool(bitmap[index >> 3] & (1 << (index & 7)))
-
-
-def with_bit(bitmap: bytes, index: int) -> bytes:
-    flipped = bytearray(bitmap)
-    flipped[index >> 3] |= 1 << (index & 7)
-    return bytes(flipped)
-
-
-def without_bit(bitmap: bytes, index: int) -> bytes:
-    flipped = bytearray(bitmap)
-    flipped[index >> 3] &= ~(1 << (index & 7)) & 0xFF
-    return bytes(flipped)
-
-
-def set_bits(bitmap: bytes, limit: int) -> list[int]:
-    """Indexes of the set bits below ``limit``, in order."""
-    return _indexes(int.from_bytes(bitmap, "little"), limit)
-
-
-def _indexes(bits: int, limit: int) -> list[int]:
-    found: list[int] = []
-    while bits:
-        low = bits & -bits
-        index = low.bit_length() - 1
-        if index >= limit:
-            break
-        found.append(index)
-        bits ^= low
-    return found
-
-
 def all_exploded(state: OperationState) -> bool:
     """Whether every item batch exists: always for codes, once all chunks came for a link send."""
     if state.link is None:
@@ -195,7 +163,7 @@ def unexploded(state: OperationState) -> list[int]:
     if state.link is None:
         return []
     everything = (1 << state.batches_total) - 1
-    return _indexes(everything & ~int.from_bytes(state.exploded, "little"), state.batches_total)
+    return indexes_of(everything & ~int.from_bytes(state.exploded, "little"), state.batches_total)
 
 
 def outstanding(state: OperationState) -> list[int]:
@@ -205,7 +173,7 @@ def outstanding(state: OperationState) -> list[int]:
         & ~int.from_bytes(state.done, "little")
         & ~int.from_bytes(state.held, "little")
     )
-    return _indexes(bits, state.batches_total)
+    return indexes_of(bits, state.batches_total)
 
 
 def release_quota(state: OperationState, now: datetime) -> int:

@@ -20,7 +20,7 @@ from streams.context import WorkerContext
 
 log = logging.getLogger("bulkops.worker")
 
-Handler = Callable[[WorkerContext, EventT], Awaitable[None]]
+Handler = Callable[[WorkerContext, EventT[bytes]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class Sources:
     control: TopicT
 
 
-async def acked_when_handled(stream: StreamT[bytes]) -> AsyncIterator[EventT]:
+async def acked_when_handled(stream: StreamT[bytes]) -> AsyncIterator[EventT[bytes]]:
     """Events acknowledged as soon as the handler is done with them.
 
     Faust acks an event only when its actor pulls the next one, so with several actors per
@@ -49,7 +49,7 @@ async def acked_when_handled(stream: StreamT[bytes]) -> AsyncIterator[EventT]:
             await manual.ack(event)
 
 
-async def guarded(ctx: WorkerContext, event: EventT, handle: Handler) -> None:
+async def guarded(ctx: WorkerContext, event: EventT[bytes], handle: Handler) -> None:
     """Bad messages go to the dead-letter topic with the reason; the stream goes on.
 
     Unexpected errors too: Faust would otherwise restart the agent and drop the event

@@ -23,7 +23,7 @@ _DONE = {
 }
 
 
-async def handle(ctx: WorkerContext, event: EventT) -> None:
+async def handle(ctx: WorkerContext, event: EventT[bytes]) -> None:
     command = ControlCommand.model_validate_json(event.value)
     check_key(event, command.sponsor_id)
     op_id, action = command.operation_id, command.action

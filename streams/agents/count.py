@@ -21,7 +21,7 @@ MILESTONES = (25, 50, 75)
 _WEBHOOK_ATTEMPTS_KEPT = 20
 
 
-async def handle(ctx: WorkerContext, event: EventT) -> None:
+async def handle(ctx: WorkerContext, event: EventT[bytes]) -> None:
     message = ProgressMessage.validate_json(event.value)
     check_key(event, message.sponsor_id)
     if isinstance(message, WebhookAttempt):

@@ -25,23 +25,22 @@ from schemas.messages import (
     ReleaseTick,
 )
 from streams.agents import release
+from streams.bitmaps import bit, with_bit
 from streams.context import InvalidMessage, WorkerContext, check_key, now
 from streams.kinds import kind_of
 from streams.plan import count_batches
 from streams.progress import (
     OperationState,
-    bit,
     is_batch_done,
     pause,
     register,
     request_cancel,
-    with_bit,
 )
 
 log = logging.getLogger("bulkops.worker")
 
 
-async def handle(ctx: WorkerContext, event: EventT) -> None:
+async def handle(ctx: WorkerContext, event: EventT[bytes]) -> None:
     message = OperationsMessage.validate_json(event.value)
     check_key(event, message.sponsor_id)
     if isinstance(message, OperationRequested):
@@ -59,7 +58,7 @@ async def handle(ctx: WorkerContext, event: EventT) -> None:
         await on_abort(ctx, message)
 
 
-async def on_request(ctx: WorkerContext, event: EventT, request: OperationRequested) -> None:
+async def on_request(ctx: WorkerContext, event: EventT[bytes], request: OperationRequested) -> None:
     violation = ctx.settings.size_violation(request.total_items, request.batch_size)
     if violation is not None:
         field, reason = violation
@@ -85,7 +84,7 @@ async def on_request(ctx: WorkerContext, event: EventT, request: OperationReques
 
 
 async def _register(
-    ctx: WorkerContext, event: EventT, request: OperationRequested
+    ctx: WorkerContext, event: EventT[bytes], request: OperationRequested
 ) -> OperationState:
     op_id = request.operation_id
     state = register(

@@ -14,7 +14,7 @@ from streams.progress import is_batch_done
 from streams.sending import halting, skip_batch
 
 
-async def handle(ctx: WorkerContext, event: EventT) -> None:
+async def handle(ctx: WorkerContext, event: EventT[bytes]) -> None:
     batch = ItemBatch.model_validate_json(event.value)
     check_key(event, batch.sponsor_id)
     state = ctx.tables.operations.load(batch.operation_id)

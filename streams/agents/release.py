@@ -17,10 +17,10 @@ from core.topics import sponsor_key
 from schemas.common import OperationStatus
 from schemas.messages import ItemBatch, Redrive, ReleaseTick
 from streams.agents.sink import summarise
+from streams.bitmaps import bit
 from streams.context import WorkerContext, now
 from streams.kinds import kind_of
 from streams.progress import (
-    bit,
     due_batches,
     is_batch_done,
     mark_held,

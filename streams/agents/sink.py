@@ -18,7 +18,7 @@ from streams.kinds import kind_of
 _RECENT_PER_BATCH = 3
 
 
-async def store(ctx: WorkerContext, events: Sequence[EventT]) -> int:
+async def store(ctx: WorkerContext, events: Sequence[EventT[bytes]]) -> int:
     """Store the result batches of ``events`` (malformed ones are dead-lettered) and announce
     them; returns how many were stored."""
     batches: list[ResultBatch] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -69,6 +70,13 @@ def memory_store(per_tier: int = 500) -> MemoryStore:
     for tier in (1, 2, 3, 4):
         store.stock_codes(7, tier, [f"T{tier}-{i:06d}" for i in range(per_tier)])
     return store
+
+
+@pytest.fixture(autouse=True)
+def _no_bulkops_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unit tests see the settings they build, never the developer's ``BULKOPS_*`` variables."""
+    for name in [name for name in os.environ if name.startswith("BULKOPS_")]:
+        monkeypatch.delenv(name)
 
 
 @pytest.fixture

@@ -301,3 +301,31 @@ async def test_the_sink_dead_letters_bad_results_and_stores_the_rest() -> None:
     assert sunk.succeeded == 10 and len(sunk.recent) == 3
     state = worker.ctx.tables.operations.load(CODEGEN)
     assert state is not None and not is_batch_done(state, 0), "counted only from progress"
+
+
+class RecordingWebhooks:
+    def __init__(self) -> None:
+        self.started: list[tuple[str, int | None]] = []
+
+    def start(self, state: Any, event: str, *, milestone: int | None = None) -> None:
+        self.started.append((event, milestone))
+
+    def settled(self, operation_id: str, event: str) -> None:
+        pass
+
+
+async def test_each_progress_milestone_is_notified_once() -> None:
+    worker = fake_worker()
+    webhooks = RecordingWebhooks()
+    worker.ctx.webhooks = webhooks  # type: ignore[assignment]
+    request = codes_request(
+        callbackUrl="https://hooks.example.com/bulk", progressNotifications=True
+    )
+    await handle_operations(worker, request)
+    await run_batches_through(worker)
+    assert webhooks.started == [
+        ("progress_update", 25),
+        ("progress_update", 50),
+        ("progress_update", 75),
+        ("operation_completed", None),
+    ]

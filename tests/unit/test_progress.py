@@ -4,9 +4,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from api.presenters import metrics, timespan
+from api.services.presenters import metrics, timespan
 from schemas.common import Channel, OperationStatus, OperationType
 from schemas.messages import BatchSunk, LinkSendSpec, OperationRequested
+from streams.bitmaps import set_bits, with_bit
 from streams.progress import (
     OperationState,
     all_exploded,
@@ -16,9 +17,7 @@ from streams.progress import (
     outstanding,
     register,
     release_quota,
-    set_bits,
     unexploded,
-    with_bit,
 )
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

@@ -7,7 +7,11 @@ from collections.abc import Iterable, Mapping
 from faust.types import TP
 
 from schemas.messages import OperationAbort, Redrive
-from streams.progress import apply_batch, mark_released, with_bit
+from streams.bitmaps import with_bit
+from streams.progress import (
+    apply_batch,
+    mark_released,
+)
 from streams.watchdog import HOPS, PendingWork, StallWatchdog, Verdict, remedy
 from tests.unit.test_progress import NOW, link_state, sunk
 

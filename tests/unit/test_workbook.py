@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from openpyxl import Workbook, load_workbook
 
-from api import workbook
+from api.services import workbook
 
 LIMIT = 5 * 1_048_576
 
