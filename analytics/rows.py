@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from schemas.common import ItemStatus
@@ -20,6 +20,20 @@ from schemas.messages import (
     RecipientChunk,
     ResultBatch,
 )
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+
+
+def ms(moment: datetime) -> int:
+    """A ``DateTime64(3)`` value as its integer ticks: clickhouse-connect writes ints as they
+    are, where converting a ``datetime`` per row costs more than the rest of the insert."""
+    return (moment - _EPOCH) // _MILLISECOND
+
+
+def from_ms(ticks: int | datetime) -> datetime:
+    """The inverse of :func:`ms` (datetimes pass through)."""
+    return ticks if isinstance(ticks, datetime) else _EPOCH + ticks * _MILLISECOND
 
 
 @dataclass
@@ -164,7 +178,7 @@ def _add_items(batch: ResultBatch, items: list[list[Any]]) -> None:
         items[9].append(error.error_category.value if error else None)
         items[10].append(error.is_retryable if error else False)
         items[11].append(error.retry_count if error else 0)
-    items[12].extend([batch.processed_at] * n)
+    items[12].extend([ms(batch.processed_at)] * n)
     items[13].extend([batch.duration_ms / n if n else 0.0] * n)
     items[14].extend([batch.channel.value if batch.channel else None] * n)
     items[15].extend(batch.unit_cost if s is ItemStatus.SUCCESS else 0.0 for s in batch.statuses)
@@ -190,8 +204,8 @@ def code_rows(batch: ResultBatch) -> TableRows:
         [code for _, code in made],
         [batch.tier_id] * n,
         [batch.batch_name] * n,
-        [batch.processed_at] * n,
-        [batch.expires_at] * n,
+        [ms(batch.processed_at)] * n,
+        [ms(batch.expires_at)] * n,
     ]
     return TableRows("codes", CODE_COLUMNS, columns, column_oriented=True)
 

@@ -146,7 +146,7 @@ class MemoryWorkerState:
             statuses=[ItemStatus(r["status"]) for r in found],
             results=[r["result_data"] for r in found],
             errors=[_error(batch.operation_id, r) for r in found if r["error_code"] is not None],
-            processed_at=max(r["processed_at"] for r in found),
+            processed_at=max(rows.from_ms(r["processed_at"]) for r in found),
             duration_ms=sum(r["processing_duration_ms"] for r in found),
             channel=Channel(found[0]["channel"]) if found[0]["channel"] else None,
             unit_cost=max(r["cost"] for r in found),
@@ -205,10 +205,10 @@ class MemoryInventory:
             for r in self.tables.rows("codes")
             if r["sponsor_id"] == sponsor_id
             and r["subscription_tier_id"] == tier
-            and r["expires_at"] > now
+            and rows.from_ms(r["expires_at"]) > now
             and r["code"] not in taken
         ]
-        free.sort(key=lambda r: (r["expires_at"], r["operation_id"], r["item_index"]))
+        free.sort(key=lambda r: (rows.from_ms(r["expires_at"]), r["operation_id"], r["item_index"]))
         return [r["code"] for r in free]
 
     def available_codes(self, sponsor_id: int) -> dict[int, int]:

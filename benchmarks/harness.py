@@ -80,6 +80,7 @@ def bulkops_system(
         "BULKOPS_TOPIC_PREFIX": f"bench{uuid.uuid4().hex[:8]}",
         "BULKOPS_PARTITIONS": str(partitions),
         "BULKOPS_CHDB_PATH": str(workdir / "chdb"),
+        "BULKOPS_WORKER_DATA_DIR": str(workdir / "worker"),
         "BULKOPS_PORT": str(port),
         "BULKOPS_JWT_SECRET": jwt_secret,
         "BULKOPS_CODE_SECRET": secrets.token_urlsafe(48),

@@ -151,6 +151,8 @@ class WorkerSettings(BulkopsSettings):
     webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     webhook_max_attempts: int = Field(default=6, ge=1, le=20)
     webhook_backoff_seconds: float = Field(default=1.0, ge=0, le=300)
+    # Faust's local directory (table state, one sub-directory per app id).
+    worker_data_dir: Path = Path(".data/worker")
     # Item batches processed at once (link sends wait on I/O; codes do not care).
     process_concurrency: int = Field(default=32, ge=1, le=1000)
 

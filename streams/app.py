@@ -31,11 +31,13 @@ from streams.webhooks import WebhookLauncher
 
 def faust_app(settings: WorkerSettings) -> App:
     """The Faust app with the worker's settings (static membership, raw bytes on the wire)."""
+    settings.worker_data_dir.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level
     return App(
         settings.app_id,
         gapless_topics=[spec.name for spec in Topics(settings.topic_prefix).internal()],
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
+        datadir=str(settings.worker_data_dir / "{conf.name}"),
         key_serializer="raw",
         value_serializer="raw",
         topic_partitions=settings.partitions,

@@ -153,6 +153,7 @@ def make_server(
             "BULKOPS_TOPIC_PREFIX": prefix,
             "BULKOPS_PARTITIONS": "4",
             "BULKOPS_CHDB_PATH": str(tmp_path / f"chdb-{prefix}"),
+            "BULKOPS_WORKER_DATA_DIR": str(tmp_path / f"worker-{prefix}"),
             "BULKOPS_PORT": str(port),
             "BULKOPS_JWT_SECRET": secrets.token_urlsafe(48),
             "BULKOPS_CODE_SECRET": secrets.token_urlsafe(48),
