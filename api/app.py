@@ -12,10 +12,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.deps import ERRORS, refuse_unknown_query
 from api.errors import install_error_handlers
 from api.routes.dashboard import router as dashboard_router
 from api.routes.dealers import DEALER_PREFIX, inventory_router
@@ -122,13 +123,16 @@ def create_api(
     )
     app.state.settings = settings
     install_error_handlers(app)
-    app.include_router(submit_router)
-    app.include_router(operations_router)
-    app.include_router(lifecycle_router)
-    app.include_router(dashboard_router)
-    app.include_router(live_router)
-    app.include_router(dealers_router)
-    app.include_router(inventory_router)
+    for router in (
+        submit_router,
+        operations_router,
+        lifecycle_router,
+        dashboard_router,
+        live_router,
+        dealers_router,
+        inventory_router,
+    ):
+        app.include_router(router, responses=ERRORS, dependencies=[Depends(refuse_unknown_query)])
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and status-view readiness")
     def healthz() -> dict[str, Any]:

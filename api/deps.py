@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Path, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 
 from analytics.store import AnalyticsStore
 from api.auth import Principal
-from api.errors import not_found
+from api.errors import not_found, validation_error
 from api.producer import MessageSink
 from api.status_view import StatusView
 from core.settings import ApiSettings
@@ -19,9 +21,13 @@ from schemas.messages import (
 from schemas.responses import ErrorBody
 
 ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "A body that is not JSON (or not UTF-8)"},
     401: {"model": ErrorBody, "description": "Missing, expired or forged token"},
     403: {"model": ErrorBody, "description": "Role not allowed"},
     422: {"model": ErrorBody, "description": "Invalid request, with the field at fault"},
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "Unknown, or another sponsor's"}
 }
 OperationId = Annotated[str, Path(pattern=OPERATION_ID_PATTERN, max_length=64)]
 
@@ -47,3 +53,25 @@ def visible(request: Request, principal: Principal, operation_id: str) -> Operat
     if snapshot is None or not principal.can_see(snapshot.sponsor_id):
         raise not_found(operation_id)
     return snapshot
+
+
+def _query_names(dependant: Dependant) -> frozenset[str]:
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return frozenset(names)
+
+
+def refuse_unknown_query(request: Request) -> None:
+    """Refuse query parameters a route does not declare, as unknown body fields are refused.
+
+    A misspelt ``pagesize=500`` would otherwise be ignored without a word and the caller would
+    page through 50 at a time wondering why.
+    """
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    known = _query_names(route.dependant)
+    for name in request.query_params:
+        if name not in known:
+            raise validation_error(f"query.{name}", "unknown query parameter")

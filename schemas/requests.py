@@ -11,6 +11,10 @@ from pydantic import (
     AfterValidator,
     AnyHttpUrl,
     Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -23,7 +27,12 @@ MAX_METADATA_BYTES = 8192
 
 
 def _bounded_json(value: dict[str, Any]) -> dict[str, Any]:
-    if len(orjson.dumps(value)) > MAX_METADATA_BYTES:
+    """Free-form JSON that every later hop can carry: at most 8 KiB, integers within 64 bits."""
+    try:
+        size = len(orjson.dumps(value))
+    except TypeError as exc:  # orjson refuses integers beyond 64 bits
+        raise ValueError("numbers must fit in 64 bits") from exc
+    if size > MAX_METADATA_BYTES:
         raise ValueError(f"must serialise to at most {MAX_METADATA_BYTES} bytes of JSON")
     return value
 
@@ -42,12 +51,14 @@ CodePrefix = Annotated[
 class ProcessingOptions(ApiModel):
     """How the worker processes the items (``BulkProcessingOptions`` in the seed)."""
 
-    batch_size: int = Field(default=50, ge=1, le=20000, description="Items per Kafka batch.")
-    max_concurrency: int = Field(default=5, ge=1, le=100)
-    retry_attempts: int = Field(default=3, ge=0, le=10)
-    retry_delay_seconds: int = Field(default=30, ge=0, le=3600)
-    stop_on_first_error: bool = False
-    send_progress_notifications: bool = True
+    batch_size: int = Field(
+        strict=True, default=50, ge=1, le=20000, description="Items per Kafka batch."
+    )
+    max_concurrency: int = Field(strict=True, default=5, ge=1, le=100)
+    retry_attempts: int = Field(strict=True, default=3, ge=0, le=10)
+    retry_delay_seconds: int = Field(strict=True, default=30, ge=0, le=3600)
+    stop_on_first_error: bool = Field(default=False, strict=True)
+    send_progress_notifications: bool = Field(default=True, strict=True)
     callback_url: AnyHttpUrl | None = None
     processing_settings: BoundedMetadata = Field(default_factory=dict)
 
@@ -56,7 +67,7 @@ class CodeGenerationBatch(ApiModel):
     """A named slice of the quantity with its own prefix and metadata."""
 
     batch_name: str = Field(min_length=1, max_length=200, examples=["Antalya Bölgesi"])
-    quantity: int = Field(gt=0, examples=[300])
+    quantity: int = Field(strict=True, gt=0, le=50_000_000, examples=[300])
     custom_prefix: CodePrefix | None = None
     batch_metadata: BoundedMetadata = Field(default_factory=dict)
 
@@ -70,15 +81,16 @@ class BulkCodeGenerationRequest(ApiModel):
 
     operation_name: str = Field(default="Bulk Code Generation", min_length=1, max_length=200)
     sponsor_id: int | None = Field(
+        strict=True,
         default=None,
         ge=1,
         le=2**63 - 1,
         description="Only for Admin tokens acting for a sponsor; a Sponsor's own id is implied.",
     )
-    subscription_tier_id: int = Field(ge=1, le=1000, examples=[3])
-    quantity: int = Field(gt=0, examples=[1000])
+    subscription_tier_id: int = Field(strict=True, ge=1, le=1000, examples=[3])
+    quantity: int = Field(strict=True, gt=0, le=50_000_000, examples=[1000])
     code_prefix: CodePrefix = "BULK"
-    validity_days: int = Field(default=365, ge=1, le=3650)
+    validity_days: int = Field(strict=True, default=365, ge=1, le=3650)
     processing: ProcessingOptions = Field(default_factory=ProcessingOptions)
     batches: list[CodeGenerationBatch] = Field(default_factory=list, max_length=100)
     metadata: BoundedMetadata = Field(default_factory=dict)
@@ -132,13 +144,13 @@ class SchedulingOptions(ApiModel):
     whenever given. ``spreadDurationMinutes`` may be fractional (0.5 = 30 s).
     """
 
-    is_scheduled: bool = False
+    is_scheduled: bool = Field(default=False, strict=True)
     scheduled_date: datetime | None = Field(
         default=None, description="Start (ISO 8601 with offset); required when isScheduled."
     )
     time_zone: str = Field(default="Europe/Istanbul", max_length=64, examples=["Europe/Istanbul"])
-    spread_over_time: bool = False
-    spread_duration_minutes: float = Field(default=60, ge=1 / 60, le=60 * 24 * 7)
+    spread_over_time: bool = Field(default=False, strict=True)
+    spread_duration_minutes: float = Field(strict=True, default=60, ge=1 / 60, le=60 * 24 * 7)
     preferred_hours: list[Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]] = Field(
         default_factory=list, max_length=24, examples=[["09:00", "14:00"]]
     )
@@ -184,9 +196,9 @@ class BulkLinkRecipient(ApiModel):
     sponsorship_code: str | None = Field(default=None, max_length=64, examples=["AGRI-2025-001"])
     personalization_data: dict[
         Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,49}$")],
-        Annotated[str | int | float | bool, Field(union_mode="left_to_right")],
+        StrictStr | StrictBool | Annotated[StrictInt, Field(ge=-(2**63), lt=2**63)] | StrictFloat,
     ] = Field(default_factory=dict, max_length=50)
-    priority: int = Field(default=5, ge=1, le=10)
+    priority: int = Field(strict=True, default=5, ge=1, le=10)
     custom_message: str | None = Field(default=None, max_length=1600)
 
     @field_validator("personalization_data")
@@ -204,8 +216,13 @@ class LinkSendMetadata(ApiModel):
     model_config = ApiModel.model_config | {"extra": "allow"}
 
     campaign_id: str | None = Field(default=None, max_length=100)
-    budget_limit: float | None = Field(default=None, gt=0)
+    budget_limit: float | None = Field(strict=True, default=None, gt=0)
     cost_center: str | None = Field(default=None, max_length=100)
+
+    @model_validator(mode="after")
+    def _bounded_extras(self) -> Self:
+        _bounded_json(self.model_extra or {})
+        return self
 
 
 class BulkLinkSendRequest(ApiModel):
@@ -213,6 +230,7 @@ class BulkLinkSendRequest(ApiModel):
 
     operation_name: str = Field(default="Bulk Link Send", min_length=1, max_length=200)
     sponsor_id: int | None = Field(
+        strict=True,
         default=None,
         ge=1,
         le=2**63 - 1,

@@ -10,9 +10,9 @@ from schemas.common import ApiModel, Channel
 
 
 class TemplateProcessing(ApiModel):
-    batch_size: int = Field(default=50, ge=1, le=5000)
-    max_concurrency: int = Field(default=5, ge=1, le=100)
-    retry_attempts: int = Field(default=3, ge=0, le=10)
+    batch_size: int = Field(strict=True, default=50, ge=1, le=5000)
+    max_concurrency: int = Field(strict=True, default=5, ge=1, le=100)
+    retry_attempts: int = Field(strict=True, default=3, ge=0, le=10)
 
 
 class SavedTemplate(ApiModel):

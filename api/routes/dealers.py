@@ -20,7 +20,7 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile, status
 from fastapi.responses import Response
 
 from api.auth import CurrentPrincipal
-from api.deps import ERRORS, OperationId, settings_of, store_of, view_of, visible
+from api.deps import NOT_FOUND, OperationId, settings_of, store_of, view_of, visible
 from api.errors import ApiError
 from api.services import dealer_jobs, workbook
 from api.services.dealer_jobs import DEALER_PREFIX
@@ -40,7 +40,7 @@ from schemas.responses import (
 
 log = logging.getLogger("bulkops.api")
 
-router = APIRouter(prefix=DEALER_PREFIX, tags=["dealer-invitations"], responses=ERRORS)
+router = APIRouter(prefix=DEALER_PREFIX, tags=["dealer-invitations"])
 
 Tier = Literal["S", "M", "L", "XL"]
 
@@ -208,6 +208,7 @@ def _dealer_job(request: Request, principal: CurrentPrincipal, job_id: str) -> O
     "/bulk-status/{jobId}",
     response_model=Envelope[BulkInvitationStatus],
     summary="Progress and errors of one dealer invitation job",
+    responses=NOT_FOUND,
 )
 async def bulk_status(
     request: Request, principal: CurrentPrincipal, jobId: OperationId
@@ -221,7 +222,7 @@ async def bulk_status(
     "/bulk-status/{jobId}/report.xlsx",
     summary="Every row of a job with its outcome, error and assigned codes",
     response_class=Response,
-    responses={200: {"content": {workbook.XLSX_MEDIA_TYPE: {}}}},
+    responses={200: {"content": {workbook.XLSX_MEDIA_TYPE: {}}}, **NOT_FOUND},
 )
 async def bulk_report(
     request: Request, principal: CurrentPrincipal, jobId: OperationId
@@ -280,9 +281,7 @@ async def bulk_history(
     return Envelope(data=BulkInvitationHistory(jobs=jobs, total_count=total))
 
 
-inventory_router = APIRouter(
-    prefix="/api/v1/sponsorship/codes", tags=["dealer-invitations"], responses=ERRORS
-)
+inventory_router = APIRouter(prefix="/api/v1/sponsorship/codes", tags=["dealer-invitations"])
 
 
 @inventory_router.get(

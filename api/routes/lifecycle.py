@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Request, status
 
 from api.auth import CurrentPrincipal
 from api.deps import (
-    ERRORS,
+    NOT_FOUND,
     OperationId,
     settings_of,
     sink_of,
@@ -43,7 +43,7 @@ from schemas.responses import (
 
 log = logging.getLogger("bulkops.api")
 
-router = APIRouter(prefix=API_PREFIX, tags=["bulk-operations"], responses=ERRORS)
+router = APIRouter(prefix=API_PREFIX, tags=["bulk-operations"])
 
 
 @router.post(
@@ -51,7 +51,7 @@ router = APIRouter(prefix=API_PREFIX, tags=["bulk-operations"], responses=ERRORS
     response_model=Envelope[CancelResult],
     summary="Cancel a running operation",
     responses={
-        404: {"model": ErrorBody, "description": "Unknown, or another sponsor's"},
+        **NOT_FOUND,
         409: {"model": ErrorBody, "description": "Already finished or already cancelled"},
         503: {"model": ErrorBody, "description": "Kafka did not take the cancel"},
     },
@@ -152,7 +152,7 @@ def _pause_result(snapshot: OperationSnapshot) -> PauseResult:
     response_model=Envelope[PauseResult],
     summary="Pause a running or scheduled operation",
     responses={
-        404: {"model": ErrorBody, "description": "Unknown, or another sponsor's"},
+        **NOT_FOUND,
         409: {"model": ErrorBody, "description": "Finished, cancelled or already paused"},
         503: {"model": ErrorBody, "description": "Kafka did not take the pause"},
     },
@@ -187,7 +187,7 @@ async def pause(
     response_model=Envelope[PauseResult],
     summary="Resume a paused operation",
     responses={
-        404: {"model": ErrorBody, "description": "Unknown, or another sponsor's"},
+        **NOT_FOUND,
         409: {"model": ErrorBody, "description": "Not paused"},
         503: {"model": ErrorBody, "description": "Kafka did not take the resume"},
     },
@@ -231,7 +231,7 @@ _retry_locks: dict[str, asyncio.Lock] = {}
     response_model=Envelope[RetryResult],
     summary="Re-send only the retryable failed items, as a new linked operation",
     responses={
-        404: {"model": ErrorBody, "description": "Unknown, or another sponsor's"},
+        **NOT_FOUND,
         409: {"model": ErrorBody, "description": "Still running, or nothing to retry"},
     },
 )

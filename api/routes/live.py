@@ -20,7 +20,7 @@ from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
 from api.auth import CurrentPrincipal, Principal, decode_token
-from api.deps import OperationId
+from api.deps import NOT_FOUND, OperationId
 from api.errors import ApiError, not_found
 from api.services.presenters import API_PREFIX
 from api.status_view import StatusView
@@ -146,6 +146,7 @@ async def _refuse(websocket: WebSocket, code: int, error: ApiError) -> None:
     f"{API_PREFIX}/events/{{operationId}}",
     summary="Live progress as Server-Sent Events",
     response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}, **NOT_FOUND},
 )
 async def sse_progress(
     request: Request,

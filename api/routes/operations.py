@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 
 from api.auth import CurrentPrincipal
 from api.deps import (
-    ERRORS,
+    NOT_FOUND,
     OperationId,
     settings_of,
     store_of,
@@ -35,14 +35,14 @@ from schemas.responses import (
 
 log = logging.getLogger("bulkops.api")
 
-router = APIRouter(prefix=API_PREFIX, tags=["bulk-operations"], responses=ERRORS)
+router = APIRouter(prefix=API_PREFIX, tags=["bulk-operations"])
 
 
 @router.get(
     "/status/{operationId}",
     response_model=Envelope[OperationStatusOut],
     summary="Live status of one operation",
-    responses={404: {"model": ErrorBody, "description": "Unknown, or another sponsor's"}},
+    responses=NOT_FOUND,
 )
 def get_status(
     request: Request,
@@ -91,7 +91,10 @@ def get_history(
     "/codes/{operationId}",
     response_model=Envelope[CodesPage],
     summary="The codes an operation generated, in item order",
-    responses={404: {"model": ErrorBody, "description": "Unknown, or another sponsor's"}},
+    responses={
+        **NOT_FOUND,
+        409: {"model": ErrorBody, "description": "Not a code-generation operation"},
+    },
 )
 def get_codes(
     request: Request,
@@ -133,7 +136,7 @@ def get_codes(
     "/items/{operationId}",
     response_model=Envelope[ItemsPage],
     summary="Per-item results of an operation, in item order",
-    responses={404: {"model": ErrorBody, "description": "Unknown, or another sponsor's"}},
+    responses=NOT_FOUND,
 )
 def get_items(
     request: Request,
@@ -184,7 +187,7 @@ def get_items(
     "/aggregates/{operationId}",
     summary="Per-operation aggregates from ClickHouse (once finished)",
     responses={
-        404: {"model": ErrorBody, "description": "Unknown, or another sponsor's"},
+        **NOT_FOUND,
         409: {"model": ErrorBody, "description": "Not ready: the operation is still running"},
     },
 )

@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Request, status
 
 from api.auth import CurrentPrincipal
-from api.deps import ERRORS, settings_of, store_of
+from api.deps import settings_of, store_of
 from api.errors import validation_error
 from api.services import link_sends
 from api.services.presenters import API_PREFIX, metrics, status_url
@@ -42,7 +42,7 @@ from schemas.responses import (
 
 log = logging.getLogger("bulkops.api")
 
-router = APIRouter(prefix=API_PREFIX, tags=["bulk-operations"], responses=ERRORS)
+router = APIRouter(prefix=API_PREFIX, tags=["bulk-operations"])
 
 
 # Used for the submit-time estimate only; status then reports the rate actually observed.

@@ -284,3 +284,37 @@ def test_webhook_secret_is_per_sponsor(client: TestClient) -> None:
     eight = client.get(url, headers=auth(8)).json()["data"]["secret"]
     assert len(seven) == 64 and seven != eight
     assert client.get(url, headers=auth(None, Role.ADMIN)).status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        # numbers beyond 64 bits used to reach orjson and answer 500 (found by fuzzing)
+        ({"processing": {"processingSettings": {"n": [2**70]}}}, "processing.processingSettings"),
+        ({"batches": [{"batchName": "a", "quantity": 2**70}]}, "batches.0.quantity"),
+        ({"quantity": 370097661029.0, "batches": []}, "quantity"),
+        # booleans are not numbers, and numbers not booleans
+        ({"processing": {"retryAttempts": False}}, "processing.retryAttempts"),
+        ({"validityDays": True}, "validityDays"),
+        ({"processing": {"stopOnFirstError": 1}}, "processing.stopOnFirstError"),
+        ({"subscriptionTierId": "3"}, "subscriptionTierId"),
+    ],
+)
+def test_numbers_are_strict_and_bounded(
+    client: TestClient, sink: FakeMessageSink, change: dict[str, Any], field: str
+) -> None:
+    assert_invalid(post(client, {**seed(), **change}), field)
+    assert sink.sent == []
+
+
+def test_template_retry_attempts_must_be_a_number(client: TestClient) -> None:
+    body = {"name": "x", "message": "Merhaba {link}", "processingOptions": {"retryAttempts": False}}
+    response = client.post("/api/v1/bulk-operations/templates", json=body, headers=auth())
+    assert_invalid(response, "processingOptions.retryAttempts")
+
+
+@pytest.mark.parametrize("query", ["pagesize=500", "=", "page=1&pageSize=5&extra=1"])
+def test_unknown_query_parameters_are_refused(client: TestClient, query: str) -> None:
+    response = client.get(f"/api/v1/bulk-operations/history?{query}", headers=auth())
+    assert response.status_code == 422, response.text
+    assert response.json()["details"]["errors"][0]["field"].startswith("query.")
