@@ -11,6 +11,7 @@ import base64
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -174,11 +175,50 @@ def new_cluster_id(random: Callable[[], bytes] = lambda: uuid.uuid4().bytes) -> 
             return cluster_id
 
 
+MIN_JAVA = 17
+
+
+def java_major(version_output: str) -> int | None:
+    """The major version in ``java -version``'s output (``"17.0.15"`` -> 17, ``"1.8.0"`` -> 8)."""
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', version_output)
+    if match is None:
+        return None
+    major = int(match.group(1))
+    return int(match.group(2) or 0) if major == 1 else major
+
+
 def _java() -> str:
     java = shutil.which("java")
     if java is None:
-        raise BrokerError("Java 17+ is needed to run the Kafka broker")
+        raise BrokerError(f"Java {MIN_JAVA}+ is needed to run the Kafka broker: none on PATH")
+    probe = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
+    major = java_major(probe.stderr + probe.stdout)
+    if major is None or major < MIN_JAVA:
+        found = (probe.stderr or probe.stdout).strip().splitlines()[:1]
+        raise BrokerError(f"Java {MIN_JAVA}+ is needed to run the Kafka broker; {java} is {found}")
     return java
+
+
+def exit_reason(data_dir: Path, lines: int = 400) -> str:
+    """Why a broker started from ``data_dir`` stopped: its last fatal error, with a hint."""
+    text: list[str] = []
+    for name in ("server.log", "broker.out"):
+        path = data_dir / name
+        if path.exists():
+            text += path.read_text(errors="replace").splitlines()[-lines:]
+    causes = [
+        line.strip() for line in text if re.match(r"^[\w.$]+(Exception|Error): ", line.strip())
+    ]
+    if not causes:
+        errors = [line for line in text if " ERROR " in line or " FATAL " in line]
+        causes = errors[-1:] or ["no error in its logs"]
+    reason = causes[-1][:500]
+    if "meta.properties" in reason or "InconsistentClusterId" in reason:
+        reason += (
+            f" (the storage in {data_dir / 'logs'} was formatted for another broker or "
+            "cluster: remove that directory, or use another data directory)"
+        )
+    return reason
 
 
 def _classpath(libs: Path) -> str:
@@ -196,19 +236,28 @@ def start(
 ) -> Broker:
     """Format (first time only) and start a broker; return once it answers metadata requests."""
     libs = fetch()
+    java = _java()
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    running = _recorded_pid(data_dir)
+    if running is not None and _alive(running):
+        raise BrokerError(
+            f"a broker started from {data_dir} is still running (pid {running}): "
+            f"stop it first (bulkops kafka stop --broker-dir {data_dir})"
+        )
     port, controller_port = _ports(data_dir, port, controller_port)
     if port == controller_port:
         raise BrokerError(f"the broker and its controller cannot share port {port}")
     for taken in (port, controller_port):
         if _listening(taken):
-            raise BrokerError(f"port {taken} is already in use on 127.0.0.1")
+            raise BrokerError(
+                f"port {taken} is already in use on 127.0.0.1 (by another program, or a broker "
+                f"from another data directory): free it or choose another port"
+            )
     props = data_dir / "server.properties"
     props.write_text(_properties(data_dir, port, controller_port))
     log4j = data_dir / "log4j2.properties"
     log4j.write_text(_LOG4J.format(log_file=data_dir / "server.log", level=log_level))
-    java = _java()
     jvm = [
         java,
         f"-Xmx{heap}",
@@ -222,11 +271,14 @@ def start(
     ]
     if not (data_dir / "logs" / "meta.properties").exists():
         cluster_id = new_cluster_id()
-        subprocess.run(
+        formatted = subprocess.run(
             [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
-            check=True,
-            stdout=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
         )
+        if formatted.returncode != 0:
+            output = (formatted.stderr or formatted.stdout).strip()[-1000:]
+            raise BrokerError(f"formatting the broker's storage in {data_dir} failed: {output}")
     with (data_dir / "broker.out").open("ab") as stdout:
         process = subprocess.Popen(
             [*jvm, "kafka.Kafka", str(props)],
@@ -241,6 +293,11 @@ def start(
         wait_ready(broker.bootstrap, timeout=timeout, process=process)
         if process.poll() is not None:
             raise BrokerError(f"Kafka broker exited with code {process.returncode}")
+    except BrokerError as exc:
+        stop(data_dir)
+        if process.poll() is None:
+            raise
+        raise BrokerError(f"{exc}: {exit_reason(data_dir)}") from exc
     except BaseException:
         stop(data_dir)
         raise
@@ -276,6 +333,13 @@ def is_reachable(bootstrap: str, timeout: float = 3.0) -> bool:
     except BrokerError:
         return False
     return True
+
+
+def _recorded_pid(data_dir: Path) -> int | None:
+    try:
+        return int((data_dir / "broker.pid").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def stop(data_dir: Path, timeout: float = 30.0) -> bool:

@@ -1,13 +1,16 @@
-"""The local broker's ports, and librdkafka's log lines through logging."""
+"""The local broker: its ports, why it does not start, and librdkafka's log lines."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 from pathlib import Path
 
 import pytest
 
+from bulkops import localkafka
 from bulkops.localkafka import _ports, free_ports, new_cluster_id
 from core.kafkalog import RepeatFilter, client_logger, install
 
@@ -79,3 +82,58 @@ def test_install_filters_every_root_handler_once(caplog: pytest.LogCaptureFixtur
         assert client_logger("producer").name == "bulkops.kafka.producer"
     finally:
         logger.removeHandler(handler)
+
+
+@pytest.mark.parametrize(
+    ("output", "major"),
+    [
+        ('openjdk version "17.0.15" 2025-04-15', 17),
+        ('java version "1.8.0_412"', 8),
+        ('openjdk version "21" 2023-09-19', 21),
+        ("no version here", None),
+    ],
+)
+def test_java_major_version(output: str, major: int | None) -> None:
+    assert localkafka.java_major(output) == major
+
+
+def test_no_java_is_said_plainly(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(localkafka, "fetch", lambda: tmp_path)
+    monkeypatch.setattr(localkafka.shutil, "which", lambda name: None)
+    with pytest.raises(localkafka.BrokerError, match=r"Java 17\+ is needed.*none on PATH"):
+        localkafka.start(tmp_path / "broker")
+
+
+def test_a_taken_port_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(localkafka, "fetch", lambda: tmp_path)
+    monkeypatch.setattr(localkafka, "_java", lambda: "java")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(localkafka.BrokerError, match=f"port {port} is already in use"):
+            localkafka.start(tmp_path / "broker", port=port)
+
+
+def test_a_broker_still_running_from_the_directory_is_named(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(localkafka, "fetch", lambda: tmp_path)
+    monkeypatch.setattr(localkafka, "_java", lambda: "java")
+    (tmp_path / "broker.pid").write_text(str(os.getpid()))
+    with pytest.raises(localkafka.BrokerError, match=f"still running \\(pid {os.getpid()}\\)"):
+        localkafka.start(tmp_path)
+
+
+def test_the_exit_reason_is_the_last_fatal_error_with_a_hint(tmp_path: Path) -> None:
+    (tmp_path / "server.log").write_text(
+        "[2026-11-27 16:23:36,365] INFO starting (kafka.Kafka$)\n"
+        "[2026-11-27 16:23:36,365] ERROR Exiting Kafka due to fatal exception (kafka.Kafka$)\n"
+        "java.lang.RuntimeException: Stored node id 2 doesn't match previous node id 1 in "
+        "/d/logs/meta.properties.\n"
+        "\tat kafka.Kafka$.main(Kafka.scala:1)\n"
+    )
+    reason = localkafka.exit_reason(tmp_path)
+    assert reason.startswith("java.lang.RuntimeException: Stored node id 2")
+    assert "formatted for another broker or cluster" in reason
+    assert localkafka.exit_reason(tmp_path / "empty") == "no error in its logs"
