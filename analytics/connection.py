@@ -10,12 +10,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from clickhouse_connect.driver.client import Client
 
 from analytics import sql
 from analytics.client import connect
+from analytics.faults import WriteFaults
 
 
 class Connection:
@@ -26,8 +27,21 @@ class Connection:
         self._read_lock = threading.Lock()
 
     @classmethod
-    def open(cls, *, dsn: str | None, chdb_path: Path, database: str) -> Connection:
+    def open(
+        cls,
+        *,
+        dsn: str | None,
+        chdb_path: Path,
+        database: str,
+        write_fault_trigger: Path | None = None,
+    ) -> Connection:
+        """Both clients on ``database`` (created if missing), and the schema ensured.
+
+        ``write_fault_trigger``: fault injection for tests (:mod:`analytics.faults`).
+        """
         writer = connect(dsn=dsn, chdb_path=chdb_path, database=database)
+        if write_fault_trigger is not None:
+            writer = cast(Client, WriteFaults(writer, write_fault_trigger))
         reader = connect(dsn=dsn, chdb_path=chdb_path, database=database)
         connection = cls(writer, reader)
         connection.ensure_schema()

@@ -18,6 +18,7 @@ from analytics.reader import Reader
 from analytics.templates import Templates
 from analytics.worker_state import WorkerState
 from analytics.writer import ResultWriter
+from core.settings import BulkopsSettings
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,18 @@ class AnalyticsStore:
     @classmethod
     def open(cls, *, dsn: str | None, chdb_path: Path, database: str) -> AnalyticsStore:
         return cls.over(Connection.open(dsn=dsn, chdb_path=chdb_path, database=database))
+
+    @classmethod
+    def from_settings(cls, settings: BulkopsSettings) -> AnalyticsStore:
+        """The store a deployable's settings name (server DSN, else embedded chDB)."""
+        return cls.over(
+            Connection.open(
+                dsn=settings.clickhouse_dsn,
+                chdb_path=settings.chdb_path,
+                database=settings.clickhouse_database,
+                write_fault_trigger=settings.clickhouse_write_fault_file,
+            )
+        )
 
     @classmethod
     def over(cls, connection: Connection) -> AnalyticsStore:

@@ -371,6 +371,24 @@ def stop(data_dir: Path, timeout: float = 30.0) -> bool:
     return True
 
 
+def kill(data_dir: Path) -> bool:
+    """SIGKILL the broker recorded in ``data_dir``, as a crash would (fault drills and tests).
+
+    Its pid file stays behind, as after a crash; :func:`start` sees the process is gone.
+    Returns False when no broker was running there.
+    """
+    pid = _recorded_pid(data_dir)
+    if pid is None or not _alive(pid):
+        return False
+    os.kill(pid, signal.SIGKILL)
+    process = _STARTED.pop(pid, None)
+    if process is not None:
+        process.wait(timeout=10)
+    while _alive(pid):
+        time.sleep(0.05)
+    return True
+
+
 def _alive(pid: int) -> bool:
     try:
         reaped, _ = os.waitpid(pid, os.WNOHANG)

@@ -21,14 +21,6 @@ from streams.providers.factory import build_providers
 log = logging.getLogger("bulkops")
 
 
-def open_store(settings: ApiSettings | WorkerSettings) -> AnalyticsStore:
-    return AnalyticsStore.open(
-        dsn=settings.clickhouse_dsn,
-        chdb_path=settings.chdb_path,
-        database=settings.clickhouse_database,
-    )
-
-
 async def _start_api_parts(app: FastAPI, settings: ApiSettings) -> None:
     view = StatusView()
     follower = KafkaStatusFollower(
@@ -57,7 +49,7 @@ def combined_app(api_settings: ApiSettings, worker_settings: WorkerSettings) -> 
     """The API and the Faust worker sharing one process and one embedded ClickHouse."""
 
     async def start(app: FastAPI) -> None:
-        store = await asyncio.to_thread(open_store, worker_settings)
+        store = await asyncio.to_thread(AnalyticsStore.from_settings, worker_settings)
         app.state.store = store
         app.state.providers = build_providers(worker_settings)
         worker: faust.App = build_worker(
@@ -81,7 +73,7 @@ def api_only_app(settings: ApiSettings) -> FastAPI:
     """The API alone; needs a ClickHouse server (``BULKOPS_CLICKHOUSE_DSN``) shared with workers."""
 
     async def start(app: FastAPI) -> None:
-        app.state.store = await asyncio.to_thread(open_store, settings)
+        app.state.store = await asyncio.to_thread(AnalyticsStore.from_settings, settings)
         await _start_api_parts(app, settings)
 
     async def stop(app: FastAPI) -> None:

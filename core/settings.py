@@ -42,6 +42,9 @@ class BulkopsSettings(BaseSettings):
     clickhouse_dsn: str | None = None
     chdb_path: Path = Path(".data/chdb")
     clickhouse_database: str = Field(default="bulkops", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+    # Fault drills: while this file exists every ClickHouse insert fails (analytics.faults).
+    # Refused with BULKOPS_ENV=prod.
+    clickhouse_write_fault_file: Path | None = None
 
     # Secrets: HS256 key for bearer tokens, and the key behind code generation.
     jwt_secret: str = DEV_JWT_SECRET
@@ -91,6 +94,8 @@ class BulkopsSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_outside_dev(self) -> BulkopsSettings:
+        if self.env == "prod" and self.clickhouse_write_fault_file is not None:
+            raise ValueError("BULKOPS_CLICKHOUSE_WRITE_FAULT_FILE is for fault drills, not prod")
         if self.env != "dev":
             for name in ("jwt_secret", "code_secret", "webhook_secret"):
                 value = getattr(self, name)

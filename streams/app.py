@@ -21,7 +21,7 @@ import faust
 from analytics.interfaces import KeptState, ResultSink
 from core.settings import WorkerSettings
 from core.topics import Topics
-from streams import agents, tables, timers
+from streams import agents, ownership, tables, timers
 from streams.codes import CodeMinter
 from streams.context import Outboxes, WorkerContext
 from streams.delivery import App
@@ -99,4 +99,5 @@ def build_worker(
     )
     agents.declare(app, ctx, sources)
     timers.declare(app, ctx)
+    ownership.declare(app, ctx)
     return app

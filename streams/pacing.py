@@ -2,9 +2,11 @@
 
 One bucket per sender (the provider account a channel sends from) and one per
 sponsor and channel. A sponsor's operations all run on the worker that owns the sponsor's
-partition, so its bucket here is exact; the sender bucket is exact while one worker sends
-for that sender (several workers sharing a sender split its rate between them: configure
-``rate / workers``). A provider's 429 with ``Retry-After`` pauses the whole sender bucket.
+partition, so its bucket here is exact. Every worker sends for every sender, so a worker's
+sender bucket holds the share of the sender's rate that its item partitions are of all of
+them (:meth:`Pacer.follow_assignment`, on every rebalance): however many workers run, their
+rates add up to the sender's at most. A provider's 429 with ``Retry-After`` pauses the whole
+sender bucket.
 """
 
 from __future__ import annotations
@@ -13,9 +15,15 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+# How often a bucket with no rate (a worker owning no partitions) looks again.
+_IDLE_RECHECK_SECONDS = 0.1
+
 
 class TokenBucket:
-    """``rate`` tokens per second, at most ``burst`` saved up; ``acquire`` waits for one."""
+    """``rate`` tokens per second, at most ``burst`` saved up; ``acquire`` waits for one.
+
+    A rate of 0 gives no tokens until :meth:`set_rate` gives a positive one.
+    """
 
     def __init__(
         self,
@@ -24,33 +32,45 @@ class TokenBucket:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be positive")
+        if rate < 0:
+            raise ValueError("rate must not be negative")
         self.rate = rate
         self.burst = max(1.0, burst if burst is not None else rate / 10)
         self._clock = clock
         self._sleep = sleep
-        self._tokens = 1.0
+        self._tokens = 1.0 if rate else 0.0
         self._updated = clock()
         self._paused_until = 0.0
         self._lock = asyncio.Lock()
 
     def _refill(self, now: float) -> None:
-        self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
-        self._updated = now
+        if now > self._updated:
+            self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
+            self._updated = now
+
+    def take(self, now: float) -> float:
+        """Take a token if one is there (returns 0), else how long until one will be."""
+        if now < self._paused_until:
+            return self._paused_until - now
+        self._refill(now)
+        if self._tokens >= 1 - 1e-9:  # float sums land a hair under 1
+            self._tokens = max(0.0, self._tokens - 1)
+            return 0.0
+        return (1 - self._tokens) / self.rate if self.rate else _IDLE_RECHECK_SECONDS
 
     async def acquire(self) -> None:
         async with self._lock:  # first come, first served
-            while True:
-                now = self._clock()
-                if now < self._paused_until:
-                    await self._sleep(self._paused_until - now)
-                    continue
-                self._refill(now)
-                if self._tokens >= 1 - 1e-9:  # float sums land a hair under 1
-                    self._tokens = max(0.0, self._tokens - 1)
-                    return
-                await self._sleep((1 - self._tokens) / self.rate)
+            while (wait := self.take(self._clock())) > 0:
+                await self._sleep(wait)
+
+    def set_rate(self, rate: float) -> None:
+        """From now on ``rate`` per second (tokens saved so far were earned at the old one)."""
+        if rate < 0:
+            raise ValueError("rate must not be negative")
+        self._refill(self._clock())
+        self.rate = rate
+        self.burst = max(1.0, rate / 10)
+        self._tokens = min(self._tokens, self.burst) if rate else 0.0
 
     def pause(self, seconds: float) -> None:
         """Send nothing for ``seconds`` (a provider said Retry-After); saved tokens are lost."""
@@ -63,23 +83,45 @@ class TokenBucket:
 class Pacer:
     """The buckets a send must pass: its sender's and its sponsor's for that channel."""
 
-    def __init__(self, sender_rates: dict[str, float], sponsor_rates: dict[str, float]) -> None:
+    def __init__(
+        self,
+        sender_rates: dict[str, float],
+        sponsor_rates: dict[str, float],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._sender_rates = sender_rates
         self._sponsor_rates = sponsor_rates
+        self._clock = clock
         self._senders: dict[str, TokenBucket] = {}
         self._sponsors: dict[tuple[int, str], TokenBucket] = {}
+        # The share of each sender's rate this worker may use: its item partitions over all.
+        self.share = 1.0
 
     def sender(self, channel: str) -> TokenBucket:
         bucket = self._senders.get(channel)
         if bucket is None:
-            bucket = self._senders[channel] = TokenBucket(self._sender_rates[channel])
+            rate = self._sender_rates[channel] * self.share
+            bucket = self._senders[channel] = TokenBucket(rate, clock=self._clock)
         return bucket
+
+    def follow_assignment(self, owned: int, total: int) -> dict[str, float]:
+        """This worker now owns ``owned`` of the ``total`` item partitions: hold each sender
+        to that share of its rate (none while it owns none, as between a revocation and the
+        next assignment). Returns the sender rates now in force."""
+        if not 0 <= owned <= total or total < 1:
+            raise ValueError(f"owned {owned} of {total} partitions")
+        self.share = owned / total
+        for channel, bucket in self._senders.items():
+            bucket.set_rate(self._sender_rates[channel] * self.share)
+        return {channel: rate * self.share for channel, rate in self._sender_rates.items()}
 
     def sponsor(self, sponsor_id: int, channel: str) -> TokenBucket:
         key = (sponsor_id, channel)
         bucket = self._sponsors.get(key)
         if bucket is None:
-            bucket = self._sponsors[key] = TokenBucket(self._sponsor_rates[channel])
+            bucket = self._sponsors[key] = TokenBucket(
+                self._sponsor_rates[channel], clock=self._clock
+            )
         return bucket
 
     async def acquire(self, sponsor_id: int, channel: str) -> None:

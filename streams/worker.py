@@ -24,11 +24,7 @@ class _Worker(faust.Worker):
 
 def run(settings: WorkerSettings) -> None:
     """Run the worker until it is stopped, with Faust's own signal handling and shutdown."""
-    store = AnalyticsStore.open(
-        dsn=settings.clickhouse_dsn,
-        chdb_path=settings.chdb_path,
-        database=settings.clickhouse_database,
-    )
+    store = AnalyticsStore.from_settings(settings)
     app = build_worker(settings, store.writer, store.state, build_providers(settings))
     try:
         _Worker(app, loglevel=settings.log_level).execute_from_commandline()

@@ -137,6 +137,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 @pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[localkafka.Broker]:
+    """A broker of the test's own, for tests that stop or kill it."""
+    data_dir = tmp_path / "kafka"
+    broker = localkafka.start(data_dir)
+    try:
+        yield broker
+    finally:
+        localkafka.stop(data_dir, timeout=5)  # a throwaway broker: no need to wait it out
+
+
+@pytest.fixture
 def make_server(
     kafka_bootstrap: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[Any]:

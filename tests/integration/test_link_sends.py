@@ -84,6 +84,10 @@ def test_rate_limit_is_held_without_429s(make_server: Any, simulator: SimulatorT
     assert 45 <= rate <= 55, rate
     late_429s = [t for t in simulator.simulator.summary()["rateLimitedAt"] if t > stamps[0] + 1]
     assert late_429s == []
+    # The one worker owns every item partition, so it holds the sender's whole rate.
+    assert "pacing: 4 of 4 item partitions here, sender rates now SMS 50/s" in (
+        server.log_path.read_text(errors="replace")
+    )
 
 
 def test_transient_failures_are_retried_until_delivered(

@@ -7,27 +7,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from confluent_kafka import Consumer
 
 from bulkops import localkafka
 from tests.integration.conftest import Server
 from tests.integration.test_codegen_flow import submit, wait_terminal
 from tests.support import wait_for
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[localkafka.Broker]:
-    data_dir = tmp_path / "kafka"
-    broker = localkafka.start(data_dir)
-    try:
-        yield broker
-    finally:
-        localkafka.stop(data_dir, timeout=5)  # a throwaway broker: no need to wait it out
 
 
 def operations_on_topic(bootstrap: str, topic: str) -> list[bytes]:

@@ -1,0 +1,170 @@
+"""Faults below the worker: the broker SIGKILLed mid-operation, ClickHouse refusing writes.
+
+Each run ends with exact counts (every item once, every code unique, for sends each
+recipient once in the simulator's ledger), and status lookups answer throughout.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bulkops import localkafka
+from bulkops.simulator import SimulatorThread
+from tests.integration.conftest import Server, provider_env, run_probe
+from tests.integration.test_codegen_flow import all_codes, submit, wait_terminal
+from tests.integration.test_link_sends import body
+from tests.integration.test_worker_faults import SKIPPED, log_of, processed
+from tests.support import wait_for
+
+BROKER_DOWN_SECONDS = 8.0
+
+
+@contextmanager
+def status_watch(client: httpx.Client, operation_id: str) -> Iterator[list[float]]:
+    """Poll the operation's status the whole time; yields the latencies of the answers.
+    Any answer other than 200 fails the test."""
+    latencies: list[float] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        with httpx.Client(base_url=client.base_url, headers=client.headers, timeout=10) as own:
+            while not stop.is_set():
+                started = time.monotonic()
+                try:
+                    response = own.get(f"/status/{operation_id}")
+                except httpx.HTTPError as exc:
+                    failures.append(repr(exc))
+                    continue
+                latencies.append(time.monotonic() - started)
+                if response.status_code != 200:
+                    failures.append(f"{response.status_code} {response.text[:200]}")
+                stop.wait(0.05)
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        yield latencies
+    finally:
+        stop.set()
+        thread.join(timeout=15)
+    assert not failures, failures[:5]
+
+
+def kill_broker_at(
+    broker: localkafka.Broker, client: httpx.Client, operation_id: str, count: int
+) -> None:
+    """SIGKILL the broker once ``count`` items are counted; start it again after a while."""
+    wait_for(
+        lambda: processed(client, operation_id) >= count,
+        timeout=180,
+        interval=0.02,
+        message=f"{count} processed",
+    )
+    assert localkafka.kill(broker.data_dir)
+    time.sleep(BROKER_DOWN_SECONDS)  # the fault itself: the broker stays down this long
+    assert localkafka.start(broker.data_dir).bootstrap == broker.bootstrap
+
+
+def test_broker_killed_mid_code_generation(make_server: Any, own_broker: localkafka.Broker) -> None:
+    server: Server = make_server(
+        BULKOPS_KAFKA_BOOTSTRAP=own_broker.bootstrap, BULKOPS_MAX_ITEMS_PER_OPERATION="300000"
+    ).start()
+    client = server.client(sponsor_id=31)
+    quantity = 300_000
+    operation_id = submit(
+        client,
+        {"subscriptionTierId": 2, "quantity": quantity, "processing": {"batchSize": 1000}},
+    )
+    with status_watch(client, operation_id) as latencies:
+        kill_broker_at(own_broker, client, operation_id, quantity // 4)
+        back = time.monotonic()
+        status = wait_terminal(client, operation_id, timeout=240)
+    print(
+        f"completed {time.monotonic() - back:.1f}s after the broker returned; "
+        f"{len(latencies)} status reads, slowest {max(latencies):.3f}s"
+    )
+    assert status["status"] == "Completed", status
+    assert status["metrics"]["processedItems"] == status["metrics"]["successfulItems"] == quantity
+    codes = all_codes(client, operation_id)
+    assert len(codes) == len({c["code"] for c in codes}) == quantity
+    assert SKIPPED not in log_of(server)
+    server.stop()
+    probe = run_probe(server.chdb_path, operation_id, 31)
+    assert probe["code_items"] == probe["unique_codes"] == probe["success_items"] == quantity
+    assert probe["all_items"] == quantity and probe["duplicate_codes"] == 0
+
+
+def test_broker_killed_mid_link_send(
+    make_server: Any, own_broker: localkafka.Broker, simulator: SimulatorThread
+) -> None:
+    simulator.simulator.config.rate_per_second = 1000
+    server: Server = make_server(
+        BULKOPS_KAFKA_BOOTSTRAP=own_broker.bootstrap,
+        **provider_env(simulator, sender_rate_sms=1000),
+    ).start()
+    client = server.client(sponsor_id=32)
+    total = 10_000
+    operation_id = submit(client, body(total, "SMS", batchSize=100), "/send-links")
+    with status_watch(client, operation_id):
+        kill_broker_at(own_broker, client, operation_id, total // 3)
+        status = wait_terminal(client, operation_id, timeout=240)
+    assert status["status"] == "Completed", status
+    metrics = status["metrics"]
+    assert metrics["processedItems"] == metrics["successfulItems"] == total
+    keys = [entry["key"] for entry in simulator.simulator.entries()]
+    assert len(keys) == total and set(keys) == {f"{operation_id}:{i}" for i in range(total)}
+    assert SKIPPED not in log_of(server)
+
+
+def test_clickhouse_refusing_writes_for_a_while(make_server: Any, tmp_path: Path) -> None:
+    """Every insert fails (half of them after landing) for a while: the sink backs off and
+    acknowledges nothing; afterwards the operation completes with every row exactly once."""
+    trigger = tmp_path / "clickhouse-down"
+    server: Server = make_server(
+        BULKOPS_CLICKHOUSE_WRITE_FAULT_FILE=str(trigger),
+        BULKOPS_MAX_ITEMS_PER_OPERATION="100000",
+    ).start()
+    client = server.client(sponsor_id=33)
+    quantity = 100_000
+    operation_id = submit(
+        client,
+        {"subscriptionTierId": 3, "quantity": quantity, "processing": {"batchSize": 500}},
+    )
+    with status_watch(client, operation_id):
+        wait_for(
+            lambda: processed(client, operation_id) >= quantity // 5,
+            timeout=120,
+            interval=0.02,
+            message="20% processed",
+        )
+        trigger.touch()
+        wait_for(
+            lambda: log_of(server).count("injected fault") >= 4,
+            timeout=60,
+            message="inserts failing and retried",
+        )
+        stalled = processed(client, operation_id)
+        wait_for(
+            lambda: "landed, its answer lost" in log_of(server),
+            timeout=60,
+            message="an insert that landed but answered with an error",
+        )
+        # Nothing is counted while nothing can be stored.
+        assert processed(client, operation_id) == stalled
+        assert client.get(f"/status/{operation_id}").json()["data"]["status"] == "Processing"
+        trigger.unlink()
+        status = wait_terminal(client, operation_id, timeout=180)
+    assert status["status"] == "Completed", status
+    assert status["metrics"]["processedItems"] == status["metrics"]["successfulItems"] == quantity
+    server.stop()
+    probe = run_probe(server.chdb_path, operation_id, 33)
+    assert probe["code_items"] == probe["unique_codes"] == probe["success_items"] == quantity
+    assert probe["all_items"] == quantity and probe["duplicate_codes"] == 0
