@@ -47,11 +47,13 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @dataclass
 class Server:
-    """One ``bulkops serve`` process (API + worker + embedded ClickHouse)."""
+    """One ``bulkops serve`` process (API + worker + embedded ClickHouse), or with
+    ``command`` another deployable (``api`` or ``worker`` against a ClickHouse server)."""
 
     env: dict[str, str]
     log_path: Path
     port: int
+    command: str = "serve"
     process: subprocess.Popen[bytes] | None = None
     jwt_secret: str = ""
     _clients: list[httpx.Client] = field(default_factory=list)
@@ -68,10 +70,12 @@ class Server:
     def chdb_path(self) -> Path:
         return Path(self.env["BULKOPS_CHDB_PATH"])
 
-    def start(self, timeout: float = 90.0) -> Server:
+    def start(self, timeout: float = 90.0, *, ready_when_logged: str | None = None) -> Server:
+        """Start and wait until ready: the status view caught up, or (a worker, which has no
+        HTTP side) once ``ready_when_logged`` appears in its log."""
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "bulkops.cli", "serve"],
+                [sys.executable, "-m", "bulkops.cli", self.command],
                 cwd=ROOT,
                 env=self.env,
                 stdout=log,
@@ -82,6 +86,8 @@ class Server:
             assert self.process is not None
             if self.process.poll() is not None:
                 raise AssertionError(f"server exited early:\n{self.log_tail()}")
+            if ready_when_logged is not None:
+                return ready_when_logged in self.log_path.read_text(errors="replace")
             try:
                 body = httpx.get(f"{self.base_url}/healthz", timeout=1).json()
             except httpx.HTTPError:
@@ -154,7 +160,7 @@ def make_server(
     """Build (not start) a server with a fresh topic prefix and chDB directory."""
     servers: list[Server] = []
 
-    def make(**overrides: str) -> Server:
+    def make(command: str = "serve", **overrides: str) -> Server:
         prefix = f"t{uuid.uuid4().hex[:12]}"
         port = localkafka.free_port()
         env = {
@@ -176,8 +182,9 @@ def make_server(
         }
         server = Server(
             env=env,
-            log_path=tmp_path / f"server-{prefix}.log",
+            log_path=tmp_path / f"{command}-{prefix}.log",
             port=port,
+            command=command,
             jwt_secret=env["BULKOPS_JWT_SECRET"],
         )
         servers.append(server)

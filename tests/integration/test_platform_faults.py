@@ -113,9 +113,15 @@ def test_broker_killed_mid_link_send(
     client = server.client(sponsor_id=32)
     total = 10_000
     operation_id = submit(client, body(total, "SMS", batchSize=100), "/send-links")
-    with status_watch(client, operation_id):
+    with status_watch(client, operation_id) as latencies:
         kill_broker_at(own_broker, client, operation_id, total // 3)
+        back = time.monotonic()
         status = wait_terminal(client, operation_id, timeout=240)
+    print(
+        f"completed {time.monotonic() - back:.1f}s after the broker returned; "
+        f"{len(latencies)} status reads, slowest {max(latencies):.3f}s; "
+        f"provider duplicates suppressed: {simulator.simulator.summary()['duplicatesSuppressed']}"
+    )
     assert status["status"] == "Completed", status
     metrics = status["metrics"]
     assert metrics["processedItems"] == metrics["successfulItems"] == total
@@ -161,7 +167,12 @@ def test_clickhouse_refusing_writes_for_a_while(make_server: Any, tmp_path: Path
         assert processed(client, operation_id) == stalled
         assert client.get(f"/status/{operation_id}").json()["data"]["status"] == "Processing"
         trigger.unlink()
+        back = time.monotonic()
         status = wait_terminal(client, operation_id, timeout=180)
+    print(
+        f"completed {time.monotonic() - back:.1f}s after writes were accepted again; "
+        f"{log_of(server).count('injected fault')} inserts failed meanwhile"
+    )
     assert status["status"] == "Completed", status
     assert status["metrics"]["processedItems"] == status["metrics"]["successfulItems"] == quantity
     server.stop()
