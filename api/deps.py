@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import Path, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from starlette.requests import HTTPConnection
 
 from analytics.store import AnalyticsStore
 from api.auth import Principal
@@ -62,16 +63,16 @@ def _query_names(dependant: Dependant) -> frozenset[str]:
     return frozenset(names)
 
 
-def refuse_unknown_query(request: Request) -> None:
+def refuse_unknown_query(connection: HTTPConnection) -> None:
     """Refuse query parameters a route does not declare, as unknown body fields are refused.
 
     A misspelt ``pagesize=500`` would otherwise be ignored without a word and the caller would
     page through 50 at a time wondering why.
     """
-    route = request.scope.get("route")
-    if not isinstance(route, APIRoute):
+    route = connection.scope.get("route")
+    if not isinstance(route, APIRoute):  # a WebSocket route declares what it reads itself
         return
     known = _query_names(route.dependant)
-    for name in request.query_params:
+    for name in connection.query_params:
         if name not in known:
             raise validation_error(f"query.{name}", "unknown query parameter")

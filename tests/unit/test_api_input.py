@@ -318,3 +318,11 @@ def test_unknown_query_parameters_are_refused(client: TestClient, query: str) ->
     response = client.get(f"/api/v1/bulk-operations/history?{query}", headers=auth())
     assert response.status_code == 422, response.text
     assert response.json()["details"]["errors"][0]["field"].startswith("query.")
+
+
+def test_websocket_routes_pass_the_query_guard(client: TestClient) -> None:
+    """The unknown-query guard runs on every route; on a WebSocket it must let it through."""
+    url = "/ws/bulk-operations/codegen_" + "a" * 32
+    with client.websocket_connect(url, headers=auth()) as websocket:
+        message = websocket.receive_json()
+    assert message["type"] == "error" and message["error"] == "OPERATION_NOT_FOUND"
