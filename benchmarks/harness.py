@@ -57,6 +57,22 @@ class Running:
     server_rss: PeakRss
     broker_rss: PeakRss | None
     log_path: Path
+    jwt_secret: str
+
+    def client_for(self, sponsor_id: int) -> httpx.Client:
+        """A client of another sponsor (close it when done)."""
+        token = mint_token(
+            self.jwt_secret,
+            subject=f"bench-{sponsor_id}",
+            role=Role.SPONSOR,
+            sponsor_id=sponsor_id,
+            ttl=timedelta(hours=2),
+        )
+        return httpx.Client(
+            base_url=f"{self.base_url}/api/v1/bulk-operations",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=120,
+        )
 
 
 @contextmanager
@@ -125,7 +141,7 @@ def bulkops_system(
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"server did not start:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.2)
-        yield Running(base, client, server_rss, broker_rss, log_path)
+        yield Running(base, client, server_rss, broker_rss, log_path, jwt_secret)
     finally:
         client.close()
         server.send_signal(signal.SIGINT)

@@ -10,6 +10,7 @@ Dev defaults for secrets are labelled as such and refused unless ``BULKOPS_ENV=d
 
 from __future__ import annotations
 
+import math
 import socket
 from pathlib import Path
 from typing import Literal
@@ -158,6 +159,14 @@ class WorkerSettings(BulkopsSettings):
     webhook_backoff_seconds: float = Field(default=1.0, ge=0, le=300)
     # Faust's local directory (table state, one sub-directory per app id).
     worker_data_dir: Path = Path(".data/worker")
+    # Fair turns on a partition: an operation has at most about this many items released to
+    # the items topic and not yet counted (never fewer than 4 batches); the rest wait their
+    # turn, so a small operation never queues behind the whole of a big one. Sends go at
+    # their channel's pace, so their window is what that pace sends in so many seconds.
+    # 0: no limit.
+    release_window_items: int = Field(default=100_000, ge=0, le=10_000_000)
+    release_window_send_seconds: float = Field(default=5.0, ge=0, le=3600)
+
     # Item batches processed at once (link sends wait on I/O; codes do not care).
     process_concurrency: int = Field(default=32, ge=1, le=1000)
 
@@ -188,6 +197,17 @@ class WorkerSettings(BulkopsSettings):
                         "set the provider's credentials or run with BULKOPS_ENV=dev"
                     )
         return self
+
+    def release_window(self, total_items: int, batches_total: int, channel: str | None) -> int:
+        """The release window of an operation, in batches (0: none); ``channel`` for sends."""
+        if channel is None:
+            items = float(self.release_window_items)
+        else:
+            items = self.send_rate(channel) * self.release_window_send_seconds
+        if not items or not batches_total:
+            return 0
+        batch_size = -(-total_items // batches_total)
+        return max(4, math.ceil(items / batch_size))
 
 
 class ApiSettings(BulkopsSettings):

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from analytics.interfaces import KeptState, ResultSink
 from core.settings import WorkerSettings
 from core.topics import sponsor_key
-from schemas.messages import DeadLetter
+from schemas.messages import DeadLetter, OperationRequested
 from streams.codes import CodeMinter
 from streams.pacing import Pacer
 from streams.progress import OperationState
@@ -73,6 +73,8 @@ class Registry:
     turns: dict[str, asyncio.Semaphore] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)
     ticking: dict[str, float] = field(default_factory=dict)
+    # Code requests, so a release in the window's turn plans from memory, not a read.
+    requests: dict[str, OperationRequested] = field(default_factory=dict)
 
     def forget(self, operation_id: str) -> None:
         """Everything about an operation that has ended."""
@@ -81,6 +83,7 @@ class Registry:
         self.turns.pop(operation_id, None)
         self.dirty.discard(operation_id)
         self.ticking.pop(operation_id, None)
+        self.requests.pop(operation_id, None)
 
 
 def now() -> datetime:

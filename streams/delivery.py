@@ -25,6 +25,15 @@ forever. Both are fixed here, at the depth where they happen:
   resumes the stream partitions, the flow and the queues together, with no ``await`` in
   between, so nothing reaches an agent from a position that is about to change.
 
+* **A flush that gives up** (found here). Before committing offsets Faust flushes its
+  producer, and the first step drains the buffer that table changelog writes go through
+  (``send_soon``). ``ProducerBuffer.flush`` returns as soon as no message has been handed
+  on for 0.1 s, and does not see one being handed on right now (taken off the queue, not
+  yet given to the client). The commit then passes an event whose table write exists only
+  in memory: after a SIGKILL the write is gone and the event is never seen again (a batch
+  counted, then not; the watchdog had to re-drive it). :class:`CompleteFlushBuffer` counts
+  the messages put and handed on, and its flush waits until the two are equal.
+
 A gap in a topic only Bulkops produces to (no transactions, no compaction) means messages
 were skipped; :class:`InFlightSafeConsumer` logs it as an error. The worker's stall watchdog
 (:mod:`streams.watchdog`) re-drives any batch that is released and never counted, whatever
@@ -34,6 +43,7 @@ the cause.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any, cast
@@ -43,7 +53,8 @@ from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import RecordMap
 from faust.transport.drivers import aiokafka as aiokafka_driver
-from faust.types import TP
+from faust.transport.producer import ProducerBuffer
+from faust.types import TP, FutureMessage, ProducerT
 from faust.types.transports import TransportT
 
 log = logging.getLogger("bulkops.worker")
@@ -181,8 +192,42 @@ class SeekFirstTableManager(TableManager):
         return self._recovery
 
 
+class CompleteFlushBuffer(ProducerBuffer):
+    """A producer buffer whose flush returns only once every message put was handed on."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._put = 0
+        self._handed = 0
+        self._handed_on = asyncio.Event()
+
+    def put(self, fut: FutureMessage) -> None:
+        self._put += 1
+        super().put(fut)
+
+    async def _send_pending(self, fut: FutureMessage) -> None:
+        try:
+            await super()._send_pending(fut)
+        finally:
+            self._handed += 1
+            self._handed_on.set()
+
+    async def flush(self) -> None:
+        while self._handed < self._put:
+            if self.state != "running":
+                raise RuntimeError("Cannot flush: producer buffer not running")
+            self._handed_on.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._handed_on.wait(), timeout=1.0)
+
+    @property
+    def unflushed(self) -> int:
+        """Messages put and not yet handed on to the Kafka client."""
+        return self._put - self._handed
+
+
 class App(faust.App):
-    """``faust.App`` with the consumer and the recovery above.
+    """``faust.App`` with the consumer, the recovery and the producer buffer above.
 
     ``gapless_topics`` names the topics only Bulkops produces to: a gap in them is reported.
     """
@@ -195,5 +240,14 @@ class App(faust.App):
     def _new_transport(self) -> TransportT:
         return InFlightSafeTransport(self.conf.broker_consumer, self)
 
+    def _new_producer(self) -> ProducerT:
+        producer = super()._new_producer()
+        if self.conf.producer_threaded:
+            return producer  # the threaded buffer path is not used here
+        buffer = CompleteFlushBuffer(loop=producer.loop, beacon=producer.beacon)
+        buffer.app = self
+        cast(Any, producer).buffer = buffer
+        return producer
 
-__all__ = ["App", "InFlightSafeConsumer", "SeekFirstRecovery"]
+
+__all__ = ["App", "CompleteFlushBuffer", "InFlightSafeConsumer", "SeekFirstRecovery"]

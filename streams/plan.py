@@ -70,11 +70,16 @@ def count_batches(request: OperationRequested) -> int:
     return -(-request.total_items // request.batch_size)
 
 
-def code_item_batches(request: OperationRequested, serial_base: int) -> Iterator[ItemBatch]:
-    """The item-batch messages of a code-generation operation, identical on every replay."""
+def code_item_batches(
+    request: OperationRequested, serial_base: int, only: set[int] | None = None
+) -> Iterator[ItemBatch]:
+    """The item-batch messages of a code-generation operation, identical on every replay
+    (``only``: just those batch indexes)."""
     codegen = request.code_generation
     assert codegen is not None
     for planned in plan_code_batches(codegen, codegen.processing.batch_size):
+        if only is not None and planned.batch_index not in only:
+            continue
         yield ItemBatch(
             operation_id=request.operation_id,
             sponsor_id=request.sponsor_id,

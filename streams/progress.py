@@ -50,6 +50,7 @@ _WORKER_ONLY = {
     "paused_seconds",
     "submission_id",
     "partition",
+    "release_window",
 }
 _BITMAPS = ("done", "exploded", "reserved", "released", "held")
 
@@ -84,6 +85,8 @@ class OperationState(OperationSnapshot):
     # the partition its sponsor's messages live on (what the stall watchdog watches).
     submission_id: str | None = None
     partition: int | None = None
+    # At most this many batches released and not yet counted (0: no limit): fair turns.
+    release_window: int = 0
 
     @field_serializer(*_BITMAPS, when_used="json")
     def _bitmap_as_base64(self, value: bytes) -> str:
@@ -105,6 +108,7 @@ def register(
     serial_base: int,
     now: datetime,
     partition: int | None = None,
+    release_window: int = 0,
 ) -> OperationState:
     """The state of an operation the worker has just exploded: Processing, nothing counted."""
     codegen = request.code_generation
@@ -144,6 +148,7 @@ def register(
         progress_notifications=request.progress_notifications,
         submission_id=request.submission_id,
         partition=partition,
+        release_window=release_window,
         channel=request.link_send.channel if request.link_send else None,
         subscription_tier_id=codegen.subscription_tier_id if codegen else None,
         code_prefix=codegen.code_prefix if codegen else None,
@@ -182,14 +187,30 @@ def release_quota(state: OperationState, now: datetime) -> int:
     A stopped operation releases everything (its batches are then skipped, so they settle
     at once); a paused one releases nothing, nor does a link send whose recipient chunks
     have not all arrived (a submission the API could not finish must not half run);
-    otherwise the schedule decides.
+    otherwise the schedule decides, within the operation's release window.
     """
     if state.stop_reason is not None:
         return state.batches_total
     if state.paused_at is not None or not all_exploded(state):
         return 0
     limit = release_limit(state.schedule, state.batches_total, now, state.paused_seconds)
-    return max(0, limit - state.released_count)
+    quota = max(0, limit - state.released_count)
+    return min(quota, window_room(state)) if state.release_window else quota
+
+
+def window_room(state: OperationState) -> int:
+    """How many more batches the release window takes: released, not yet counted fill it."""
+    return max(0, state.release_window - (state.released_count - state.batches_done))
+
+
+def wants_refill(state: OperationState, now: datetime) -> bool:
+    """A windowed operation has held batches and its window is a quarter empty: time to
+    release more (not for every counted batch, which would cost a message each)."""
+    return (
+        state.release_window > 0
+        and state.held_count > 0
+        and release_quota(state, now) >= max(1, state.release_window // 4)
+    )
 
 
 def due_batches(state: OperationState, now: datetime, limit: int) -> list[int]:
@@ -201,6 +222,8 @@ def due_batches(state: OperationState, now: datetime, limit: int) -> list[int]:
     if state.held_count == 0 or (state.paused_at is not None and state.stop_reason is None):
         return []
     quota = release_quota(state, now)
+    if quota == 0 and not _overlap(state.held, state.released):
+        return []  # a full window or a schedule not due: skip the walk over the held bits
     due: list[int] = []
     for index in set_bits(state.held, state.batches_total):
         if bit(state.released, index):
@@ -211,6 +234,10 @@ def due_batches(state: OperationState, now: datetime, limit: int) -> list[int]:
         if len(due) == limit:
             break
     return due
+
+
+def _overlap(a: bytes, b: bytes) -> bool:
+    return bool(int.from_bytes(a, "little") & int.from_bytes(b, "little"))
 
 
 def mark_released(state: OperationState, index: int, now: datetime) -> None:

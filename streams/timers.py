@@ -18,36 +18,26 @@ from faust.types import TP
 
 from core.topics import Topics, sponsor_key
 from schemas.common import OperationStatus
-from schemas.messages import ReleaseTick
+from streams.agents.release import ask_for_release
 from streams.context import WorkerContext, now
 from streams.delivery import InFlightSafeConsumer
 from streams.progress import OperationState, due_batches
 from streams.tables import HELD_COUNT, WEBHOOK_STATE
 from streams.watchdog import PendingWork, StallWatchdog, remedy
 
-#: A release asked for and not yet handled is asked for again after this long.
-TICK_RETRY_SECONDS = 5.0
-
 
 async def release_due(ctx: WorkerContext) -> None:
-    """Ask for a release when an operation has held batches that are due; one tick per
-    operation outstanding at a time, or again after :data:`TICK_RETRY_SECONDS`."""
+    """Ask for a release when an operation has held batches that are due."""
     operations = ctx.tables.operations
-    ticking = ctx.registry.ticking
-    clock = asyncio.get_running_loop().time()
     moment = now()
     for op_id in operations.ids():
         value = operations.peek(op_id)
         if not value or not value.get(HELD_COUNT):
             continue
-        if clock - ticking.get(op_id, -TICK_RETRY_SECONDS) < TICK_RETRY_SECONDS:
-            continue
         state = OperationState.model_validate(value)
         if state.status.is_terminal or not due_batches(state, moment, 1):
             continue
-        ticking[op_id] = clock
-        tick = ReleaseTick(operation_id=op_id, sponsor_id=state.sponsor_id)
-        await ctx.send(ctx.out.operations, sponsor_key(state.sponsor_id), tick)
+        await ask_for_release(ctx, op_id, state.sponsor_id)
 
 
 async def publish_running(ctx: WorkerContext) -> None:

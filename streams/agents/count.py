@@ -12,8 +12,9 @@ import logging
 from faust.types import EventT
 
 from schemas.messages import BatchSunk, ProgressMessage, WebhookAttempt
+from streams.agents.release import ask_for_release
 from streams.context import InvalidMessage, WorkerContext, check_key, now
-from streams.progress import MAX_RECENT_RESULTS, OperationState, apply_batch
+from streams.progress import MAX_RECENT_RESULTS, OperationState, apply_batch, wants_refill
 
 log = logging.getLogger("bulkops.worker")
 
@@ -71,6 +72,8 @@ async def on_batch_sunk(ctx: WorkerContext, sunk: BatchSunk) -> None:
         ctx.webhooks.start(state, "progress_update", milestone=milestone)
     if not state.status.is_terminal:
         ctx.registry.dirty.add(sunk.operation_id)
+        if wants_refill(state, now()):
+            await ask_for_release(ctx, state.operation_id, state.sponsor_id)
         return
     ctx.registry.forget(state.operation_id)
     await ctx.publish(state)

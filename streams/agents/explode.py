@@ -87,12 +87,18 @@ async def _register(
     ctx: WorkerContext, event: EventT[bytes], request: OperationRequested
 ) -> OperationState:
     op_id = request.operation_id
+    batches_total = count_batches(request)
     state = register(
         request,
-        batches_total=count_batches(request),
+        batches_total=batches_total,
         serial_base=kind_of(request.operation_type).serial_base(ctx, request),
         now=now(),
         partition=event.message.partition,
+        release_window=ctx.settings.release_window(
+            request.total_items,
+            batches_total,
+            request.link_send.channel.value if request.link_send else None,
+        ),
     )
     early = ctx.tables.early_controls.get(op_id)
     if early is ControlAction.CANCEL and request_cancel(state, now()):

@@ -4,8 +4,9 @@ Nothing ever waits inside a process actor for time to pass. The explode agent de
 batch, whether it may go to the items topic now (:func:`streams.progress.release_quota`:
 the schedule, a pause, a stop, whether a link send's chunks all arrived) and holds the rest
 as one bit each; a link-send batch is stored when its chunk arrives, a code batch is planned
-again from the request. A timer asks for releases with ``ReleaseTick`` messages; the stall
-watchdog asks for re-drives with ``Redrive`` messages.
+again from the request. Releases are asked for with ``ReleaseTick`` messages: by a timer
+(schedules, resumes) and by the count agent when an operation's release window has room;
+the stall watchdog asks for re-drives with ``Redrive`` messages.
 """
 
 from __future__ import annotations
@@ -30,6 +31,22 @@ from streams.progress import (
 )
 
 log = logging.getLogger("bulkops.worker")
+
+#: A release asked for and not yet handled is asked for again after this long.
+TICK_RETRY_SECONDS = 5.0
+
+
+async def ask_for_release(ctx: WorkerContext, operation_id: str, sponsor_id: int) -> bool:
+    """Ask the explode agent (which owns the operation's table value) for a release: one
+    ``ReleaseTick`` outstanding per operation, or again after :data:`TICK_RETRY_SECONDS`."""
+    clock = asyncio.get_running_loop().time()
+    ticking = ctx.registry.ticking
+    if clock - ticking.get(operation_id, -TICK_RETRY_SECONDS) < TICK_RETRY_SECONDS:
+        return False
+    ticking[operation_id] = clock
+    tick = ReleaseTick(operation_id=operation_id, sponsor_id=sponsor_id)
+    await ctx.send(ctx.out.operations, sponsor_key(sponsor_id), tick)
+    return True
 
 
 async def release_or_hold(
@@ -65,7 +82,11 @@ async def release_or_hold(
         await ctx.send(ctx.out.items, key, batch)
     if to_hold:
         keep(ctx, operation_id, to_hold)
-        log.info("operation %s: %d batches held until due", operation_id, len(to_hold))
+        log.info(
+            "operation %s: %d batches held until due (schedule, pause or release window)",
+            operation_id,
+            len(to_hold),
+        )
 
 
 def keep(ctx: WorkerContext, operation_id: str, batches: list[ItemBatch]) -> None:
@@ -121,7 +142,9 @@ async def on_release(ctx: WorkerContext, tick: ReleaseTick) -> None:
     for index in held:
         mark_released(state, index, moment)
     operations.save(state)
-    log.info(
+    # Window refills come every few batches: worth a line only at debug level.
+    log.log(
+        logging.INFO if was_queued or not state.release_window else logging.DEBUG,
         "operation %s: released %d held batches%s",
         tick.operation_id,
         len(held),

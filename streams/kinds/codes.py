@@ -26,25 +26,27 @@ class CodeGeneration(OperationKind):
     async def explode(
         self, ctx: WorkerContext, request: OperationRequested, state: OperationState
     ) -> list[ItemBatch]:
+        ctx.registry.requests[request.operation_id] = request
         return list(code_item_batches(request, state.serial_base))
 
     async def stored_batches(
         self, ctx: WorkerContext, state: OperationState, indexes: list[int]
     ) -> dict[int, str]:
         """Code batches are a pure function of the stored request: planned again."""
-        request = await ctx.with_retry(
-            f"operation {state.operation_id}: reading its request",
-            ctx.state.request,
-            state.sponsor_id,
-            state.operation_id,
-        )
+        request = ctx.registry.requests.get(state.operation_id)
         if request is None:
-            return {}
-        wanted = set(indexes)
+            request = await ctx.with_retry(
+                f"operation {state.operation_id}: reading its request",
+                ctx.state.request,
+                state.sponsor_id,
+                state.operation_id,
+            )
+            if request is None:
+                return {}
+            ctx.registry.requests[state.operation_id] = request
         return {
             batch.batch_index: batch.model_dump_json()
-            for batch in code_item_batches(request, state.serial_base)
-            if batch.batch_index in wanted
+            for batch in code_item_batches(request, state.serial_base, only=set(indexes))
         }
 
     async def process(self, ctx: WorkerContext, batch: ItemBatch) -> ResultBatch | None:

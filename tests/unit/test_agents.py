@@ -24,6 +24,7 @@ from schemas.messages import (
     PreparedRecipient,
     RecipientChunk,
     Redrive,
+    ReleaseTick,
     ResultBatch,
 )
 from streams.agents import control, count, explode, guarded, process, sink
@@ -127,6 +128,31 @@ async def test_a_code_request_is_registered_once_and_exploded() -> None:
     await handle_operations(worker, codes_request())  # a replay after a crash
     assert [b.batch_index for b in items(worker)] == [0, 1, 2, 3], "released, not counted: again"
     assert worker.ctx.tables.operations.load(CODEGEN) == state
+
+
+async def test_a_big_operation_takes_turns_within_its_release_window() -> None:
+    """At most a window of batches is released and not yet counted; the count agent asks
+    for more once a quarter of the window is free, and the operation completes exactly."""
+    worker = fake_worker(release_window_items=500)
+    await handle_operations(worker, codes_request(total=1000, batch_size=50))
+    state = worker.ctx.tables.operations.load(CODEGEN)
+    assert state is not None and state.release_window == 10
+    assert [b.batch_index for b in items(worker)] == list(range(10))
+    assert state.held_count == 10
+
+    await run_batches_through(worker)
+    ticks = worker.out["operations"].messages(ReleaseTick)
+    assert len(ticks) == 1, "one tick outstanding at a time"
+    worker.out["operations"].clear()
+    await handle_operations(worker, ticks[0])
+    assert [b.batch_index for b in items(worker)] == list(range(10, 20))
+
+    await run_batches_through(worker)
+    state = worker.ctx.tables.operations.load(CODEGEN)
+    assert state is not None and state.status is OperationStatus.COMPLETED
+    assert state.successful_items == 1000 and state.held_count == 0
+    assert worker.store.reader.code_counts(7, CODEGEN).unique_codes == 1000
+    assert worker.out["operations"].messages(ReleaseTick) == []
 
 
 async def test_a_second_submission_of_an_operation_is_ignored() -> None:

@@ -102,3 +102,13 @@ def test_dev_mode_uses_labelled_defaults(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("BULKOPS_ENV", "dev")
     assert ApiSettings().jwt_secret == DEV_JWT_SECRET
     assert "dev-only" in DEV_JWT_SECRET
+
+
+def test_release_windows_in_batches() -> None:
+    settings = WorkerSettings(
+        sender_rate_sms=100, release_window_send_seconds=5, release_window_items=20_000
+    )
+    assert settings.release_window(1_000_000, 1000, None) == 20  # 20,000 items of 1,000
+    assert settings.release_window(10_000, 100, "SMS") == 5  # 5 s at 100/s, batches of 100
+    assert settings.release_window(1_000_000, 10, None) == 4  # never fewer than 4 batches
+    assert WorkerSettings(release_window_items=0).release_window(1000, 10, None) == 0

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from unittest.mock import AsyncMock, MagicMock
 
+from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 
-from streams.delivery import InFlightSafeConsumer, SeekFirstRecovery
+from streams.delivery import CompleteFlushBuffer, InFlightSafeConsumer, SeekFirstRecovery
 
 PARTITION = TP("t.items", 0)
 
@@ -179,3 +180,49 @@ async def test_no_fetch_is_made_for_an_empty_set() -> None:
     c._thread = fetcher  # type: ignore[assignment]
     assert await c._getmany(set(), 0.05) == {}
     assert fetcher.calls == 0
+
+
+class SlowChannel:
+    """A topic whose hand-over to the Kafka client takes ``seconds`` per message."""
+
+    def __init__(self, seconds: float, expected: int) -> None:
+        self.seconds = seconds
+        self.handed: list[int] = []
+        self.all_handed = asyncio.Event()
+        self.expected = expected
+
+    async def publish_message(self, fut: SimpleNamespace, wait: bool = False) -> None:
+        await asyncio.sleep(self.seconds)
+        self.handed.append(fut.n)
+        if len(self.handed) == self.expected:
+            self.all_handed.set()
+
+
+async def flush_with_slow_hand_over(buffer_class: type[ProducerBuffer]) -> tuple[int, int]:
+    """Put three messages that each take 0.3 s to hand on, flush; (handed on, put)."""
+    buffer = buffer_class()
+    buffer.app = SimpleNamespace(conf=SimpleNamespace(producer_threaded=False))  # type: ignore[assignment]
+    channel = SlowChannel(0.3, expected=3)
+    await buffer.start()
+    try:
+        for n in range(3):
+            buffer.put(SimpleNamespace(n=n, message=SimpleNamespace(channel=channel)))  # type: ignore[arg-type]
+        await buffer.flush()
+        handed_at_flush = len(channel.handed)
+        # let a stock buffer finish before it is stopped (its stop flushes and refuses)
+        await asyncio.wait_for(channel.all_handed.wait(), timeout=5)
+        return handed_at_flush, 3
+    finally:
+        await buffer.stop()
+
+
+async def test_stock_flush_gives_up_on_a_slow_hand_over() -> None:
+    """The defect: Faust's buffer flush returns with messages never handed on (so a commit
+    can pass a table write that exists only in memory)."""
+    handed, put = await flush_with_slow_hand_over(ProducerBuffer)
+    assert handed < put
+
+
+async def test_complete_flush_waits_for_every_message() -> None:
+    handed, put = await flush_with_slow_hand_over(CompleteFlushBuffer)
+    assert handed == put
