@@ -144,7 +144,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 @pytest.fixture
 def own_broker(tmp_path: Path) -> Iterator[localkafka.Broker]:
-    """A broker of the test's own, for tests that stop or kill it."""
+    """A broker of the test's own, for tests that stop or kill it. Ask for it before
+    ``make_server``, so it is torn down after the servers that use it."""
     data_dir = tmp_path / "kafka"
     broker = localkafka.start(data_dir)
     try:

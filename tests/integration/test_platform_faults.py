@@ -87,7 +87,7 @@ def kill_broker_at(
     assert localkafka.start(broker.data_dir).bootstrap == broker.bootstrap
 
 
-def test_broker_killed_mid_code_generation(make_server: Any, own_broker: localkafka.Broker) -> None:
+def test_broker_killed_mid_code_generation(own_broker: localkafka.Broker, make_server: Any) -> None:
     server: Server = make_server(
         BULKOPS_KAFKA_BOOTSTRAP=own_broker.bootstrap, BULKOPS_MAX_ITEMS_PER_OPERATION="300000"
     ).start()
@@ -117,7 +117,7 @@ def test_broker_killed_mid_code_generation(make_server: Any, own_broker: localka
 
 
 def test_broker_killed_mid_link_send(
-    make_server: Any, own_broker: localkafka.Broker, simulator: SimulatorThread
+    own_broker: localkafka.Broker, make_server: Any, simulator: SimulatorThread
 ) -> None:
     simulator.simulator.config.rate_per_second = 1000
     server: Server = make_server(

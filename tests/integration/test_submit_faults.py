@@ -44,7 +44,7 @@ def operations_on_topic(bootstrap: str, topic: str) -> list[bytes]:
 
 
 def test_a_503_while_the_broker_is_down_means_the_operation_never_runs(
-    make_server: Any, own_broker: localkafka.Broker
+    own_broker: localkafka.Broker, make_server: Any
 ) -> None:
     """Issue 9, part 2: the broker is down, the API answers 503, the broker comes back
     before the producer's old 30-second message timeout would have expired. The operation
