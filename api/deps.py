@@ -63,6 +63,16 @@ def _query_names(dependant: Dependant) -> frozenset[str]:
     return frozenset(names)
 
 
+def _route_query_names(route: APIRoute) -> frozenset[str]:
+    """A route's declared query parameters, worked out once per route (kept on the route:
+    routes are not hashable), not on every request."""
+    names: frozenset[str] | None = getattr(route, "_bulkops_query_names", None)
+    if names is None:
+        names = _query_names(route.dependant)
+        setattr(route, "_bulkops_query_names", names)  # noqa: B010 - not an attribute of APIRoute
+    return names
+
+
 def refuse_unknown_query(connection: HTTPConnection) -> None:
     """Refuse query parameters a route does not declare, as unknown body fields are refused.
 
@@ -72,7 +82,7 @@ def refuse_unknown_query(connection: HTTPConnection) -> None:
     route = connection.scope.get("route")
     if not isinstance(route, APIRoute):  # a WebSocket route declares what it reads itself
         return
-    known = _query_names(route.dependant)
+    known = _route_query_names(route)
     for name in connection.query_params:
         if name not in known:
             raise validation_error(f"query.{name}", "unknown query parameter")

@@ -237,6 +237,18 @@ def provider_env(simulator: SimulatorThread, **rates: float) -> dict[str, str]:
     return env
 
 
+def probe_every_code_once(
+    server: Server, operation_id: str, sponsor_id: int, quantity: int
+) -> dict[str, int]:
+    """Stop ``server`` and check in its chDB directory that each of the ``quantity`` codes
+    was stored once, as a successful item; returns the counts for further checks."""
+    server.stop()
+    probe = run_probe(server.chdb_path, operation_id, sponsor_id)
+    assert probe["code_items"] == probe["unique_codes"] == probe["success_items"] == quantity
+    assert probe["duplicate_codes"] == 0
+    return probe
+
+
 def run_probe(chdb_path: Path, operation_id: str, sponsor_id: int) -> dict[str, int]:
     """Count rows straight from a stopped server's chDB directory, in a separate process."""
     out = subprocess.run(

@@ -9,7 +9,7 @@ import httpx
 
 from api.auth import Role
 from schemas.requests import SEED_CODE_GENERATION_EXAMPLE
-from tests.integration.conftest import Server, run_probe
+from tests.integration.conftest import Server, probe_every_code_once
 from tests.support import wait_for
 
 TERMINAL = {"Completed", "Failed", "Cancelled", "PartiallyCompleted"}
@@ -93,10 +93,7 @@ def test_ten_thousand_codes_end_to_end(make_server: Any) -> None:
     assert entry["successfulItems"] == 10_000
     assert entry["createdBy"] == "user_7"
 
-    server.stop()
-    probe = run_probe(server.chdb_path, operation_id, 7)
-    assert probe["code_items"] == probe["unique_codes"] == probe["success_items"] == 10_000
-    assert probe["duplicate_codes"] == 0
+    probe_every_code_once(server, operation_id, 7, 10_000)
 
 
 def test_seed_example_as_written(server: Server) -> None:

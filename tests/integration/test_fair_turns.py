@@ -8,7 +8,7 @@ from typing import Any
 from aiokafka.partitioner import DefaultPartitioner
 
 from core.topics import sponsor_key
-from tests.integration.conftest import Server, run_probe
+from tests.integration.conftest import Server, probe_every_code_once
 from tests.integration.test_codegen_flow import submit, wait_terminal
 from tests.integration.test_worker_faults import processed
 
@@ -49,7 +49,4 @@ def test_a_small_operation_does_not_wait_for_a_big_one_on_its_partition(
     status = wait_terminal(big_client, big, timeout=300)
     assert status["status"] == "Completed", status
     assert status["metrics"]["processedItems"] == status["metrics"]["successfulItems"] == quantity
-    server.stop()
-    probe = run_probe(server.chdb_path, big, BIG_SPONSOR)
-    assert probe["code_items"] == probe["unique_codes"] == probe["success_items"] == quantity
-    assert probe["duplicate_codes"] == 0
+    probe_every_code_once(server, big, BIG_SPONSOR, quantity)

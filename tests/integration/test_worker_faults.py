@@ -16,7 +16,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from api.producer import producer_config
 from bulkops.simulator import SimulatorThread
-from tests.integration.conftest import Server, provider_env, run_probe
+from tests.integration.conftest import Server, probe_every_code_once, provider_env
 from tests.integration.test_codegen_flow import all_codes, submit, wait_terminal
 from tests.integration.test_link_sends import body
 from tests.support import wait_for
@@ -102,10 +102,7 @@ def test_two_kills_mid_code_generation_make_every_code_once(make_server: Any) ->
     codes = all_codes(client, operation_id)
     assert len(codes) == len({c["code"] for c in codes}) == quantity
     assert SKIPPED not in log_of(server)
-    server.stop()
-    probe = run_probe(server.chdb_path, operation_id, 11)
-    assert probe["code_items"] == probe["unique_codes"] == probe["success_items"] == quantity
-    assert probe["duplicate_codes"] == 0
+    probe_every_code_once(server, operation_id, 11, quantity)
 
 
 def _skip_to_the_end(server: Server, topics: list[str]) -> int:
