@@ -24,6 +24,7 @@ from api.routes.dealers import router as dealers_router
 from api.routes.lifecycle import router as lifecycle_router
 from api.routes.live import router as live_router
 from api.routes.operations import router as operations_router
+from api.routes.quotas import router as quotas_router
 from api.routes.submit import router as submit_router
 from api.services.presenters import API_PREFIX
 from core.settings import ApiSettings
@@ -99,7 +100,8 @@ def create_api(
     start: Callable[[FastAPI], Awaitable[None]],
     stop: Callable[[FastAPI], Awaitable[None]],
 ) -> FastAPI:
-    """``start`` must set ``app.state.message_sink``, ``status_view`` and ``store``."""
+    """``start`` must set ``app.state.message_sink``, ``status_view``, ``quota_view`` and
+    ``store``."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -131,6 +133,7 @@ def create_api(
         live_router,
         dealers_router,
         inventory_router,
+        quotas_router,
     ):
         app.include_router(router, responses=ERRORS, dependencies=[Depends(refuse_unknown_query)])
 

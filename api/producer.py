@@ -52,11 +52,16 @@ class ProduceError(RuntimeError):
 class MessageSink(Protocol):
     """What the API needs from a producer (the test fake implements the same)."""
 
-    def produce(self, topic: str, key: bytes, value: bytes) -> asyncio.Future[None]:
-        """Queue a message; the future resolves on its delivery report."""
+    def produce(
+        self, topic: str, key: bytes, value: bytes, partition: int | None = None
+    ) -> asyncio.Future[None]:
+        """Queue a message (on the key's partition unless one is named); the future resolves
+        on its delivery report."""
         ...
 
-    async def send(self, topic: str, key: bytes, value: bytes) -> None: ...
+    async def send(
+        self, topic: str, key: bytes, value: bytes, partition: int | None = None
+    ) -> None: ...
 
     def purge_queued(self) -> None:
         """Fail every message not yet sent to a broker (``ProduceError``, not persisted)."""
@@ -104,7 +109,9 @@ class KafkaMessageSink:
         while not self._stop.is_set():
             self._producer.poll(0.1)
 
-    def produce(self, topic: str, key: bytes, value: bytes) -> asyncio.Future[None]:
+    def produce(
+        self, topic: str, key: bytes, value: bytes, partition: int | None = None
+    ) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
 
@@ -113,13 +120,20 @@ class KafkaMessageSink:
             loop.call_soon_threadsafe(_resolve, future, error)
 
         try:
-            self._producer.produce(topic, value=value, key=key, on_delivery=delivered)
+            if partition is None:
+                self._producer.produce(topic, value=value, key=key, on_delivery=delivered)
+            else:
+                self._producer.produce(
+                    topic, value=value, key=key, partition=partition, on_delivery=delivered
+                )
         except (BufferError, KafkaException) as exc:  # refused locally: never queued
             future.set_exception(ProduceError(str(exc), possibly_persisted=False))
         return future
 
-    async def send(self, topic: str, key: bytes, value: bytes) -> None:
-        await self.produce(topic, key, value)
+    async def send(
+        self, topic: str, key: bytes, value: bytes, partition: int | None = None
+    ) -> None:
+        await self.produce(topic, key, value, partition)
 
     def purge_queued(self) -> None:
         self._producer.purge(in_queue=True, in_flight=False, blocking=False)

@@ -1,23 +1,76 @@
-"""The live view of operation status, fed by the compacted status topic.
+"""The API's live views, fed by compacted topics: operation status, and sponsor quotas.
 
-The view reads the whole topic from the beginning on start (no consumer group, no commits),
-so an API that restarts rebuilds every operation's latest snapshot before it answers; after
-that it follows the topic. Snapshots carry a ``version``; the view keeps the newest.
+A follower reads each topic from the beginning on start (no consumer group, no commits), so
+an API that restarts rebuilds every operation's latest snapshot (and every sponsor's quota)
+before it answers; after that it follows the topics. Snapshots carry a ``version``; the
+status view keeps the newest. Coroutines can wait for a change (a submit waiting for the
+worker's verdict on its quota): the follower's thread wakes them on their own loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
+from typing import Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from pydantic import ValidationError
 
 from core.kafkalog import client_logger
 from schemas.messages import OperationSnapshot
+from schemas.quotas import QuotaSnapshot
 
 log = logging.getLogger("bulkops.api.status")
+
+
+class Waiters:
+    """Coroutines waiting for a key to change, woken from any thread."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]] = {}
+        self._lock = threading.Lock()
+
+    def wake(self, key: str) -> None:
+        with self._lock:
+            waiting = self._waiting.pop(key, [])
+        for loop, future in waiting:
+            loop.call_soon_threadsafe(_resolve, future)
+
+    async def until(self, key: str, done: Callable[[], bool], seconds: float) -> bool:
+        """Wait up to ``seconds`` until ``done()`` holds (checked on every change of ``key``)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while True:
+            future: asyncio.Future[None] = loop.create_future()
+            with self._lock:
+                self._waiting.setdefault(key, []).append((loop, future))
+            if done():
+                self._forget(key, future)
+                return True
+            left = deadline - loop.time()
+            if left <= 0:
+                self._forget(key, future)
+                return False
+            try:
+                await asyncio.wait_for(future, left)
+            except TimeoutError:
+                self._forget(key, future)
+                return done()
+
+    def _forget(self, key: str, future: asyncio.Future[None]) -> None:
+        with self._lock:
+            waiting = self._waiting.get(key, [])
+            self._waiting[key] = [(lp, f) for lp, f in waiting if f is not future]
+            if not self._waiting[key]:
+                del self._waiting[key]
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class StatusView:
@@ -26,6 +79,7 @@ class StatusView:
     def __init__(self) -> None:
         self._snapshots: dict[str, OperationSnapshot] = {}
         self._lock = threading.Lock()
+        self._waiters = Waiters()
         self.ready = threading.Event()
 
     def apply(self, snapshot: OperationSnapshot) -> None:
@@ -36,6 +90,22 @@ class StatusView:
                 current.last_updated,
             ):
                 self._snapshots[snapshot.operation_id] = snapshot
+        self._waiters.wake(snapshot.operation_id)
+
+    def apply_json(self, value: bytes) -> None:
+        self.apply(OperationSnapshot.model_validate_json(value))
+
+    async def registered(self, operation_id: str, seconds: float) -> OperationSnapshot | None:
+        """The operation's snapshot once the worker has registered (or refused) it; None if
+        that does not happen within ``seconds``."""
+
+        def seen() -> bool:
+            snapshot = self.get(operation_id)
+            return snapshot is not None and snapshot.version >= 1
+
+        if await self._waiters.until(operation_id, seen, seconds):
+            return self.get(operation_id)
+        return None
 
     def get(self, operation_id: str) -> OperationSnapshot | None:
         with self._lock:
@@ -54,12 +124,68 @@ class StatusView:
             return len(self._snapshots)
 
 
-class KafkaStatusFollower:
-    """Feeds a :class:`StatusView` from the status topic in a background thread."""
+class QuotaView:
+    """The latest quota snapshot of each sponsor, and the default overrides; thread-safe."""
 
-    def __init__(self, bootstrap: str, topic: str, view: StatusView) -> None:
-        self._topic = topic
-        self._view = view
+    def __init__(self) -> None:
+        self._sponsors: dict[int, QuotaSnapshot] = {}
+        self._defaults: QuotaSnapshot | None = None
+        self._lock = threading.Lock()
+        self._waiters = Waiters()
+
+    def apply(self, snapshot: QuotaSnapshot) -> None:
+        with self._lock:
+            if snapshot.sponsor_id is None:
+                self._defaults = _newer(self._defaults, snapshot)
+            else:
+                current = self._sponsors.get(snapshot.sponsor_id)
+                self._sponsors[snapshot.sponsor_id] = _newer(current, snapshot)
+        self._waiters.wake(_quota_key(snapshot.sponsor_id))
+
+    def apply_json(self, value: bytes) -> None:
+        self.apply(QuotaSnapshot.model_validate_json(value))
+
+    def sponsor(self, sponsor_id: int) -> QuotaSnapshot | None:
+        with self._lock:
+            return self._sponsors.get(sponsor_id)
+
+    def defaults(self) -> QuotaSnapshot | None:
+        with self._lock:
+            return self._defaults
+
+    async def applied(self, sponsor_id: int | None, update_id: str, seconds: float) -> bool:
+        """Whether the worker applied update ``update_id`` within ``seconds``."""
+
+        def seen() -> bool:
+            snapshot = self.defaults() if sponsor_id is None else self.sponsor(sponsor_id)
+            return snapshot is not None and update_id in snapshot.update_ids
+
+        return await self._waiters.until(_quota_key(sponsor_id), seen, seconds)
+
+
+def _quota_key(sponsor_id: int | None) -> str:
+    return "defaults" if sponsor_id is None else str(sponsor_id)
+
+
+def _newer(current: QuotaSnapshot | None, snapshot: QuotaSnapshot) -> QuotaSnapshot:
+    if current is None or snapshot.updated_at >= current.updated_at:
+        return snapshot
+    return current
+
+
+class Feed(Protocol):
+    """A view that takes a topic's messages."""
+
+    def apply_json(self, value: bytes) -> None: ...
+
+
+class KafkaViewFollower:
+    """Feeds views from their compacted topics in a background thread; ``ready`` is set once
+    every partition of every topic has been read to its end."""
+
+    def __init__(self, bootstrap: str, feeds: dict[str, Feed], ready: threading.Event) -> None:
+        self._feeds = feeds
+        self._ready = ready
         self._consumer = Consumer(
             {
                 "bootstrap.servers": bootstrap,
@@ -70,16 +196,19 @@ class KafkaStatusFollower:
                 "logger": client_logger("status-view"),
             }
         )
+        self._pending_eof: set[tuple[str, int]] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bulkops-status-view", daemon=True)
 
     def start(self) -> None:
-        metadata = self._consumer.list_topics(self._topic, timeout=10)
-        topic = metadata.topics.get(self._topic)
-        if topic is None or topic.error is not None:
-            raise KafkaException(f"status topic {self._topic} is missing: run `bulkops topics`")
-        partitions = [TopicPartition(self._topic, p, OFFSET_BEGINNING) for p in topic.partitions]
-        self._pending_eof = {tp.partition for tp in partitions}
+        partitions: list[TopicPartition] = []
+        for name in self._feeds:
+            metadata = self._consumer.list_topics(name, timeout=10)
+            topic = metadata.topics.get(name)
+            if topic is None or topic.error is not None:
+                raise KafkaException(f"topic {name} is missing: run `bulkops topics`")
+            partitions += [TopicPartition(name, p, OFFSET_BEGINNING) for p in topic.partitions]
+        self._pending_eof = {(tp.topic, tp.partition) for tp in partitions}
         self._consumer.assign(partitions)
         self._thread.start()
 
@@ -92,22 +221,19 @@ class KafkaStatusFollower:
             error = message.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
-                    self._pending_eof.discard(message.partition())
-                    if not self._pending_eof and not self._view.ready.is_set():
-                        log.info(
-                            "status view caught up: %d operations in %.2fs",
-                            len(self._view),
-                            time.monotonic() - started,
-                        )
-                        self._view.ready.set()
+                    self._pending_eof.discard((message.topic() or "", message.partition() or 0))
+                    if not self._pending_eof and not self._ready.is_set():
+                        log.info("views caught up in %.2fs", time.monotonic() - started)
+                        self._ready.set()
                 else:
                     log.warning("status view: %s", error)
                 continue
             try:
-                self._view.apply(OperationSnapshot.model_validate_json(message.value() or b""))
+                self._feeds[message.topic() or ""].apply_json(message.value() or b"")
             except ValidationError as exc:
                 log.warning(
-                    "status view: skipping malformed snapshot at offset %s: %s",
+                    "%s: skipping malformed message at offset %s: %s",
+                    message.topic(),
                     message.offset(),
                     exc,
                 )

@@ -104,6 +104,10 @@ def bulkops_system(
         "BULKOPS_SMS_AUTH_TOKEN": secrets.token_urlsafe(16),
         "BULKOPS_WHATSAPP_TOKEN": secrets.token_urlsafe(16),
         "BULKOPS_LOG_LEVEL": "WARNING",
+        # Benchmarks measure the engine, not the seed's per-sponsor quotas (unless they ask).
+        "BULKOPS_QUOTA_MAX_CONCURRENT_OPERATIONS": "0",
+        "BULKOPS_QUOTA_MAX_OPERATIONS_PER_DAY": "0",
+        "BULKOPS_QUOTA_MAX_ITEMS_PER_DAY": "0",
         **env,
     }
     log_path = workdir / "server.log"

@@ -12,7 +12,7 @@ from analytics.store import AnalyticsStore
 from api.app import create_api
 from api.producer import KafkaMessageSink
 from api.services.submission import delivery_timeout
-from api.status_view import KafkaStatusFollower, StatusView
+from api.status_view import KafkaViewFollower, QuotaView, StatusView
 from core.settings import ApiSettings, WorkerSettings
 from core.topics import Topics
 from streams.app import build_worker
@@ -23,11 +23,16 @@ log = logging.getLogger("bulkops")
 
 async def _start_api_parts(app: FastAPI, settings: ApiSettings) -> None:
     view = StatusView()
-    follower = KafkaStatusFollower(
-        settings.kafka_bootstrap, Topics(settings.topic_prefix).status.name, view
+    quotas = QuotaView()
+    topics = Topics(settings.topic_prefix)
+    follower = KafkaViewFollower(
+        settings.kafka_bootstrap,
+        {topics.status.name: view, topics.quotas.name: quotas},
+        view.ready,
     )
     follower.start()
     app.state.status_view = view
+    app.state.quota_view = quotas
     app.state.status_follower = follower
     app.state.message_sink = KafkaMessageSink(
         settings.kafka_bootstrap, delivery_timeout=delivery_timeout(settings)

@@ -59,6 +59,16 @@ class BulkopsSettings(BaseSettings):
     # The seed's quota is 5,000 items per operation; raise it for bulk code runs of millions.
     max_items_per_operation: int = Field(default=5000, ge=1, le=50_000_000)
     max_batch_size: int = Field(default=5000, ge=1, le=20000)
+    # The seed's other quotas, per sponsor (0: unlimited). An Admin overrides them through
+    # the API, for every sponsor or for one; operations an Admin submits are not limited
+    # (but counted) unless ``quota_exempt_admins`` is off. Days are UTC days.
+    quota_max_concurrent_operations: int = Field(default=3, ge=0, le=10_000_000)
+    quota_max_operations_per_day: int = Field(default=10, ge=0, le=10_000_000)
+    quota_max_items_per_day: int = Field(default=50_000, ge=0, le=10**12)
+    quota_exempt_admins: bool = True
+    # Tests of the midnight rollover: a file holding seconds added to the quota clock.
+    # Refused with BULKOPS_ENV=prod.
+    quota_clock_file: Path | None = None
     # Progress keeps one bit per batch; this bounds that bitmap (and the batch count) per operation.
     max_batches_per_operation: int = Field(default=100_000, ge=1, le=10_000_000)
 
@@ -97,6 +107,8 @@ class BulkopsSettings(BaseSettings):
     def _refuse_dev_secrets_outside_dev(self) -> BulkopsSettings:
         if self.env == "prod" and self.clickhouse_write_fault_file is not None:
             raise ValueError("BULKOPS_CLICKHOUSE_WRITE_FAULT_FILE is for fault drills, not prod")
+        if self.env == "prod" and self.quota_clock_file is not None:
+            raise ValueError("BULKOPS_QUOTA_CLOCK_FILE is for tests, not prod")
         if self.env != "dev":
             for name in ("jwt_secret", "code_secret", "webhook_secret"):
                 value = getattr(self, name)
@@ -222,6 +234,9 @@ class ApiSettings(BulkopsSettings):
     produce_timeout_seconds: float = Field(default=15.0, gt=0)
     # How long POST /cancel waits for the worker to confirm that no new item will start.
     control_ack_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # How long a submit under a quota waits for the worker's verdict (admitted or refused);
+    # after that it answers 202 and the status says if the worker refused it later.
+    quota_verdict_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     status_view_ready_timeout_seconds: float = Field(default=30.0, gt=0)
     # Dealer invitations from Excel (001_*): upload limits, batching, and which subscription
     # tier id holds each dealer tier's codes.

@@ -52,6 +52,12 @@ class Topics:
         return TopicSpec(f"{self.prefix}.operation-status", compacted=True)
 
     @property
+    def quotas(self) -> TopicSpec:
+        """Each sponsor's quota overrides and use (``QuotaSnapshot``), compacted; keyed by
+        sponsor id, the defaults under ``defaults``."""
+        return TopicSpec(f"{self.prefix}.sponsor-quotas", compacted=True)
+
+    @property
     def dead_letter(self) -> TopicSpec:
         """Messages the worker could not use (``DeadLetter``)."""
         return TopicSpec(f"{self.prefix}.dead-letter")
@@ -72,6 +78,7 @@ class Topics:
             self.progress,
             self.control,
             self.status,
+            self.quotas,
             self.dead_letter,
         ]
 
@@ -79,3 +86,7 @@ class Topics:
 def sponsor_key(sponsor_id: int) -> bytes:
     """The message key of every sponsor-keyed topic."""
     return str(sponsor_id).encode()
+
+
+#: The key of the default quota overrides on the quotas topic (and of their updates).
+DEFAULTS_KEY = b"defaults"

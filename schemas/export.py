@@ -22,6 +22,7 @@ from schemas.messages import (
     OperationSnapshot,
     ResultBatch,
 )
+from schemas.quotas import QuotaSnapshot, QuotaUpdate
 from schemas.requests import BulkCodeGenerationRequest
 
 MODELS: dict[str, type[BaseModel]] = {
@@ -33,6 +34,8 @@ MODELS: dict[str, type[BaseModel]] = {
     "OperationSnapshot": OperationSnapshot,
     "ControlCommand": ControlCommand,
     "DeadLetter": DeadLetter,
+    "QuotaUpdate": QuotaUpdate,
+    "QuotaSnapshot": QuotaSnapshot,
 }
 DEFAULT_PATH = Path(__file__).parent / "jsonschema" / f"v{SCHEMA_VERSION}.json"
 

@@ -22,6 +22,7 @@ from schemas.common import (
     OperationType,
     WireModel,
 )
+from schemas.quotas import QuotaRefusal, QuotaUpdate
 from schemas.requests import BulkCodeGenerationRequest
 
 OPERATION_ID_PATTERN = r"^[a-z]+_[0-9a-f]{32}$"
@@ -138,6 +139,16 @@ class OperationRequested(WireModel):
         max_length=64,
         description="One per submit attempt; messages of another attempt at the same "
         "operation id are ignored, so a retried submit never runs an operation twice.",
+    )
+    quota_exempt: bool = Field(
+        default=False,
+        description="Submitted by an Admin: counted against the sponsor's quotas, not refused.",
+    )
+    request_hash: str | None = Field(
+        default=None,
+        max_length=64,
+        description="sha256 of the submitted body: a reused Idempotency-Key with another "
+        "body is refused.",
     )
 
     @model_validator(mode="after")
@@ -267,7 +278,8 @@ OperationsMessage = TypeAdapter(
         | Annotated[OperationAbort, Tag("abort")]
         | Annotated[ReleaseTick, Tag("release")]
         | Annotated[BatchHold, Tag("hold")]
-        | Annotated[Redrive, Tag("redrive")],
+        | Annotated[Redrive, Tag("redrive")]
+        | Annotated[QuotaUpdate, Tag("quota")],
         Discriminator(_kind("request")),
     ]
 )
@@ -384,7 +396,13 @@ class OperationSnapshot(WireModel):
     stop_reason: str | None = Field(
         default=None,
         description="Why the operation stopped early: CANCELLED, STOP_ON_FIRST_ERROR, "
-        "BUDGET_EXCEEDED or SUBMISSION_INCOMPLETE.",
+        "BUDGET_EXCEEDED, SUBMISSION_INCOMPLETE or QUOTA_EXCEEDED.",
+    )
+    quota_refusal: QuotaRefusal | None = Field(
+        default=None, description="Which quota refused the operation (stopReason QUOTA_EXCEEDED)."
+    )
+    request_hash: str | None = Field(
+        default=None, max_length=64, description="sha256 of the submitted body."
     )
     cancelled_at: datetime | None = None
     paused_at: datetime | None = None

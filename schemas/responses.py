@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from schemas.common import ErrorCategory, ItemStatus, OperationStatus, OperationType
+from schemas.quotas import QuotaLimits, QuotaRefusal, QuotaUse
 
 T = TypeVar("T")
 
@@ -86,6 +87,9 @@ class OperationStatusOut(OutModel):
     status_message: str
     recent_results: list[RecentResultOut]
     stop_reason: str | None = None
+    quota_refusal: QuotaRefusal | None = Field(
+        default=None, description="The quota that refused it (stopReason QUOTA_EXCEEDED)."
+    )
     cancelled_at: datetime | None = None
     paused_at: datetime | None = None
     scheduled_start: datetime | None = Field(
@@ -261,3 +265,32 @@ class TierInventory(OutModel):
     reserved: int
     transferred: int
     expired: int
+
+
+class QuotaOverview(OutModel):
+    """A sponsor's quotas (or, without ``sponsorId``, the defaults): limits and use."""
+
+    sponsor_id: int | None = None
+    bulk_operation_limits: QuotaLimits = Field(
+        description="The limits in force (null: unlimited), as the seed names them."
+    )
+    overrides: dict[str, int | None] = Field(
+        default_factory=dict,
+        description="The limits an Admin set for this sponsor (or for every sponsor).",
+    )
+    use: QuotaUse | None = Field(default=None, description="Use now; daily counts of today.")
+    day_resets_at: datetime = Field(description="When the daily counts start again (UTC).")
+    admins_exempt: bool = Field(
+        description="Whether operations an Admin submits are counted but never refused."
+    )
+
+
+class QuotaChange(OutModel):
+    """An Admin's change of limits: for one sponsor, or with no ``sponsorId`` the defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bulk_operation_limits: QuotaLimits = Field(
+        description="Only the limits given change; null makes one unlimited, and a limit "
+        "left out keeps (or goes back to) the default."
+    )

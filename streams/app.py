@@ -84,6 +84,7 @@ def build_worker(
         results=sources.results,
         progress=sources.progress,
         status=topic(topics.status.name),
+        quotas=topic(topics.quotas.name),
         dead_letter=topic(topics.dead_letter.name),
     )
     ctx = WorkerContext(

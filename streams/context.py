@@ -57,6 +57,7 @@ class Outboxes:
     results: Outbox
     progress: Outbox
     status: Outbox
+    quotas: Outbox
     dead_letter: Outbox
 
 

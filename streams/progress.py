@@ -23,6 +23,7 @@ from schemas.messages import (
     OperationSnapshot,
     ReleaseSchedule,
 )
+from schemas.quotas import QuotaRefusal
 from streams.bitmaps import bit, indexes_of, set_bits, with_bit, without_bit
 
 MAX_RECENT_RESULTS = 10
@@ -147,11 +148,40 @@ def register(
         callback_url=request.callback_url,
         progress_notifications=request.progress_notifications,
         submission_id=request.submission_id,
+        request_hash=request.request_hash,
         partition=partition,
         release_window=release_window,
         channel=request.link_send.channel if request.link_send else None,
         subscription_tier_id=codegen.subscription_tier_id if codegen else None,
         code_prefix=codegen.code_prefix if codegen else None,
+        version=1,
+    )
+
+
+def refused(
+    request: OperationRequested, refusal: QuotaRefusal, *, now: datetime, partition: int
+) -> OperationState:
+    """The state of an operation a quota refused: Failed, nothing run, and why."""
+    return OperationState(
+        operation_id=request.operation_id,
+        sponsor_id=request.sponsor_id,
+        operation_type=request.operation_type,
+        operation_name=request.operation_name,
+        requested_by=request.requested_by,
+        status=OperationStatus.FAILED,
+        total_items=request.total_items,
+        created_at=request.requested_at,
+        completed_at=now,
+        last_updated=now,
+        current_phase="Refused",
+        status_message=refusal.message(),
+        stop_reason="QUOTA_EXCEEDED",
+        quota_refusal=refusal,
+        retry_of=request.retry_of,
+        channel=request.link_send.channel if request.link_send else None,
+        submission_id=request.submission_id,
+        request_hash=request.request_hash,
+        partition=partition,
         version=1,
     )
 

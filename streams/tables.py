@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+from pydantic import BaseModel, Field
 
 from schemas.messages import ControlAction, OperationRequested
+from schemas.quotas import QuotaUse
 from streams.progress import OperationState
 
 # Table values are the model's JSON, keyed by alias: what the timers peek at without parsing.
@@ -85,11 +87,36 @@ class EarlyControls:
             self._table[operation_id] = action.value
 
 
+class QuotaRecord(BaseModel):
+    """A sponsor's overrides, the operations holding a concurrency slot (id → items), and
+    today's use."""
+
+    overrides: dict[str, int | None] = Field(default_factory=dict)
+    active: dict[str, int] = Field(default_factory=dict)
+    use: QuotaUse = Field(default_factory=QuotaUse)
+    update_ids: list[str] = Field(default_factory=list)
+
+
+class QuotaTable:
+    """Quota records by sponsor id, and the default overrides by partition."""
+
+    def __init__(self, table: MutableMapping[str, Any]) -> None:
+        self._table = table
+
+    def load(self, key: str) -> QuotaRecord:
+        value = self._table.get(key)
+        return QuotaRecord() if value is None else QuotaRecord.model_validate(value)
+
+    def save(self, key: str, record: QuotaRecord) -> None:
+        self._table[key] = record.model_dump(mode="json")
+
+
 @dataclass(frozen=True)
 class Tables:
     operations: Operations
     serials: Serials
     early_controls: EarlyControls
+    quotas: QuotaTable
 
     @classmethod
     def over(
@@ -97,8 +124,14 @@ class Tables:
         operations: MutableMapping[str, Any],
         serials: MutableMapping[str, Any],
         early_controls: MutableMapping[str, Any],
+        quotas: MutableMapping[str, Any],
     ) -> Tables:
-        return cls(Operations(operations), Serials(serials), EarlyControls(early_controls))
+        return cls(
+            Operations(operations),
+            Serials(serials),
+            EarlyControls(early_controls),
+            QuotaTable(quotas),
+        )
 
 
 def declare(app: faust.App, partitions: int) -> Tables:
@@ -112,4 +145,6 @@ def declare(app: faust.App, partitions: int) -> Tables:
             schema=faust.Schema(key_serializer="json", value_serializer="json"),
         )
 
-    return Tables.over(table("operations"), table("serials"), table("early-controls"))
+    return Tables.over(
+        table("operations"), table("serials"), table("early-controls"), table("quotas")
+    )

@@ -77,6 +77,10 @@ def worker_settings(**overrides: Any) -> WorkerSettings:
         "sender_rate_whatsapp": 100_000,
         "sender_rate_email": 100_000,
         "sponsor_rate_per_second": 100_000,
+        # No quotas unless a test sets them (tests/unit/test_quotas.py does).
+        "quota_max_concurrent_operations": 0,
+        "quota_max_operations_per_day": 0,
+        "quota_max_items_per_day": 0,
         **overrides,
     }
     return WorkerSettings(**values)
@@ -96,16 +100,21 @@ class FakeWorker:
 def fake_worker(**settings: Any) -> FakeWorker:
     config = worker_settings(**settings)
     store = MemoryStore()
-    names = ("operations", "items", "results", "progress", "status", "dead_letter")
+    names = ("operations", "items", "results", "progress", "status", "quotas", "dead_letter")
     out = {name: RecordingOutbox(name) for name in names}
     outboxes = Outboxes(**out)
-    raw: dict[str, dict[str, Any]] = {"operations": {}, "serials": {}, "early_controls": {}}
+    raw: dict[str, dict[str, Any]] = {
+        "operations": {},
+        "serials": {},
+        "early_controls": {},
+        "quotas": {},
+    }
     providers = {c: RecordingProvider(c) for c in ("SMS", "WhatsApp", "Email")}
     ctx = WorkerContext(
         settings=config,
         writer=store.writer,
         state=store.state,
-        tables=Tables.over(raw["operations"], raw["serials"], raw["early_controls"]),
+        tables=Tables.over(raw["operations"], raw["serials"], raw["early_controls"], raw["quotas"]),
         out=outboxes,
         providers=dict(providers),
         pacer=WorkerContext.pacer_for(config),

@@ -25,7 +25,7 @@ from api.errors import ApiError
 from api.services import dealer_jobs, workbook
 from api.services.dealer_jobs import DEALER_PREFIX
 from api.services.presenters import status_url
-from api.services.submission import queue_link_send, sponsor_for_submit
+from api.services.submission import QUOTA_EXCEEDED, queue_link_send, sponsor_for_submit
 from core.settings import ApiSettings
 from schemas.common import OperationType
 from schemas.messages import OperationSnapshot
@@ -62,6 +62,7 @@ async def invitation_template(principal: CurrentPrincipal) -> Response:
     summary="Invite dealers in bulk from an Excel file",
     responses={
         413: {"model": ErrorBody, "description": "File over the size limit"},
+        429: QUOTA_EXCEEDED,
         422: {
             "model": ErrorBody,
             "description": "Not a usable workbook, invalid rows (all of them, with row "

@@ -25,7 +25,7 @@ from api.errors import ApiError
 from api.producer import ProduceError
 from api.services import retries
 from api.services.presenters import API_PREFIX
-from api.services.submission import queue_link_send
+from api.services.submission import QUOTA_EXCEEDED, queue_link_send
 from core.topics import Topics, sponsor_key
 from schemas.common import ErrorCategory, OperationStatus
 from schemas.messages import (
@@ -233,6 +233,7 @@ _retry_locks: dict[str, asyncio.Lock] = {}
     responses={
         **NOT_FOUND,
         409: {"model": ErrorBody, "description": "Still running, or nothing to retry"},
+        429: QUOTA_EXCEEDED,
     },
 )
 async def retry_failed(

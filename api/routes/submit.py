@@ -12,9 +12,10 @@ from fastapi import APIRouter, Body, Request, status
 from api.auth import CurrentPrincipal
 from api.deps import settings_of, store_of
 from api.errors import validation_error
-from api.services import link_sends
+from api.services import link_sends, quotas
 from api.services.presenters import API_PREFIX, metrics, status_url
 from api.services.submission import (
+    QUOTA_EXCEEDED,
     IdempotencyKey,
     already_submitted,
     checked_callback,
@@ -26,7 +27,7 @@ from api.services.submission import (
     sponsor_for_submit,
 )
 from core.schedule import resolve as resolve_schedule
-from schemas.common import OperationStatus, OperationType
+from schemas.common import OperationType
 from schemas.messages import OperationRequested, OperationSnapshot
 from schemas.requests import (
     SEED_CODE_GENERATION_EXAMPLE,
@@ -79,6 +80,7 @@ def _accepted_again(snapshot: OperationSnapshot) -> Envelope[OperationAccepted]:
     summary="Generate redeemable codes in bulk",
     responses={
         413: {"model": ErrorBody, "description": "Body over the size limit"},
+        429: QUOTA_EXCEEDED,
         503: _UNAVAILABLE,
     },
 )
@@ -110,6 +112,7 @@ async def generate_codes(
     known = already_submitted(request, operation_id, sponsor_id)
     if known is not None:
         return _accepted_again(known)
+    admission = quotas.admission_wanted(request, principal, sponsor_id, body.quantity)
     callback = await checked_callback(request, body.processing.callback_url)
     now = datetime.now(UTC)
     submission_id = new_submission_id()
@@ -124,6 +127,7 @@ async def generate_codes(
         progress_notifications=body.processing.send_progress_notifications,
         code_generation=body.model_copy(update={"sponsor_id": sponsor_id}),
         submission_id=submission_id,
+        quota_exempt=quotas.exempt(request, principal),
     )
     snapshot = queued_snapshot(
         operation_id,
@@ -134,8 +138,12 @@ async def generate_codes(
         body.quantity,
         now,
     )
-    await queue(
-        request, snapshot, [message.model_dump_json().encode()], submission_id=submission_id
+    snapshot = await queue(
+        request,
+        snapshot,
+        [message.model_dump_json().encode()],
+        submission_id=submission_id,
+        admission=admission,
     )
     log.info(
         "operation %s: queued %d codes for sponsor %d by %s",
@@ -149,7 +157,7 @@ async def generate_codes(
         data=OperationAccepted(
             operation_id=operation_id,
             operation_type=OperationType.CODE_GENERATION,
-            status=OperationStatus.QUEUED,
+            status=snapshot.status,
             total_items=body.quantity,
             created_at=now,
             estimated_completion_time=eta,
@@ -166,6 +174,7 @@ async def generate_codes(
     summary="Send a personalised link to every recipient over SMS, WhatsApp or Email",
     responses={
         413: {"model": ErrorBody, "description": "Body over the size limit"},
+        429: QUOTA_EXCEEDED,
         503: _UNAVAILABLE,
     },
 )
@@ -242,7 +251,7 @@ async def send_links(
         data=OperationAccepted(
             operation_id=operation_id,
             operation_type=OperationType.LINK_SEND,
-            status=OperationStatus.QUEUED,
+            status=snapshot.status,
             total_items=total,
             created_at=now,
             estimated_completion_time=eta,

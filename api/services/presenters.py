@@ -96,6 +96,7 @@ def status_out(snapshot: OperationSnapshot, now: datetime) -> OperationStatusOut
         current_phase=snapshot.current_phase,
         status_message=snapshot.status_message,
         stop_reason=snapshot.stop_reason,
+        quota_refusal=snapshot.quota_refusal,
         cancelled_at=snapshot.cancelled_at,
         paused_at=snapshot.paused_at,
         scheduled_start=snapshot.scheduled_start,
@@ -171,6 +172,11 @@ def next_steps(snapshot: OperationSnapshot) -> list[str]:
         if snapshot.failed_items:
             steps.append(f"GET {API_PREFIX}/items/{op}?status=Failed to see what failed so far")
         return steps
+    if snapshot.quota_refusal is not None:
+        return [
+            f"GET {API_PREFIX}/quotas for your limits and use; submit again (the same "
+            "Idempotency-Key is fine) when the quota allows it",
+        ]
     steps = [f"GET {API_PREFIX}/aggregates/{op} for counts, error codes, cost and durations"]
     if snapshot.operation_type is OperationType.CODE_GENERATION and snapshot.successful_items:
         steps.append(f"GET {API_PREFIX}/codes/{op} to page through the generated codes")

@@ -36,6 +36,7 @@ from api.auth import Principal
 from api.deps import settings_of, sink_of, view_of
 from api.errors import ApiError, validation_error
 from api.producer import MessageSink, ProduceError
+from api.services import quotas
 from api.services.presenters import status_url
 from api.services.recipients import BatchTooLarge, encode_chunks
 from core.schedule import planned_start, releases_end
@@ -51,6 +52,7 @@ from schemas.messages import (
     PreparedRecipient,
     ReleaseSchedule,
 )
+from schemas.responses import ErrorBody
 
 log = logging.getLogger("bulkops.api")
 
@@ -60,6 +62,12 @@ CHUNK_BYTES = 900_000
 GIVE_UP_SHARE = 0.6
 #: librdkafka reports every message this long before the API stops waiting.
 REPORT_MARGIN_SECONDS = 1.0
+
+QUOTA_EXCEEDED = {
+    "model": ErrorBody,
+    "description": "Over a quota (`error: QUOTA_EXCEEDED`): `details` names the quota, its "
+    "use and limit; `Retry-After` says when a daily quota resets.",
+}
 
 IdempotencyKey = Annotated[
     str | None,
@@ -93,7 +101,11 @@ def already_submitted(
 ) -> OperationSnapshot | None:
     """The operation an idempotency key already created for this sponsor, if the API knows it."""
     snapshot = view_of(request).get(operation_id)
-    return snapshot if snapshot is not None and snapshot.sponsor_id == sponsor_id else None
+    if snapshot is None or snapshot.sponsor_id != sponsor_id:
+        return None
+    if snapshot.stop_reason == "QUOTA_EXCEEDED":
+        return None  # refused, not accepted: a new attempt is judged afresh
+    return snapshot
 
 
 def sponsor_for_submit(principal: Principal, requested: int | None) -> int:
@@ -154,9 +166,11 @@ async def queue(
     messages: list[bytes],
     *,
     submission_id: str,
-) -> None:
+    admission: bool = False,
+) -> OperationSnapshot:
     """Put an operation's messages on its sponsor's partition, in order, acknowledged, or
-    raise the 503 that says whether it can still run."""
+    raise the 503 that says whether it can still run. With ``admission``, wait for the
+    worker's quota verdict too (429 when refused); the snapshot to answer with."""
     settings = settings_of(request)
     topics = Topics(settings.topic_prefix)
     sink = sink_of(request)
@@ -199,6 +213,11 @@ async def queue(
         )
     except ProduceError as exc:  # the worker publishes its own snapshot soon after
         log.warning("operation %s: queued snapshot not published: %s", snapshot.operation_id, exc)
+    if admission:
+        registered = await quotas.verdict(request, snapshot.operation_id)
+        if registered is not None:
+            return registered
+    return snapshot
 
 
 def _abort(
@@ -241,6 +260,7 @@ async def queue_link_send(
 ) -> OperationSnapshot:
     """The header and the recipient chunks of a link send (or of another operation that
     sends to recipients, like dealer invitations), queued in order (or 503)."""
+    admission = quotas.admission_wanted(request, principal, sponsor_id, len(recipients))
     submission_id = new_submission_id()
     try:
         chunks = encode_chunks(
@@ -267,6 +287,7 @@ async def queue_link_send(
         link_send=spec.model_copy(update={"recipient_chunks": len(chunks)}),
         schedule=schedule,
         submission_id=submission_id,
+        quota_exempt=quotas.exempt(request, principal),
     )
     snapshot = queued_snapshot(
         operation_id, sponsor_id, principal, operation_type, name, len(recipients), now
@@ -275,13 +296,13 @@ async def queue_link_send(
     if schedule is not None:
         snapshot.scheduled_start = planned_start(schedule)
         snapshot.releases_end_at = releases_end(schedule, -(-len(recipients) // spec.batch_size))
-    await queue(
+    return await queue(
         request,
         snapshot,
         [header.model_dump_json().encode(), *chunks],
         submission_id=submission_id,
+        admission=admission,
     )
-    return snapshot
 
 
 def new_submission_id() -> str:

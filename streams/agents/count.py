@@ -12,6 +12,7 @@ import logging
 from faust.types import EventT
 
 from schemas.messages import BatchSunk, ProgressMessage, WebhookAttempt
+from streams import quotas
 from streams.agents.release import ask_for_release
 from streams.context import InvalidMessage, WorkerContext, check_key, now
 from streams.progress import MAX_RECENT_RESULTS, OperationState, apply_batch, wants_refill
@@ -76,6 +77,8 @@ async def on_batch_sunk(ctx: WorkerContext, sunk: BatchSunk) -> None:
             await ask_for_release(ctx, state.operation_id, state.sponsor_id)
         return
     ctx.registry.forget(state.operation_id)
+    if quotas.release(ctx, state.sponsor_id, state.operation_id):
+        await quotas.publish(ctx, str(state.sponsor_id))
     await ctx.publish(state)
     await ctx.record_operation(state)
     ctx.webhooks.start(state, "operation_completed")

@@ -12,7 +12,7 @@ import logging
 
 from faust.types import EventT
 
-from core.topics import sponsor_key
+from core.topics import DEFAULTS_KEY, sponsor_key
 from schemas.messages import (
     BatchHold,
     BatchSunk,
@@ -24,6 +24,8 @@ from schemas.messages import (
     Redrive,
     ReleaseTick,
 )
+from schemas.quotas import QuotaRefusal, QuotaUpdate
+from streams import quotas
 from streams.agents import release
 from streams.bitmaps import bit, with_bit
 from streams.context import InvalidMessage, WorkerContext, check_key, now
@@ -33,6 +35,7 @@ from streams.progress import (
     OperationState,
     is_batch_done,
     pause,
+    refused,
     register,
     request_cancel,
 )
@@ -42,6 +45,9 @@ log = logging.getLogger("bulkops.worker")
 
 async def handle(ctx: WorkerContext, event: EventT[bytes]) -> None:
     message = OperationsMessage.validate_json(event.value)
+    if isinstance(message, QuotaUpdate):
+        await on_quota_update(ctx, event, message)
+        return
     check_key(event, message.sponsor_id)
     if isinstance(message, OperationRequested):
         await on_request(ctx, event, message)
@@ -65,6 +71,10 @@ async def on_request(ctx: WorkerContext, event: EventT[bytes], request: Operatio
         raise InvalidMessage(f"{field}: {reason} (totalItems {request.total_items})")
     op_id = request.operation_id
     state = ctx.tables.operations.load(op_id)
+    if state is not None and state.stop_reason == "QUOTA_EXCEEDED":
+        if state.submission_id == request.submission_id:
+            return  # a replay of the refused submission
+        state = None  # a new attempt at a refused operation: judged afresh
     if state is not None and state.submission_id != request.submission_id:
         log.warning(
             "operation %s: another submission of it (%s) ignored: it was registered by %s",
@@ -77,6 +87,11 @@ async def on_request(ctx: WorkerContext, event: EventT[bytes], request: Operatio
         log.info("operation %s: replayed request ignored, already %s", op_id, state.status)
         return
     if state is None:
+        refusal = quotas.admit(ctx, request, event.message.partition)
+        if refusal is not None:
+            await _refuse(ctx, event, request, refusal)
+            return
+        await quotas.publish(ctx, str(request.sponsor_id))
         state = await _register(ctx, event, request)
     batches = await kind_of(request.operation_type).explode(ctx, request, state)
     if batches:  # kinds fed by recipient chunks explode as the chunks arrive
@@ -120,6 +135,28 @@ async def _register(
         state.batches_total,
     )
     return state
+
+
+async def _refuse(
+    ctx: WorkerContext, event: EventT[bytes], request: OperationRequested, refusal: QuotaRefusal
+) -> None:
+    state = refused(request, refusal, now=now(), partition=event.message.partition)
+    ctx.tables.operations.save(state)
+    await ctx.publish(state)
+    await ctx.record_operation(state)
+    log.info(
+        "operation %s: refused for sponsor %d: %s",
+        request.operation_id,
+        request.sponsor_id,
+        refusal.message(),
+    )
+
+
+async def on_quota_update(ctx: WorkerContext, event: EventT[bytes], update: QuotaUpdate) -> None:
+    expected = DEFAULTS_KEY if update.sponsor_id is None else sponsor_key(update.sponsor_id)
+    if event.message.key != expected:
+        raise InvalidMessage(f"quota update keyed {event.message.key!r}, expected {expected!r}")
+    await quotas.publish(ctx, quotas.apply_update(ctx, update, event.message.partition))
 
 
 async def on_recipients(ctx: WorkerContext, chunk: RecipientChunk) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -14,7 +16,7 @@ from analytics.testing import MemoryStore
 from api.app import create_api
 from api.auth import Role, mint_token
 from api.producer import ProduceError
-from api.status_view import StatusView
+from api.status_view import QuotaView, StatusView
 from core.settings import ApiSettings
 
 SECRET = "unit-jwt-secret-" + "x" * 32
@@ -29,12 +31,17 @@ class FakeMessageSink:
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes, bytes]] = []
+        self.partitions: list[int | None] = []
         self.fail = False
         self.stall = False
         self.purges = 0
         self._queued: list[asyncio.Future[None]] = []
+        # Called with each message written: a test's stand-in for the worker's answer.
+        self.on_written: Callable[[str, bytes, bytes], None] | None = None
 
-    def produce(self, topic: str, key: bytes, value: bytes) -> asyncio.Future[None]:
+    def produce(
+        self, topic: str, key: bytes, value: bytes, partition: int | None = None
+    ) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self.stall:
             self._queued.append(future)
@@ -44,11 +51,16 @@ class FakeMessageSink:
             )
         else:
             self.sent.append((topic, key, value))
+            self.partitions.append(partition)
             future.set_result(None)
+            if self.on_written is not None:
+                self.on_written(topic, key, value)
         return future
 
-    async def send(self, topic: str, key: bytes, value: bytes) -> None:
-        await self.produce(topic, key, value)
+    async def send(
+        self, topic: str, key: bytes, value: bytes, partition: int | None = None
+    ) -> None:
+        await self.produce(topic, key, value, partition)
 
     def purge_queued(self) -> None:
         self.purges += 1
@@ -84,30 +96,43 @@ def sink() -> FakeMessageSink:
     return FakeMessageSink()
 
 
-@pytest.fixture
-def client(sink: FakeMessageSink) -> Iterator[TestClient]:
-    settings = ApiSettings(
-        env="test",
-        jwt_secret=SECRET,
-        code_secret="c" * 40,
-        webhook_secret="w" * 40,
-        topic_prefix="unit",
-        max_items_per_operation=5000,
-        max_body_bytes=64 * 1024,
-        max_batches_per_operation=1000,
-        produce_timeout_seconds=1.0,
-    )
+@contextmanager
+def api_client(sink: FakeMessageSink, **overrides: Any) -> Iterator[TestClient]:
+    """The API on fakes: ``sink`` for Kafka, empty live views, a memory store."""
+    values: dict[str, Any] = {
+        "env": "test",
+        "jwt_secret": SECRET,
+        "code_secret": "c" * 40,
+        "webhook_secret": "w" * 40,
+        "topic_prefix": "unit",
+        "max_items_per_operation": 5000,
+        "max_body_bytes": 64 * 1024,
+        "max_batches_per_operation": 1000,
+        "produce_timeout_seconds": 1.0,
+        # No quotas unless asked (no worker gives a verdict here): see test_quota_api.py.
+        "quota_max_concurrent_operations": 0,
+        "quota_max_operations_per_day": 0,
+        "quota_max_items_per_day": 0,
+        **overrides,
+    }
 
     async def start(app: FastAPI) -> None:
         app.state.message_sink = sink
         app.state.status_view = StatusView()
         app.state.status_view.ready.set()
+        app.state.quota_view = QuotaView()
         app.state.store = memory_store()
 
     async def stop(_: FastAPI) -> None:
         pass
 
-    with TestClient(create_api(settings, start=start, stop=stop)) as test_client:
+    with TestClient(create_api(ApiSettings(**values), start=start, stop=stop)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def client(sink: FakeMessageSink) -> Iterator[TestClient]:
+    with api_client(sink) as test_client:
         yield test_client
 
 
