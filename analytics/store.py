@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from analytics.connection import Connection
+from analytics.idempotency import IdempotencyKeys
 from analytics.inventory import InventoryReader
 from analytics.reader import Reader
 from analytics.templates import Templates
@@ -29,6 +30,7 @@ class AnalyticsStore:
     reader: Reader
     inventory: InventoryReader
     templates: Templates
+    idempotency: IdempotencyKeys
 
     @classmethod
     def open(cls, *, dsn: str | None, chdb_path: Path, database: str) -> AnalyticsStore:
@@ -55,6 +57,7 @@ class AnalyticsStore:
             reader=Reader(connection),
             inventory=InventoryReader(connection),
             templates=Templates(connection),
+            idempotency=IdempotencyKeys(connection),
         )
 
     def close(self) -> None:

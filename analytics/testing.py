@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from analytics import rows
+from analytics.idempotency import StoredAnswer
 from analytics.reader import CodeCounts
 from analytics.rows import TableRows
 from schemas.common import Channel, ErrorCategory, ItemStatus, OperationType
@@ -257,6 +258,19 @@ class MemoryTemplates:
         ]
 
 
+class MemoryIdempotencyKeys:
+    """:class:`analytics.idempotency.IdempotencyKeys` in a dict (no TTL: tests are short)."""
+
+    def __init__(self) -> None:
+        self.answers: dict[tuple[int, str, str], StoredAnswer] = {}
+
+    def find(self, sponsor_id: int, scope: str, key: str) -> StoredAnswer | None:
+        return self.answers.get((sponsor_id, scope, key))
+
+    def remember(self, sponsor_id: int, scope: str, key: str, answer: StoredAnswer) -> None:
+        self.answers.setdefault((sponsor_id, scope, key), answer)
+
+
 class MemoryCounts:
     """The counting reads of :class:`analytics.reader.Reader` that tests check results with."""
 
@@ -290,6 +304,7 @@ class MemoryStore:
         self.state = MemoryWorkerState(self.tables)
         self.inventory = MemoryInventory(self.tables)
         self.templates = MemoryTemplates(self.tables)
+        self.idempotency = MemoryIdempotencyKeys()
         self.reader = MemoryCounts(self.tables)
 
     def close(self) -> None:

@@ -294,3 +294,34 @@ class QuotaChange(OutModel):
         description="Only the limits given change; null makes one unlimited, and a limit "
         "left out keeps (or goes back to) the default."
     )
+
+
+class QuotaEstimate(OutModel):
+    """What a submit would take of the sponsor's quotas, as far as this API has seen (the
+    worker decides on the real submit)."""
+
+    limits: QuotaLimits
+    use: QuotaUse = Field(description="Use now.")
+    would_use: QuotaUse = Field(description="Use once this operation is accepted.")
+    refusal: QuotaRefusal | None = Field(
+        default=None, description="The quota the submit would break now, if any."
+    )
+    exempt: bool = Field(description="Submitted by an Admin: counted, never refused.")
+
+
+class DryRunResult(OutModel):
+    """What a submit would do: validated, priced and planned, nothing queued or stored."""
+
+    dry_run: bool = True
+    operation_type: OperationType
+    total_items: int
+    valid_items: int = Field(description="Items that would run (the others end Skipped).")
+    batches: int
+    estimated_cost: float = Field(description="Valid items × the channel's price (0 for codes).")
+    validation_warnings: list[str] = Field(default_factory=list)
+    quota: QuotaEstimate
+    planned_start: datetime
+    releases_end_at: datetime | None = Field(
+        default=None, description="When the last batch would go out (spread sends)."
+    )
+    estimated_completion_time: datetime | None = None

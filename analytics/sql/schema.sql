@@ -167,3 +167,19 @@ ORDER BY (sponsor_id, operation_id, item_index)
 -- name: recipients_dealer_json
 -- Migration of a recipients table created before dealer invitations existed.
 ALTER TABLE recipients ADD COLUMN IF NOT EXISTS dealer_json String DEFAULT ''
+
+-- name: idempotency_keys
+-- The first successful answer to each Idempotency-Key, per sponsor and route, for a day.
+CREATE TABLE IF NOT EXISTS idempotency_keys
+(
+    sponsor_id UInt64,
+    scope LowCardinality(String),
+    idempotency_key String,
+    request_hash String,
+    status_code UInt16,
+    response String,
+    created_at DateTime64(3, 'UTC')
+)
+ENGINE = MergeTree
+ORDER BY (sponsor_id, scope, idempotency_key)
+TTL toDateTime(created_at) + INTERVAL 1 DAY

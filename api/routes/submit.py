@@ -7,16 +7,17 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Request, status
+from fastapi import APIRouter, Body, Query, Request, Response, status
+from fastapi.responses import JSONResponse
 
 from api.auth import CurrentPrincipal
 from api.deps import settings_of, store_of
 from api.errors import validation_error
-from api.services import link_sends, quotas
+from api.services import idempotency, link_sends, quotas
+from api.services.idempotency import IdempotencyKey
 from api.services.presenters import API_PREFIX, metrics, status_url
 from api.services.submission import (
     QUOTA_EXCEEDED,
-    IdempotencyKey,
     already_submitted,
     checked_callback,
     new_submission_id,
@@ -26,6 +27,7 @@ from api.services.submission import (
     queued_snapshot,
     sponsor_for_submit,
 )
+from core.schedule import planned_start, releases_end
 from core.schedule import resolve as resolve_schedule
 from schemas.common import OperationType
 from schemas.messages import OperationRequested, OperationSnapshot
@@ -36,6 +38,7 @@ from schemas.requests import (
     BulkLinkSendRequest,
 )
 from schemas.responses import (
+    DryRunResult,
     Envelope,
     ErrorBody,
     OperationAccepted,
@@ -56,8 +59,28 @@ _UNAVAILABLE = {
 }
 
 
-def _accepted_again(snapshot: OperationSnapshot) -> Envelope[OperationAccepted]:
+DryRun = Annotated[
+    bool,
+    Query(
+        alias="dryRun",
+        description="Validate, price and plan the submit (with the quota it would take) "
+        "without queueing or storing anything: 200 with a `DryRunResult`.",
+    ),
+]
+_DRY_RUN = {
+    "model": Envelope[DryRunResult],
+    "description": "`dryRun=true`: what the submit would do; nothing queued or stored",
+}
+
+
+def _dry_run_answer(result: DryRunResult) -> JSONResponse:
+    envelope = Envelope(data=result, message="Dry run: nothing was queued or stored")
+    return JSONResponse(status_code=200, content=envelope.model_dump(mode="json"))
+
+
+def _accepted_again(response: Response, snapshot: OperationSnapshot) -> Envelope[OperationAccepted]:
     """The answer to a repeated submit: the operation its idempotency key already made."""
+    response.headers[idempotency.REPLAYED_HEADER] = "true"
     return Envelope(
         data=OperationAccepted(
             operation_id=snapshot.operation_id,
@@ -79,6 +102,7 @@ def _accepted_again(snapshot: OperationSnapshot) -> Envelope[OperationAccepted]:
     response_model=Envelope[OperationAccepted],
     summary="Generate redeemable codes in bulk",
     responses={
+        200: _DRY_RUN,
         413: {"model": ErrorBody, "description": "Body over the size limit"},
         429: QUOTA_EXCEEDED,
         503: _UNAVAILABLE,
@@ -86,8 +110,10 @@ def _accepted_again(snapshot: OperationSnapshot) -> Envelope[OperationAccepted]:
 )
 async def generate_codes(
     request: Request,
+    response: Response,
     principal: CurrentPrincipal,
     idempotency_key: IdempotencyKey = None,
+    dry_run: DryRun = False,
     *,
     body: Annotated[
         BulkCodeGenerationRequest,
@@ -97,7 +123,7 @@ async def generate_codes(
             }
         ),
     ],
-) -> Envelope[OperationAccepted]:
+) -> Envelope[OperationAccepted] | JSONResponse:
     """Queue one operation that generates ``quantity`` codes and answer at once with its id.
 
     ``batches`` carve named slices with their own ``customPrefix`` out of ``quantity``; the
@@ -108,10 +134,44 @@ async def generate_codes(
     if violation is not None:
         raise validation_error(*violation)
     sponsor_id = sponsor_for_submit(principal, body.sponsor_id)
-    operation_id = operation_id_for("codegen", sponsor_id, idempotency_key)
-    known = already_submitted(request, operation_id, sponsor_id)
-    if known is not None:
-        return _accepted_again(known)
+    if dry_run:
+        now = datetime.now(UTC)
+        return _dry_run_answer(
+            DryRunResult(
+                operation_type=OperationType.CODE_GENERATION,
+                total_items=body.quantity,
+                valid_items=body.quantity,
+                batches=-(-body.quantity // body.processing.batch_size),
+                estimated_cost=0.0,
+                quota=quotas.estimate(request, principal, sponsor_id, body.quantity),
+                planned_start=now,
+                estimated_completion_time=_codes_eta(now, body.quantity),
+            )
+        )
+    keyed = idempotency.claim(sponsor_id, "generate-codes", idempotency_key, body)
+
+    async def submit() -> Envelope[OperationAccepted]:
+        operation_id = operation_id_for("codegen", sponsor_id, idempotency_key)
+        known = idempotency.replayable(keyed, already_submitted(request, operation_id, sponsor_id))
+        if known is not None:
+            return _accepted_again(response, known)
+        return await _queue_codes(request, principal, sponsor_id, operation_id, body, keyed)
+
+    return await idempotency.once(request, keyed, status.HTTP_202_ACCEPTED, submit)
+
+
+def _codes_eta(now: datetime, quantity: int) -> datetime:
+    return now + timedelta(seconds=1 + quantity / ASSUMED_CODES_PER_SECOND)
+
+
+async def _queue_codes(
+    request: Request,
+    principal: CurrentPrincipal,
+    sponsor_id: int,
+    operation_id: str,
+    body: BulkCodeGenerationRequest,
+    keyed: idempotency.Claim | None,
+) -> Envelope[OperationAccepted]:
     admission = quotas.admission_wanted(request, principal, sponsor_id, body.quantity)
     callback = await checked_callback(request, body.processing.callback_url)
     now = datetime.now(UTC)
@@ -128,6 +188,7 @@ async def generate_codes(
         code_generation=body.model_copy(update={"sponsor_id": sponsor_id}),
         submission_id=submission_id,
         quota_exempt=quotas.exempt(request, principal),
+        request_hash=keyed.request_hash if keyed else None,
     )
     snapshot = queued_snapshot(
         operation_id,
@@ -138,6 +199,7 @@ async def generate_codes(
         body.quantity,
         now,
     )
+    snapshot.request_hash = message.request_hash
     snapshot = await queue(
         request,
         snapshot,
@@ -152,7 +214,6 @@ async def generate_codes(
         sponsor_id,
         principal.subject,
     )
-    eta = now + timedelta(seconds=1 + body.quantity / ASSUMED_CODES_PER_SECOND)
     return Envelope(
         data=OperationAccepted(
             operation_id=operation_id,
@@ -160,7 +221,7 @@ async def generate_codes(
             status=snapshot.status,
             total_items=body.quantity,
             created_at=now,
-            estimated_completion_time=eta,
+            estimated_completion_time=_codes_eta(now, body.quantity),
             status_url=status_url(operation_id),
             metrics=metrics(snapshot, now),
         )
@@ -173,6 +234,7 @@ async def generate_codes(
     response_model=Envelope[OperationAccepted],
     summary="Send a personalised link to every recipient over SMS, WhatsApp or Email",
     responses={
+        200: _DRY_RUN,
         413: {"model": ErrorBody, "description": "Body over the size limit"},
         429: QUOTA_EXCEEDED,
         503: _UNAVAILABLE,
@@ -180,8 +242,10 @@ async def generate_codes(
 )
 async def send_links(
     request: Request,
+    response: Response,
     principal: CurrentPrincipal,
     idempotency_key: IdempotencyKey = None,
+    dry_run: DryRun = False,
     *,
     body: Annotated[
         BulkLinkSendRequest,
@@ -191,7 +255,7 @@ async def send_links(
             }
         ),
     ],
-) -> Envelope[OperationAccepted]:
+) -> Envelope[OperationAccepted] | JSONResponse:
     """Validate every recipient, render its message, and queue one send per valid recipient.
 
     Invalid recipients (bad or missing address, duplicates, unknown sponsorship codes) are
@@ -201,10 +265,68 @@ async def send_links(
     settings = settings_of(request)
     link_sends.check_request(settings, body)
     sponsor_id = sponsor_for_submit(principal, body.sponsor_id)
-    operation_id = operation_id_for("bulk", sponsor_id, idempotency_key)
-    known = already_submitted(request, operation_id, sponsor_id)
-    if known is not None:
-        return _accepted_again(known)
+    if dry_run:
+        return _dry_run_answer(await _plan_links(request, principal, sponsor_id, body))
+    keyed = idempotency.claim(sponsor_id, "send-links", idempotency_key, body)
+
+    async def submit() -> Envelope[OperationAccepted]:
+        operation_id = operation_id_for("bulk", sponsor_id, idempotency_key)
+        known = idempotency.replayable(keyed, already_submitted(request, operation_id, sponsor_id))
+        if known is not None:
+            return _accepted_again(response, known)
+        return await _queue_links(request, principal, sponsor_id, operation_id, body, keyed)
+
+    return await idempotency.once(request, keyed, status.HTTP_202_ACCEPTED, submit)
+
+
+async def _plan_links(
+    request: Request, principal: CurrentPrincipal, sponsor_id: int, body: BulkLinkSendRequest
+) -> DryRunResult:
+    """Everything a submit checks and plans, without queueing: the same 422s and warnings."""
+    settings = settings_of(request)
+    await checked_callback(request, body.processing.callback_url)
+    prepared = await asyncio.to_thread(
+        link_sends.prepared_recipients,
+        body,
+        operation_id=operation_id_for("bulk", sponsor_id, None),
+        sponsor_id=sponsor_id,
+        settings=settings,
+        lookups=store_of(request).inventory,
+    )
+    now = datetime.now(UTC)
+    schedule = resolve_schedule(body.scheduling, now)
+    total = len(body.recipients)
+    batches = -(-total // body.processing.batch_size)
+    start = (planned_start(schedule) if schedule is not None else now) or now
+    last = releases_end(schedule, batches) if schedule is not None else None
+    sending = 1 + prepared.valid / settings.send_rate(body.channel.value)
+    finish = max(
+        start + timedelta(seconds=sending),
+        (last or start) + timedelta(seconds=1 + sending / max(batches, 1)),
+    )
+    return DryRunResult(
+        operation_type=OperationType.LINK_SEND,
+        total_items=total,
+        valid_items=prepared.valid,
+        batches=batches,
+        estimated_cost=round(prepared.valid * settings.price(body.channel.value), 6),
+        validation_warnings=prepared.warnings(),
+        quota=quotas.estimate(request, principal, sponsor_id, total),
+        planned_start=start,
+        releases_end_at=last,
+        estimated_completion_time=finish,
+    )
+
+
+async def _queue_links(
+    request: Request,
+    principal: CurrentPrincipal,
+    sponsor_id: int,
+    operation_id: str,
+    body: BulkLinkSendRequest,
+    keyed: idempotency.Claim | None,
+) -> Envelope[OperationAccepted]:
+    settings = settings_of(request)
     callback = await checked_callback(request, body.processing.callback_url)
     prepared = await asyncio.to_thread(
         link_sends.prepared_recipients,
@@ -229,6 +351,7 @@ async def send_links(
         callback_url=callback,
         progress_notifications=body.processing.send_progress_notifications,
         schedule=schedule,
+        request_hash=keyed.request_hash if keyed else None,
     )
     total = len(body.recipients)
     log.info(

@@ -20,11 +20,11 @@ from api.deps import settings_of, sink_of, view_of
 from api.errors import ApiError
 from api.producer import ProduceError
 from api.status_view import QuotaView
-from core.quotas import default_limits, quota_now, refusal, use_on
+from core.quotas import default_limits, quota_now, refusal, taken, use_on
 from core.topics import DEFAULTS_KEY, Topics, sponsor_key
 from schemas.messages import OperationSnapshot
 from schemas.quotas import QuotaLimits, QuotaRefusal, QuotaUpdate, QuotaUse
-from schemas.responses import QuotaOverview
+from schemas.responses import QuotaEstimate, QuotaOverview
 
 log = logging.getLogger("bulkops.api")
 
@@ -77,6 +77,21 @@ def admission_wanted(request: Request, principal: Principal, sponsor_id: int, it
             limits.max_operations_per_day,
             limits.max_items_per_day,
         )
+    )
+
+
+def estimate(request: Request, principal: Principal, sponsor_id: int, items: int) -> QuotaEstimate:
+    """A dry run's view of the quotas: what the submit would take, and what would refuse it."""
+    limits = limits_for(request, sponsor_id)
+    use = use_of(request, sponsor_id)
+    moment = quota_now(settings_of(request))
+    free = exempt(request, principal)
+    return QuotaEstimate(
+        limits=limits,
+        use=use,
+        would_use=taken(use, items, moment),
+        refusal=None if free else refusal(limits, use, items, moment),
+        exempt=free,
     )
 
 

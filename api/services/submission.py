@@ -28,9 +28,8 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
 
-from fastapi import Header, Request
+from fastapi import Request
 
 from api.auth import Principal
 from api.deps import settings_of, sink_of, view_of
@@ -68,19 +67,6 @@ QUOTA_EXCEEDED = {
     "description": "Over a quota (`error: QUOTA_EXCEEDED`): `details` names the quota, its "
     "use and limit; `Retry-After` says when a daily quota resets.",
 }
-
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=255,
-        pattern=r"^[\x21-\x7e]+$",
-        description="Any string of printable ASCII chosen by the client. Repeating a submit "
-        "with the same key (and the same sponsor) yields the same operation id and never "
-        "runs the operation twice: safe to retry after a timeout or a 503.",
-    ),
-]
 
 
 def delivery_timeout(settings: ApiSettings) -> float:
@@ -216,6 +202,14 @@ async def queue(
     if admission:
         registered = await quotas.verdict(request, snapshot.operation_id)
         if registered is not None:
+            if registered.request_hash != snapshot.request_hash:  # a concurrent other request
+                raise ApiError(
+                    422,
+                    "IDEMPOTENCY_KEY_REUSED",
+                    "This Idempotency-Key was used for a different request at the same time; "
+                    "that request made the operation",
+                    {"operationId": snapshot.operation_id},
+                )
             return registered
     return snapshot
 
@@ -257,6 +251,7 @@ async def queue_link_send(
     progress_notifications: bool = False,
     schedule: ReleaseSchedule | None = None,
     operation_type: OperationType = OperationType.LINK_SEND,
+    request_hash: str | None = None,
 ) -> OperationSnapshot:
     """The header and the recipient chunks of a link send (or of another operation that
     sends to recipients, like dealer invitations), queued in order (or 503)."""
@@ -288,11 +283,13 @@ async def queue_link_send(
         schedule=schedule,
         submission_id=submission_id,
         quota_exempt=quotas.exempt(request, principal),
+        request_hash=request_hash,
     )
     snapshot = queued_snapshot(
         operation_id, sponsor_id, principal, operation_type, name, len(recipients), now
     )
     snapshot.retry_of = retry_of
+    snapshot.request_hash = request_hash
     if schedule is not None:
         snapshot.scheduled_start = planned_start(schedule)
         snapshot.releases_end_at = releases_end(schedule, -(-len(recipients) // spec.batch_size))

@@ -167,18 +167,6 @@ def test_an_unconfirmed_message_is_503_unknown(client: TestClient, sink: FakeMes
     assert "_MSG_TIMED_OUT" in details["reason"]
 
 
-def test_an_idempotency_key_names_one_operation(client: TestClient, sink: FakeMessageSink) -> None:
-    key = {"Idempotency-Key": "campaign-2025-11/attempt"}
-    first = post(client, seed(), headers={**auth(), **key})
-    again = post(client, seed(), headers={**auth(), **key})
-    assert first.status_code == again.status_code == 202
-    assert first.json()["data"]["operationId"] == again.json()["data"]["operationId"]
-    assert "Already submitted" in again.json()["message"]
-    assert len([m for m in sink.sent if m[0].endswith(".operations")]) == 1
-    other_sponsor = post(client, seed(), headers={**auth(8), **key}).json()["data"]
-    assert other_sponsor["operationId"] != first.json()["data"]["operationId"]
-
-
 def test_a_retry_after_an_unknown_outcome_keeps_the_operation_id(
     client: TestClient, sink: FakeMessageSink
 ) -> None:
