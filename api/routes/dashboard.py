@@ -12,6 +12,8 @@ from fastapi import APIRouter, Query, Request, status
 from api.auth import CurrentPrincipal
 from api.deps import store_of
 from api.errors import ApiError, validation_error
+from api.services import idempotency
+from api.services.idempotency import IdempotencyKey
 from api.services.presenters import API_PREFIX
 from api.services.recipients import PLACEHOLDER, placeholders
 from schemas.responses import ErrorBody
@@ -63,35 +65,46 @@ def get_templates(request: Request, principal: CurrentPrincipal) -> dict[str, An
     responses={409: {"model": ErrorBody}, 422: {"model": ErrorBody}},
 )
 async def save_template(
-    request: Request, principal: CurrentPrincipal, body: SavedTemplate
-) -> dict[str, Any]:
+    request: Request,
+    principal: CurrentPrincipal,
+    body: SavedTemplate,
+    idempotency_key: IdempotencyKey = None,
+) -> Any:
     if principal.sponsor_id is None:
         raise ApiError(403, "FORBIDDEN", "Templates belong to a sponsor: use a Sponsor token")
+    sponsor_id = principal.sponsor_id
     stray = PLACEHOLDER.sub("", body.message)
     if "{" in stray or "}" in stray:
         raise validation_error("message", "placeholders are {identifier}, e.g. {name} or {link}")
-    store = store_of(request)
-    existing = await asyncio.to_thread(store.templates.list, principal.sponsor_id)
-    names = {row[0] for row in existing}
-    if body.name not in names and len(names) >= MAX_TEMPLATES_PER_SPONSOR:
-        raise ApiError(
-            409, "TOO_MANY_TEMPLATES", f"At most {MAX_TEMPLATES_PER_SPONSOR} templates per sponsor"
+    keyed = idempotency.claim(sponsor_id, "templates", idempotency_key, body)
+
+    async def save() -> dict[str, Any]:
+        store = store_of(request)
+        existing = await asyncio.to_thread(store.templates.list, sponsor_id)
+        names = {row[0] for row in existing}
+        if body.name not in names and len(names) >= MAX_TEMPLATES_PER_SPONSOR:
+            raise ApiError(
+                409,
+                "TOO_MANY_TEMPLATES",
+                f"At most {MAX_TEMPLATES_PER_SPONSOR} templates per sponsor",
+            )
+        await asyncio.to_thread(
+            store.templates.save,
+            sponsor_id,
+            name=body.name,
+            channel=body.channel.value,
+            message=body.message,
+            batch_size=body.processing_options.batch_size,
+            max_concurrency=body.processing_options.max_concurrency,
+            retry_attempts=body.processing_options.retry_attempts,
         )
-    await asyncio.to_thread(
-        store.templates.save,
-        principal.sponsor_id,
-        name=body.name,
-        channel=body.channel.value,
-        message=body.message,
-        batch_size=body.processing_options.batch_size,
-        max_concurrency=body.processing_options.max_concurrency,
-        retry_attempts=body.processing_options.retry_attempts,
-    )
-    return {
-        "success": True,
-        "message": f"Template '{body.name}' saved",
-        "data": {"name": body.name, "placeholders": sorted(placeholders(body.message))},
-    }
+        return {
+            "success": True,
+            "message": f"Template '{body.name}' saved",
+            "data": {"name": body.name, "placeholders": sorted(placeholders(body.message))},
+        }
+
+    return await idempotency.once(request, keyed, status.HTTP_201_CREATED, save)
 
 
 @router.get("/statistics", summary="Dashboard figures computed from ClickHouse")

@@ -12,27 +12,37 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile, status
 from fastapi.responses import Response
 
-from api.auth import CurrentPrincipal
+from api.auth import CurrentPrincipal, Principal
 from api.deps import NOT_FOUND, OperationId, settings_of, store_of, view_of, visible
 from api.errors import ApiError
-from api.services import dealer_jobs, workbook
+from api.services import dealer_jobs, idempotency, quotas, workbook
 from api.services.dealer_jobs import DEALER_PREFIX
+from api.services.idempotency import IdempotencyKey
 from api.services.presenters import status_url
-from api.services.submission import QUOTA_EXCEEDED, queue_link_send, sponsor_for_submit
+from api.services.submission import (
+    DRY_RUN,
+    QUOTA_EXCEEDED,
+    DryRun,
+    already_submitted,
+    dry_run_answer,
+    operation_id_for,
+    queue_link_send,
+    sponsor_for_submit,
+)
 from core.settings import ApiSettings
-from schemas.common import OperationType
-from schemas.messages import OperationSnapshot
+from schemas.common import Channel, OperationType
+from schemas.messages import LinkSendSpec, OperationSnapshot
 from schemas.responses import (
     BulkInvitationHistory,
     BulkInvitationJob,
     BulkInvitationStatus,
+    DryRunResult,
     Envelope,
     ErrorBody,
     TierInventory,
@@ -61,6 +71,7 @@ async def invitation_template(principal: CurrentPrincipal) -> Response:
     response_model=Envelope[BulkInvitationJob],
     summary="Invite dealers in bulk from an Excel file",
     responses={
+        200: DRY_RUN,
         413: {"model": ErrorBody, "description": "File over the size limit"},
         429: QUOTA_EXCEEDED,
         422: {
@@ -73,6 +84,7 @@ async def invitation_template(principal: CurrentPrincipal) -> Response:
 )
 async def invite_bulk(
     request: Request,
+    response: Response,
     principal: CurrentPrincipal,
     file: Annotated[UploadFile, File(description="An .xlsx file; row 1 is the header.")],
     invitation_type: Annotated[
@@ -86,7 +98,9 @@ async def invite_bulk(
     use_row_counts: Annotated[bool, Form(alias="useRowSpecificCounts")] = False,
     sponsor_id: Annotated[int | None, Form(alias="sponsorId", ge=1)] = None,
     error_report: Annotated[Literal["json", "xlsx"], Query(alias="errorReport")] = "json",
-) -> Envelope[BulkInvitationJob]:
+    idempotency_key: IdempotencyKey = None,
+    dry_run: DryRun = False,
+) -> Envelope[BulkInvitationJob] | Response:
     """Columns: Email, Phone, DealerName, CodeCount, Tier (row 1 is the header; empty rows
     are skipped). Each dealer gets an invitation with a unique link, ``CodeCount`` codes of
     its tier from the sponsor's inventory (``defaultCodeCount``/``defaultTier`` unless
@@ -94,59 +108,96 @@ async def invite_bulk(
     settings = settings_of(request)
     sponsor = sponsor_for_submit(principal, sponsor_id)
     name = (file.filename or "").strip()
-    parsed = await _read_sheet(
-        file, name, settings, default_tier, default_code_count, use_row_counts
-    )
+    data = await _upload(file, name, settings)
+    parsed = await _parse(data, settings, default_tier, default_code_count, use_row_counts)
     lookups = store_of(request).inventory
     errors = await asyncio.to_thread(dealer_jobs.row_errors, lookups, sponsor, parsed)
     if errors:
-        return _refuse_rows(errors, error_report)  # type: ignore[return-value]
+        return _refuse_rows(errors, error_report)
     await asyncio.to_thread(dealer_jobs.check_codes, lookups, settings, sponsor, parsed.dealers)
-    operation_id = f"dealer_{uuid.uuid4().hex}"
-    now = datetime.now(UTC)
-    recipients = dealer_jobs.invitations(parsed.dealers, invitation_type, settings)
-    await queue_link_send(
-        request,
-        principal,
-        sponsor_id=sponsor,
-        operation_id=operation_id,
-        name=f"Dealer invitations: {name}"[:200],
-        spec=dealer_jobs.invitation_spec(settings, send_sms=send_sms),
-        recipients=recipients,
-        now=now,
-        operation_type=OperationType.DEALER_INVITATION,
-    )
-    log.info(
-        "operation %s: %d dealer invitations (%s, sms=%s) for sponsor %d by %s",
-        operation_id,
-        len(recipients),
-        invitation_type,
-        send_sms,
+    spec = dealer_jobs.invitation_spec(settings, send_sms=send_sms)
+    if dry_run:
+        return dry_run_answer(_plan(request, principal, sponsor, len(parsed.dealers), spec))
+    keyed = idempotency.claim(
         sponsor,
-        principal.subject,
+        "invite-bulk",
+        idempotency_key,
+        data,
+        name,
+        invitation_type,
+        default_tier,
+        default_code_count,
+        send_sms,
+        use_row_counts,
     )
+
+    async def submit() -> Envelope[BulkInvitationJob]:
+        operation_id = operation_id_for("dealer", sponsor, idempotency_key)
+        known = idempotency.replayable(keyed, already_submitted(request, operation_id, sponsor))
+        if known is not None:
+            response.headers[idempotency.REPLAYED_HEADER] = "true"
+            return _accepted(known.operation_id, known.total_items, known.created_at)
+        now = datetime.now(UTC)
+        recipients = dealer_jobs.invitations(parsed.dealers, invitation_type, settings)
+        await queue_link_send(
+            request,
+            principal,
+            sponsor_id=sponsor,
+            operation_id=operation_id,
+            name=f"Dealer invitations: {name}"[:200],
+            spec=spec,
+            recipients=recipients,
+            now=now,
+            operation_type=OperationType.DEALER_INVITATION,
+            request_hash=keyed.request_hash if keyed else None,
+        )
+        log.info(
+            "operation %s: %d dealer invitations (%s, sms=%s) for sponsor %d by %s",
+            operation_id,
+            len(recipients),
+            invitation_type,
+            send_sms,
+            sponsor,
+            principal.subject,
+        )
+        return _accepted(operation_id, len(recipients), now)
+
+    return await idempotency.once(request, keyed, status.HTTP_202_ACCEPTED, submit)
+
+
+def _accepted(operation_id: str, dealers: int, created: datetime) -> Envelope[BulkInvitationJob]:
     return Envelope(
-        message=f"Toplu davet işlemi başlatıldı. {len(recipients)} dealer kuyruğa eklendi.",
+        message=f"Toplu davet işlemi başlatıldı. {dealers} dealer kuyruğa eklendi.",
         data=BulkInvitationJob(
             job_id=operation_id,
-            total_dealers=len(recipients),
+            total_dealers=dealers,
             status="Pending",
-            created_date=now,
+            created_date=created,
             status_check_url=f"{DEALER_PREFIX}/bulk-status/{operation_id}",
             operation_status_url=status_url(operation_id),
         ),
     )
 
 
-async def _read_sheet(
-    file: UploadFile,
-    name: str,
-    settings: ApiSettings,
-    default_tier: str,
-    default_code_count: int,
-    use_row_counts: bool,
-) -> workbook.ParsedSheet:
-    """The upload as rows, or the error that says why it is not a usable workbook."""
+def _plan(
+    request: Request, principal: Principal, sponsor: int, dealers: int, spec: LinkSendSpec
+) -> DryRunResult:
+    now = datetime.now(UTC)
+    rate = settings_of(request).send_rate(Channel.SMS.value)
+    return DryRunResult(
+        operation_type=OperationType.DEALER_INVITATION,
+        total_items=dealers,
+        valid_items=dealers,
+        batches=-(-dealers // spec.batch_size),
+        estimated_cost=round(dealers * spec.price_per_message, 6),
+        quota=quotas.estimate(request, principal, sponsor, dealers),
+        planned_start=now,
+        estimated_completion_time=now + timedelta(seconds=1 + dealers / rate),
+    )
+
+
+async def _upload(file: UploadFile, name: str, settings: ApiSettings) -> bytes:
+    """The uploaded workbook's bytes, once it is known to be an .xlsx within the size limit."""
     if not name.lower().endswith(".xlsx"):
         raise ApiError(
             422,
@@ -162,6 +213,17 @@ async def _read_sheet(
             f"The file is larger than {settings.dealer_max_file_bytes // 1_048_576} MB",
             {"maxBytes": settings.dealer_max_file_bytes},
         )
+    return data
+
+
+async def _parse(
+    data: bytes,
+    settings: ApiSettings,
+    default_tier: str,
+    default_code_count: int,
+    use_row_counts: bool,
+) -> workbook.ParsedSheet:
+    """The upload as rows, or the error that says why it is not a usable workbook."""
     try:
         return await asyncio.to_thread(
             workbook.parse_sheet,

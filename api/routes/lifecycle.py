@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Query, Request, Response, status
+from fastapi.responses import JSONResponse
 
-from api.auth import CurrentPrincipal
+from api.auth import CurrentPrincipal, Principal
 from api.deps import (
     NOT_FOUND,
     OperationId,
@@ -23,18 +24,29 @@ from api.deps import (
 )
 from api.errors import ApiError
 from api.producer import ProduceError
-from api.services import retries
+from api.services import idempotency, quotas, retries
+from api.services.idempotency import IdempotencyKey
 from api.services.presenters import API_PREFIX
-from api.services.submission import QUOTA_EXCEEDED, queue_link_send
+from api.services.submission import (
+    DRY_RUN,
+    QUOTA_EXCEEDED,
+    DryRun,
+    already_submitted,
+    dry_run_answer,
+    operation_id_for,
+    queue_link_send,
+)
 from core.topics import Topics, sponsor_key
 from schemas.common import ErrorCategory, OperationStatus
 from schemas.messages import (
     ControlAction,
     ControlCommand,
+    OperationRequested,
     OperationSnapshot,
 )
 from schemas.responses import (
     CancelResult,
+    DryRunResult,
     Envelope,
     ErrorBody,
     PauseResult,
@@ -232,17 +244,21 @@ _retry_locks: dict[str, asyncio.Lock] = {}
     summary="Re-send only the retryable failed items, as a new linked operation",
     responses={
         **NOT_FOUND,
+        200: DRY_RUN,
         409: {"model": ErrorBody, "description": "Still running, or nothing to retry"},
         429: QUOTA_EXCEEDED,
     },
 )
 async def retry_failed(
     request: Request,
+    response: Response,
     principal: CurrentPrincipal,
     operationId: OperationId,
     error_code: Annotated[str | None, Query(alias="errorCode", max_length=64)] = None,
     error_category: Annotated[ErrorCategory | None, Query(alias="errorCategory")] = None,
-) -> Envelope[RetryResult]:
+    idempotency_key: IdempotencyKey = None,
+    dry_run: DryRun = False,
+) -> Envelope[RetryResult] | JSONResponse:
     """Items that failed with a retryable error go out again in a new operation; each keeps
     its original item id as the provider idempotency key. Narrow the retry with
     ``errorCode`` or ``errorCategory``. While a retry of this operation runs, calling again
@@ -250,61 +266,132 @@ async def retry_failed(
     snapshot = visible(request, principal, operationId)
     if not snapshot.status.is_terminal:
         raise ApiError(409, "OPERATION_RUNNING", "Retry once the operation has finished")
-    lock = _retry_locks.setdefault(operationId, asyncio.Lock())
-    async with lock:
-        view = view_of(request)
-        store = store_of(request)
-        failed, retryable = await asyncio.to_thread(
-            retries.failures,
-            store.reader,
-            snapshot.sponsor_id,
-            operationId,
-            code=error_code,
-            category=error_category.value if error_category else None,
+    category = error_category.value if error_category else None
+    if dry_run:
+        return dry_run_answer(await _plan_retry(request, principal, snapshot, error_code, category))
+    keyed = idempotency.claim(
+        snapshot.sponsor_id, "retry", idempotency_key, operationId, error_code, category
+    )
+
+    async def submit() -> Envelope[RetryResult]:
+        retry_id = operation_id_for("retry", snapshot.sponsor_id, idempotency_key)
+        known = idempotency.replayable(
+            keyed, already_submitted(request, retry_id, snapshot.sponsor_id)
         )
-        counts = {
-            "failed_items_count": failed,
-            "retryable_items_count": len(retryable),
-            "non_retryable_items_count": failed - len(retryable),
-        }
-        running = view.running_retry_of(operationId)
-        if running is not None:
-            return Envelope(
-                message="A retry of this operation is already running",
-                data=RetryResult(
-                    original_operation_id=operationId,
-                    retry_operation_id=running.operation_id,
-                    **counts,
-                ),
+        lock = _retry_locks.setdefault(operationId, asyncio.Lock())
+        async with lock:
+            failures = await _failures(request, snapshot, error_code, category)
+            if known is not None:
+                response.headers[idempotency.REPLAYED_HEADER] = "true"
+                return Envelope(data=failures.result(operationId, known.operation_id))
+            running = view_of(request).running_retry_of(operationId)
+            if running is not None:
+                return Envelope(
+                    message="A retry of this operation is already running",
+                    data=failures.result(operationId, running.operation_id),
+                )
+            original = await _retryable_request(request, snapshot, failures)
+            recipients = await asyncio.to_thread(
+                retries.recipients,
+                store_of(request).reader,
+                snapshot.sponsor_id,
+                operationId,
+                failures.retryable,
             )
-        if not retryable:
-            raise ApiError(
-                409,
-                "NOTHING_TO_RETRY",
-                "No retryable failed items" + (" match the filter" if failed else ""),
-                {"failedItemsCount": failed, "nonRetryableItemsCount": failed},
+            assert original.link_send is not None
+            await queue_link_send(
+                request,
+                principal,
+                sponsor_id=snapshot.sponsor_id,
+                operation_id=retry_id,
+                name=f"Retry of {original.operation_name}"[:200],
+                spec=original.link_send,
+                recipients=recipients,
+                now=datetime.now(UTC),
+                retry_of=operationId,
+                operation_type=original.operation_type,
+                request_hash=keyed.request_hash if keyed else None,
             )
-        original = await asyncio.to_thread(store.state.request, snapshot.sponsor_id, operationId)
-        if original is None or original.link_send is None:
-            raise ApiError(409, "NOTHING_TO_RETRY", "Only link sends can be retried")
-        recipients = await asyncio.to_thread(
-            retries.recipients, store.reader, snapshot.sponsor_id, operationId, retryable
+        log.info(
+            "operation %s: retrying %d failed items as %s", operationId, len(recipients), retry_id
         )
-        retry_id = f"retry_{uuid.uuid4().hex}"
-        await queue_link_send(
-            request,
-            principal,
-            sponsor_id=snapshot.sponsor_id,
-            operation_id=retry_id,
-            name=f"Retry of {original.operation_name}"[:200],
-            spec=original.link_send,
-            recipients=recipients,
-            now=datetime.now(UTC),
-            retry_of=operationId,
-            operation_type=original.operation_type,
+        return Envelope(
+            message=f"{len(recipients)} failed items queued again",
+            data=failures.result(operationId, retry_id),
         )
-    log.info("operation %s: retrying %d failed items as %s", operationId, len(recipients), retry_id)
-    return Envelope(
-        message=f"{len(recipients)} failed items queued again",
-        data=RetryResult(original_operation_id=operationId, retry_operation_id=retry_id, **counts),
+
+    return await idempotency.once(request, keyed, status.HTTP_202_ACCEPTED, submit)
+
+
+@dataclass(frozen=True)
+class _Failures:
+    failed: int
+    retryable: list[int]
+
+    def result(self, original: str, retry: str) -> RetryResult:
+        return RetryResult(
+            original_operation_id=original,
+            retry_operation_id=retry,
+            failed_items_count=self.failed,
+            retryable_items_count=len(self.retryable),
+            non_retryable_items_count=self.failed - len(self.retryable),
+        )
+
+
+async def _failures(
+    request: Request, snapshot: OperationSnapshot, code: str | None, category: str | None
+) -> _Failures:
+    failed, retryable = await asyncio.to_thread(
+        retries.failures,
+        store_of(request).reader,
+        snapshot.sponsor_id,
+        snapshot.operation_id,
+        code=code,
+        category=category,
+    )
+    return _Failures(failed, list(retryable))
+
+
+async def _retryable_request(
+    request: Request, snapshot: OperationSnapshot, failures: _Failures
+) -> OperationRequested:
+    """The original request of an operation with items to retry (409 otherwise)."""
+    if not failures.retryable:
+        raise ApiError(
+            409,
+            "NOTHING_TO_RETRY",
+            "No retryable failed items" + (" match the filter" if failures.failed else ""),
+            {"failedItemsCount": failures.failed, "nonRetryableItemsCount": failures.failed},
+        )
+    original = await asyncio.to_thread(
+        store_of(request).state.request, snapshot.sponsor_id, snapshot.operation_id
+    )
+    if original is None or original.link_send is None:
+        raise ApiError(409, "NOTHING_TO_RETRY", "Only link sends can be retried")
+    return original
+
+
+async def _plan_retry(
+    request: Request,
+    principal: Principal,
+    snapshot: OperationSnapshot,
+    code: str | None,
+    category: str | None,
+) -> DryRunResult:
+    failures = await _failures(request, snapshot, code, category)
+    original = await _retryable_request(request, snapshot, failures)
+    spec = original.link_send
+    assert spec is not None
+    items = len(failures.retryable)
+    now = datetime.now(UTC)
+    rate = settings_of(request).send_rate(spec.channel.value)
+    return DryRunResult(
+        operation_type=original.operation_type,
+        total_items=items,
+        valid_items=items,
+        batches=-(-items // spec.batch_size),
+        estimated_cost=round(items * spec.price_per_message, 6),
+        quota=quotas.estimate(request, principal, snapshot.sponsor_id, items),
+        planned_start=now,
+        estimated_completion_time=now + timedelta(seconds=1 + items / rate),
     )

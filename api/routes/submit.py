@@ -7,7 +7,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query, Request, Response, status
+from fastapi import APIRouter, Body, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from api.auth import CurrentPrincipal
@@ -17,9 +17,12 @@ from api.services import idempotency, link_sends, quotas
 from api.services.idempotency import IdempotencyKey
 from api.services.presenters import API_PREFIX, metrics, status_url
 from api.services.submission import (
+    DRY_RUN,
     QUOTA_EXCEEDED,
+    DryRun,
     already_submitted,
     checked_callback,
+    dry_run_answer,
     new_submission_id,
     operation_id_for,
     queue,
@@ -59,25 +62,6 @@ _UNAVAILABLE = {
 }
 
 
-DryRun = Annotated[
-    bool,
-    Query(
-        alias="dryRun",
-        description="Validate, price and plan the submit (with the quota it would take) "
-        "without queueing or storing anything: 200 with a `DryRunResult`.",
-    ),
-]
-_DRY_RUN = {
-    "model": Envelope[DryRunResult],
-    "description": "`dryRun=true`: what the submit would do; nothing queued or stored",
-}
-
-
-def _dry_run_answer(result: DryRunResult) -> JSONResponse:
-    envelope = Envelope(data=result, message="Dry run: nothing was queued or stored")
-    return JSONResponse(status_code=200, content=envelope.model_dump(mode="json"))
-
-
 def _accepted_again(response: Response, snapshot: OperationSnapshot) -> Envelope[OperationAccepted]:
     """The answer to a repeated submit: the operation its idempotency key already made."""
     response.headers[idempotency.REPLAYED_HEADER] = "true"
@@ -102,7 +86,7 @@ def _accepted_again(response: Response, snapshot: OperationSnapshot) -> Envelope
     response_model=Envelope[OperationAccepted],
     summary="Generate redeemable codes in bulk",
     responses={
-        200: _DRY_RUN,
+        200: DRY_RUN,
         413: {"model": ErrorBody, "description": "Body over the size limit"},
         429: QUOTA_EXCEEDED,
         503: _UNAVAILABLE,
@@ -136,7 +120,7 @@ async def generate_codes(
     sponsor_id = sponsor_for_submit(principal, body.sponsor_id)
     if dry_run:
         now = datetime.now(UTC)
-        return _dry_run_answer(
+        return dry_run_answer(
             DryRunResult(
                 operation_type=OperationType.CODE_GENERATION,
                 total_items=body.quantity,
@@ -234,7 +218,7 @@ async def _queue_codes(
     response_model=Envelope[OperationAccepted],
     summary="Send a personalised link to every recipient over SMS, WhatsApp or Email",
     responses={
-        200: _DRY_RUN,
+        200: DRY_RUN,
         413: {"model": ErrorBody, "description": "Body over the size limit"},
         429: QUOTA_EXCEEDED,
         503: _UNAVAILABLE,
@@ -266,7 +250,7 @@ async def send_links(
     link_sends.check_request(settings, body)
     sponsor_id = sponsor_for_submit(principal, body.sponsor_id)
     if dry_run:
-        return _dry_run_answer(await _plan_links(request, principal, sponsor_id, body))
+        return dry_run_answer(await _plan_links(request, principal, sponsor_id, body))
     keyed = idempotency.claim(sponsor_id, "send-links", idempotency_key, body)
 
     async def submit() -> Envelope[OperationAccepted]:

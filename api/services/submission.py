@@ -28,8 +28,10 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Query, Request
+from fastapi.responses import JSONResponse
 
 from api.auth import Principal
 from api.deps import settings_of, sink_of, view_of
@@ -51,7 +53,7 @@ from schemas.messages import (
     PreparedRecipient,
     ReleaseSchedule,
 )
-from schemas.responses import ErrorBody
+from schemas.responses import DryRunResult, Envelope, ErrorBody
 
 log = logging.getLogger("bulkops.api")
 
@@ -67,6 +69,25 @@ QUOTA_EXCEEDED = {
     "description": "Over a quota (`error: QUOTA_EXCEEDED`): `details` names the quota, its "
     "use and limit; `Retry-After` says when a daily quota resets.",
 }
+
+
+DryRun = Annotated[
+    bool,
+    Query(
+        alias="dryRun",
+        description="Validate, price and plan the submit (with the quota it would take) "
+        "without queueing or storing anything: 200 with a `DryRunResult`.",
+    ),
+]
+DRY_RUN = {
+    "model": Envelope[DryRunResult],
+    "description": "`dryRun=true`: what the submit would do; nothing queued or stored",
+}
+
+
+def dry_run_answer(result: DryRunResult) -> JSONResponse:
+    envelope = Envelope(data=result, message="Dry run: nothing was queued or stored")
+    return JSONResponse(status_code=200, content=envelope.model_dump(mode="json"))
 
 
 def delivery_timeout(settings: ApiSettings) -> float:

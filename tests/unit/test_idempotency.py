@@ -16,6 +16,8 @@ from schemas.common import OperationStatus, OperationType
 from schemas.messages import OperationRequested, OperationSnapshot
 from schemas.requests import SEED_CODE_GENERATION_EXAMPLE, SEED_LINK_SEND_EXAMPLE
 from tests.unit.conftest import FakeMessageSink, auth
+from tests.unit.test_dealer_api import rows, upload
+from tests.unit.test_workbook import xlsx
 
 OPERATIONS = Topics("unit").operations.name
 
@@ -32,9 +34,7 @@ def codes(**fields: Any) -> dict[str, Any]:
     return {**copy.deepcopy(SEED_CODE_GENERATION_EXAMPLE), **fields}
 
 
-def post(
-    client: TestClient, path: str, body: Any, key: str | None, sponsor: int | None = 7
-) -> Any:
+def post(client: TestClient, path: str, body: Any, key: str | None, sponsor: int | None = 7) -> Any:
     headers = auth(sponsor) if sponsor else auth(None, Role.ADMIN)
     if key is not None:
         headers["Idempotency-Key"] = key
@@ -139,3 +139,29 @@ def test_dry_runs_are_not_remembered(client: TestClient, sink: FakeMessageSink) 
     real = post(client, "generate-codes", codes(), "dry-then-real")
     assert real.status_code == 202
     assert len(requests_sent(sink)) == 1
+
+
+def test_dealer_uploads_replay_and_refuse_another_file(
+    client: TestClient, sink: FakeMessageSink
+) -> None:
+    key = {**auth(), "Idempotency-Key": "dealers-2026-11"}
+    sheet = xlsx(rows(3))  # the same bytes, as a client retrying sends them
+    first = upload(client, sheet, headers=key)
+    again = upload(client, sheet, headers=key)
+    assert first.status_code == again.status_code == 202
+    assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
+    other = upload(client, xlsx(rows(4)), headers=key)
+    assert other.status_code == 422 and other.json()["error"] == "IDEMPOTENCY_KEY_REUSED"
+    assert len(requests_sent(sink)) == 1
+
+
+def test_templates_replay_and_refuse_another_body(client: TestClient) -> None:
+    template = {"name": "welcome", "channel": "SMS", "message": "Merhaba {name}: {link}"}
+    headers = {**auth(), "Idempotency-Key": "template-1"}
+    path = "/api/v1/bulk-operations/templates"
+    first = client.post(path, json=template, headers=headers)
+    again = client.post(path, json=template, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.headers["idempotent-replayed"] == "true"
+    other = client.post(path, json={**template, "message": "Selam {name}"}, headers=headers)
+    assert other.status_code == 422 and other.json()["error"] == "IDEMPOTENCY_KEY_REUSED"
