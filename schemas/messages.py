@@ -116,6 +116,13 @@ class ReleaseSchedule(WireModel):
         return not self.preferred_hours and not self.avoid_weekdays
 
 
+class AutoPauseRule(WireModel):
+    """Pause the operation when ``rate`` of its latest ``window`` items failed."""
+
+    rate: float = Field(gt=0, le=1)
+    window: int = Field(ge=10, le=100_000)
+
+
 class OperationRequested(WireModel):
     """One submitted operation, as the API (or another system) produces it to the topic."""
 
@@ -139,6 +146,9 @@ class OperationRequested(WireModel):
         max_length=64,
         description="One per submit attempt; messages of another attempt at the same "
         "operation id are ignored, so a retried submit never runs an operation twice.",
+    )
+    auto_pause: AutoPauseRule | None = Field(
+        default=None, description="Pause by itself on a high failure rate (see AutoPauseRule)."
     )
     quota_exempt: bool = Field(
         default=False,
@@ -406,6 +416,9 @@ class OperationSnapshot(WireModel):
     )
     cancelled_at: datetime | None = None
     paused_at: datetime | None = None
+    pause_reason: str | None = Field(
+        default=None, description="Why the operation paused itself (absent for a user's pause)."
+    )
     scheduled_start: datetime | None = Field(
         default=None, description="When a scheduled operation starts (first open window)."
     )

@@ -58,6 +58,23 @@ class ProcessingOptions(ApiModel):
     retry_attempts: int = Field(strict=True, default=3, ge=0, le=10)
     retry_delay_seconds: int = Field(strict=True, default=30, ge=0, le=3600)
     stop_on_first_error: bool = Field(default=False, strict=True)
+    pause_on_error_rate: float | None = Field(
+        default=None,
+        strict=True,
+        gt=0,
+        le=1,
+        description="Pause the operation by itself when this share of the last "
+        "`pauseOnErrorWindow` items failed (e.g. 0.2): a wrong template or a dead provider "
+        "then does not burn the whole campaign. Resume or cancel as usual.",
+        examples=[0.2],
+    )
+    pause_on_error_window: int = Field(
+        strict=True,
+        default=100,
+        ge=10,
+        le=100_000,
+        description="How many of the latest items `pauseOnErrorRate` looks at.",
+    )
     send_progress_notifications: bool = Field(default=True, strict=True)
     callback_url: AnyHttpUrl | None = None
     processing_settings: BoundedMetadata = Field(default_factory=dict)

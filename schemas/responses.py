@@ -92,6 +92,11 @@ class OperationStatusOut(OutModel):
     )
     cancelled_at: datetime | None = None
     paused_at: datetime | None = None
+    pause_reason: str | None = Field(
+        default=None,
+        description="Why the operation paused itself (pauseOnErrorRate); absent for a "
+        "pause asked for through the API.",
+    )
     scheduled_start: datetime | None = Field(
         default=None, description="When a scheduled operation starts sending."
     )

@@ -12,11 +12,12 @@ import base64
 from datetime import datetime, timedelta
 from typing import TypeGuard
 
-from pydantic import field_serializer, field_validator
+from pydantic import Field, field_serializer, field_validator
 
 from core.schedule import open_seconds, planned_start, release_limit, releases_end
 from schemas.common import OperationStatus
 from schemas.messages import (
+    AutoPauseRule,
     BatchSunk,
     LinkSendSpec,
     OperationRequested,
@@ -27,6 +28,8 @@ from schemas.quotas import QuotaRefusal
 from streams.bitmaps import bit, indexes_of, set_bits, with_bit, without_bit
 
 MAX_RECENT_RESULTS = 10
+#: Auto-pause judges no fewer items than this.
+MIN_JUDGED = 10
 
 
 _WORKER_ONLY = {
@@ -52,6 +55,8 @@ _WORKER_ONLY = {
     "submission_id",
     "partition",
     "release_window",
+    "auto_pause",
+    "outcome_window",
 }
 _BITMAPS = ("done", "exploded", "reserved", "released", "held")
 
@@ -88,6 +93,9 @@ class OperationState(OperationSnapshot):
     partition: int | None = None
     # At most this many batches released and not yet counted (0: no limit): fair turns.
     release_window: int = 0
+    # Auto-pause on errors: the rule, and [judged, failed] of the latest batches counted.
+    auto_pause: AutoPauseRule | None = None
+    outcome_window: list[tuple[int, int]] = Field(default_factory=list)
 
     @field_serializer(*_BITMAPS, when_used="json")
     def _bitmap_as_base64(self, value: bytes) -> str:
@@ -151,6 +159,7 @@ def register(
         request_hash=request.request_hash,
         partition=partition,
         release_window=release_window,
+        auto_pause=request.auto_pause,
         channel=request.link_send.channel if request.link_send else None,
         subscription_tier_id=codegen.subscription_tier_id if codegen else None,
         code_prefix=codegen.code_prefix if codegen else None,
@@ -309,6 +318,36 @@ def pause(state: OperationState, now: datetime) -> bool:
     return True
 
 
+def judge_errors(state: OperationState, sunk: BatchSunk, now: datetime) -> str | None:
+    """Record a counted batch in the error window; pause the operation (and say why) when
+    the rule's failure rate is reached over its latest ``window`` items (an operation
+    smaller than twice its window: over half of its items, at least ``MIN_JUDGED``)."""
+    rule = state.auto_pause
+    if rule is None or state.status.is_terminal:
+        return None
+    judged = sunk.succeeded + sunk.failed
+    if judged:
+        window = [*state.outcome_window, (judged, sunk.failed)]
+        while len(window) > 1 and sum(n for n, _ in window[1:]) >= rule.window:
+            window.pop(0)
+        state.outcome_window = window
+    seen = sum(n for n, _ in state.outcome_window)
+    failed = sum(f for _, f in state.outcome_window)
+    judgeable = state.total_items - state.skipped_items
+    enough = min(rule.window, max(MIN_JUDGED, judgeable // 2))
+    if seen < enough or failed < rule.rate * seen or not pause(state, now):
+        return None
+    state.pause_reason = (
+        f"AUTO_PAUSED: {failed} of the last {seen} items failed "
+        f"({failed / seen:.0%}, limit {rule.rate:.0%})"
+    )
+    state.status_message = (
+        f"Paused by itself: {failed} of the last {seen} items failed; check the errors, "
+        "then resume or cancel"
+    )
+    return state.pause_reason
+
+
 def resume(state: OperationState, now: datetime) -> bool:
     """Release batches again; False unless paused. Paused open time is not spread time."""
     if state.paused_at is None or state.status.is_terminal:
@@ -318,6 +357,8 @@ def resume(state: OperationState, now: datetime) -> bool:
         state.paused_seconds += open_seconds(state.schedule, since, now)
         state.releases_end_at = shifted(state.releases_end_at, now - state.paused_at)
     state.paused_at = None
+    state.pause_reason = None
+    state.outcome_window = []  # judged afresh after a resume
     started = state.started_at is not None
     state.status = OperationStatus.PROCESSING if started else OperationStatus.QUEUED
     state.current_phase = "Processing" if started else "Scheduled"

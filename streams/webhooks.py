@@ -169,5 +169,6 @@ def _payload(state: OperationState, event: str) -> dict[str, object]:
         "skippedItems": state.skipped_items,
         "totalCost": round(state.total_cost, 6),
         "completedAt": state.completed_at.isoformat() if state.completed_at else None,
+        "pauseReason": state.pause_reason,
         "timestamp": datetime.now(UTC).isoformat(),
     }

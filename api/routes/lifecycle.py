@@ -311,6 +311,7 @@ async def retry_failed(
                 retry_of=operationId,
                 operation_type=original.operation_type,
                 request_hash=keyed.request_hash if keyed else None,
+                auto_pause=original.auto_pause,
             )
         log.info(
             "operation %s: retrying %d failed items as %s", operationId, len(recipients), retry_id

@@ -21,6 +21,7 @@ from api.services.submission import (
     QUOTA_EXCEEDED,
     DryRun,
     already_submitted,
+    auto_pause_rule,
     checked_callback,
     dry_run_answer,
     new_submission_id,
@@ -173,6 +174,7 @@ async def _queue_codes(
         submission_id=submission_id,
         quota_exempt=quotas.exempt(request, principal),
         request_hash=keyed.request_hash if keyed else None,
+        auto_pause=auto_pause_rule(body.processing),
     )
     snapshot = queued_snapshot(
         operation_id,
@@ -336,6 +338,7 @@ async def _queue_links(
         progress_notifications=body.processing.send_progress_notifications,
         schedule=schedule,
         request_hash=keyed.request_hash if keyed else None,
+        auto_pause=auto_pause_rule(body.processing),
     )
     total = len(body.recipients)
     log.info(

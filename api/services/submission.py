@@ -46,6 +46,7 @@ from core.topics import Topics, sponsor_key
 from core.webhooks import UnsafeTarget, check_target
 from schemas.common import OperationStatus, OperationType
 from schemas.messages import (
+    AutoPauseRule,
     LinkSendSpec,
     OperationAbort,
     OperationRequested,
@@ -53,6 +54,7 @@ from schemas.messages import (
     PreparedRecipient,
     ReleaseSchedule,
 )
+from schemas.requests import ProcessingOptions
 from schemas.responses import DryRunResult, Envelope, ErrorBody
 
 log = logging.getLogger("bulkops.api")
@@ -273,6 +275,7 @@ async def queue_link_send(
     schedule: ReleaseSchedule | None = None,
     operation_type: OperationType = OperationType.LINK_SEND,
     request_hash: str | None = None,
+    auto_pause: AutoPauseRule | None = None,
 ) -> OperationSnapshot:
     """The header and the recipient chunks of a link send (or of another operation that
     sends to recipients, like dealer invitations), queued in order (or 503)."""
@@ -305,6 +308,7 @@ async def queue_link_send(
         submission_id=submission_id,
         quota_exempt=quotas.exempt(request, principal),
         request_hash=request_hash,
+        auto_pause=auto_pause,
     )
     snapshot = queued_snapshot(
         operation_id, sponsor_id, principal, operation_type, name, len(recipients), now
@@ -320,6 +324,15 @@ async def queue_link_send(
         [header.model_dump_json().encode(), *chunks],
         submission_id=submission_id,
         admission=admission,
+    )
+
+
+def auto_pause_rule(processing: ProcessingOptions) -> AutoPauseRule | None:
+    """The request's pauseOnErrorRate as the worker's rule (None: never pause by itself)."""
+    if processing.pause_on_error_rate is None:
+        return None
+    return AutoPauseRule(
+        rate=processing.pause_on_error_rate, window=processing.pause_on_error_window
     )
 
 

@@ -15,7 +15,13 @@ from schemas.messages import BatchSunk, ProgressMessage, WebhookAttempt
 from streams import quotas
 from streams.agents.release import ask_for_release
 from streams.context import InvalidMessage, WorkerContext, check_key, now
-from streams.progress import MAX_RECENT_RESULTS, OperationState, apply_batch, wants_refill
+from streams.progress import (
+    MAX_RECENT_RESULTS,
+    OperationState,
+    apply_batch,
+    judge_errors,
+    wants_refill,
+)
 
 log = logging.getLogger("bulkops.worker")
 
@@ -68,10 +74,14 @@ async def on_batch_sunk(ctx: WorkerContext, sunk: BatchSunk) -> None:
     milestone = _milestone_due(state)
     if milestone:
         state.milestones_notified = milestone
+    paused = judge_errors(state, sunk, now())
     operations.save(state)
     if milestone:
         ctx.webhooks.start(state, "progress_update", milestone=milestone)
     if not state.status.is_terminal:
+        if paused is not None:
+            await _paused_itself(ctx, state, paused)
+            return
         ctx.registry.dirty.add(sunk.operation_id)
         if wants_refill(state, now()):
             await ask_for_release(ctx, state.operation_id, state.sponsor_id)
@@ -89,6 +99,18 @@ async def on_batch_sunk(ctx: WorkerContext, sunk: BatchSunk) -> None:
         state.successful_items,
         state.failed_items,
         state.skipped_items,
+    )
+
+
+async def _paused_itself(ctx: WorkerContext, state: OperationState, reason: str) -> None:
+    await ctx.publish(state)
+    ctx.webhooks.start(state, "operation_paused", milestone=state.version)
+    log.warning(
+        "operation %s: paused itself at %d/%d items: %s",
+        state.operation_id,
+        state.processed_items,
+        state.total_items,
+        reason,
     )
 
 

@@ -11,10 +11,12 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -273,3 +275,52 @@ def run_probe(chdb_path: Path, operation_id: str, sponsor_id: int) -> dict[str, 
     import json
 
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+class Receiver:
+    """A webhook endpoint on loopback that answers from a script and keeps what it got."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.failures_left: dict[str, int] = {}
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                event = self.headers["X-Bulkops-Event"]
+                receiver.received.append(
+                    {
+                        "event": event,
+                        "body": body,
+                        "timestamp": self.headers["X-Bulkops-Timestamp"],
+                        "signature": self.headers["X-Bulkops-Signature"],
+                        "delivery": self.headers["X-Bulkops-Delivery"],
+                    }
+                )
+                left = receiver.failures_left.get(event, 0)
+                receiver.failures_left[event] = max(0, left - 1)
+                self.send_response(500 if left else 204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/bulk"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver; set ``failures_left`` to have it answer 500 first."""
+    r = Receiver()
+    r.thread.start()
+    try:
+        yield r
+    finally:
+        r.server.shutdown()
+        r.server.server_close()

@@ -11,7 +11,7 @@ from core.schedule import WEEKDAYS
 from tests.integration.conftest import Server, provider_env
 from tests.integration.test_codegen_flow import all_codes, submit, wait_terminal
 from tests.integration.test_link_sends import body
-from tests.support import wait_for
+from tests.support import settles, wait_for
 
 
 def _status(client: Any, operation_id: str) -> dict[str, Any]:
@@ -26,19 +26,6 @@ def _steady(read: Any, seconds: float) -> int:
         assert read() == first, "nothing may be sent while paused"
         time.sleep(0.05)
     return int(first)
-
-
-def _settles(read: Any, seconds: float, timeout: float) -> int:
-    """Wait (up to ``timeout``) until ``read`` has not changed for ``seconds``; its value."""
-    deadline = time.monotonic() + timeout
-    value, since = read(), time.monotonic()
-    while time.monotonic() - since < seconds:
-        assert time.monotonic() < deadline, f"still changing after {timeout}s: {value}"
-        time.sleep(0.1)
-        current = read()
-        if current != value:
-            value, since = current, time.monotonic()
-    return int(value)
 
 
 def test_pause_then_resume_ends_with_exact_counts(
@@ -62,7 +49,7 @@ def test_pause_then_resume_ends_with_exact_counts(
     assert client.post(f"/pause/{operation_id}").json()["error"] == "ALREADY_PAUSED"
 
     # Batches already sending finish (a few, of 50 items); then nothing moves.
-    at_rest = _settles(lambda: simulator.simulator.summary()["delivered"], 1.0, timeout=30)
+    at_rest = settles(lambda: simulator.simulator.summary()["delivered"], 1.0, timeout=30)
     assert at_rest - delivered_at_ack <= 4 * 50
     held = _steady(lambda: simulator.simulator.summary()["delivered"], 2.0)
     wait_for(
@@ -106,7 +93,7 @@ def test_pause_and_resume_code_generation_keeps_codes_exact(make_server: Any) ->
         assert _status(client, operation_id)["status"] == "Completed"
         return
     assert response.status_code == 200, response.text
-    processed = _settles(
+    processed = settles(
         lambda: _status(client, operation_id)["metrics"]["processedItems"], 2.0, timeout=90
     )
     if processed == quantity:

@@ -4,65 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import orjson
-import pytest
 
-from tests.integration.conftest import Server
+from tests.integration.conftest import Receiver, Server
 from tests.integration.test_codegen_flow import submit, wait_terminal
 from tests.support import wait_for
-
-
-class Receiver:
-    """A webhook endpoint on loopback that answers from a script and keeps what it got."""
-
-    def __init__(self) -> None:
-        self.received: list[dict[str, Any]] = []
-        self.failures_left = {"operation_completed": 2}
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                event = self.headers["X-Bulkops-Event"]
-                receiver.received.append(
-                    {
-                        "event": event,
-                        "body": body,
-                        "timestamp": self.headers["X-Bulkops-Timestamp"],
-                        "signature": self.headers["X-Bulkops-Signature"],
-                        "delivery": self.headers["X-Bulkops-Delivery"],
-                    }
-                )
-                left = receiver.failures_left.get(event, 0)
-                receiver.failures_left[event] = max(0, left - 1)
-                self.send_response(500 if left else 204)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hooks/bulk"
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    r.thread.start()
-    try:
-        yield r
-    finally:
-        r.server.shutdown()
-        r.server.server_close()
 
 
 def test_completion_webhook_is_signed_retried_and_visible(
@@ -71,6 +19,7 @@ def test_completion_webhook_is_signed_retried_and_visible(
     server: Server = make_server(
         BULKOPS_WEBHOOK_ALLOW_PRIVATE="true", BULKOPS_WEBHOOK_BACKOFF_SECONDS="0.2"
     ).start()
+    receiver.failures_left["operation_completed"] = 2
     client = server.client(sponsor_id=81)
     secret = client.get("/webhook-secret").json()["data"]["secret"]
     operation_id = submit(
