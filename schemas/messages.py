@@ -377,6 +377,17 @@ ProgressMessage = TypeAdapter(
 """What the progress topic carries: stored batches, and webhook delivery attempts."""
 
 
+class Throttle(WireModel):
+    """How fast a send goes: in-flight sends, a send rate of its own, the spread of its
+    batches. In a rethrottle, what is absent stays as it is."""
+
+    max_concurrency: int | None = Field(default=None, ge=1, le=100)
+    rate_per_second: float | None = Field(
+        default=None, gt=0, le=100_000, description="This operation's own limit of sends/s."
+    )
+    spread_seconds: float | None = Field(default=None, ge=1, le=7 * 24 * 3600)
+
+
 class OperationSnapshot(WireModel):
     """State of one operation, published to the compacted status topic (key = operation id)."""
 
@@ -426,6 +437,9 @@ class OperationSnapshot(WireModel):
         default=None, description="When the last batch is planned to go out (spread sends)."
     )
     retry_of: str | None = None
+    throttle: Throttle | None = Field(
+        default=None, description="A send's concurrency, own rate and spread, as now in force."
+    )
     webhook_state: str | None = Field(default=None, description="pending, delivered or failed")
     webhook_attempts: list[WebhookAttempt] = Field(default_factory=list)
     errors: list[ItemError] = Field(default_factory=list)
@@ -439,16 +453,25 @@ class ControlAction(StrEnum):
     CANCEL = "cancel"
     PAUSE = "pause"
     RESUME = "resume"
+    RETHROTTLE = "rethrottle"
 
 
 class ControlCommand(WireModel):
-    """Cancel, pause or resume an operation; keyed by sponsor id on the control topic."""
+    """Cancel, pause, resume or rethrottle an operation; keyed by sponsor id on the control
+    topic."""
 
     operation_id: str
     sponsor_id: int
     action: ControlAction
     requested_by: str
     requested_at: datetime
+    throttle: Throttle | None = Field(default=None, description="For rethrottle: the changes.")
+
+    @model_validator(mode="after")
+    def _throttle_with_rethrottle(self) -> Self:
+        if (self.action is ControlAction.RETHROTTLE) != (self.throttle is not None):
+            raise ValueError("throttle is given with a rethrottle, and only with one")
+        return self
 
 
 class DeadLetter(WireModel):

@@ -288,3 +288,34 @@ SEED_LINK_SEND_EXAMPLE: dict[str, Any] = {
     },
     "metadata": {"campaignId": "CAMP-2025-Q3", "budgetLimit": 500, "costCenter": "Marketing"},
 }
+
+
+class RethrottleRequest(ApiModel):
+    """Changes to how fast a running or scheduled send goes; what is absent stays."""
+
+    max_concurrency: int | None = Field(
+        default=None, strict=True, ge=1, le=100, description="Sends in flight at once."
+    )
+    rate_per_second: float | None = Field(
+        default=None,
+        strict=True,
+        gt=0,
+        le=100_000,
+        description="This operation's own limit of sends per second. Above the channel's "
+        "limit it is capped to it (and the answer says so).",
+    )
+    spread_duration_minutes: float | None = Field(
+        default=None,
+        strict=True,
+        ge=1 / 60,
+        le=60 * 24 * 7,
+        description="Spread the batches of a scheduled send over this long from its start.",
+    )
+
+    @model_validator(mode="after")
+    def _something_changes(self) -> Self:
+        if not self.model_fields_set - {name for name, v in self if v is None}:
+            raise ValueError(
+                "give at least one of maxConcurrency, ratePerSecond, spreadDurationMinutes"
+            )
+        return self

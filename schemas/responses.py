@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from schemas.common import ErrorCategory, ItemStatus, OperationStatus, OperationType
+from schemas.messages import Throttle
 from schemas.quotas import QuotaLimits, QuotaRefusal, QuotaUse
 
 T = TypeVar("T")
@@ -102,6 +103,9 @@ class OperationStatusOut(OutModel):
     )
     total_cost: float = 0.0
     retry_of: str | None = None
+    throttle: Throttle | None = Field(
+        default=None, description="A send's concurrency, own rate and spread now in force."
+    )
     webhook_state: str | None = None
     webhook_attempts: list[dict[str, Any]] = Field(default_factory=list)
     aggregates_url: str

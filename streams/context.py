@@ -24,7 +24,7 @@ from core.settings import WorkerSettings
 from core.topics import sponsor_key
 from schemas.messages import DeadLetter, OperationRequested
 from streams.codes import CodeMinter
-from streams.pacing import Pacer
+from streams.pacing import AdjustableLimit, Pacer
 from streams.progress import OperationState
 from streams.providers.base import Provider
 from streams.tables import Tables
@@ -70,7 +70,7 @@ class Registry:
     """
 
     stops: dict[str, str] = field(default_factory=dict)
-    in_flight: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    in_flight: dict[str, AdjustableLimit] = field(default_factory=dict)
     turns: dict[str, asyncio.Semaphore] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)
     ticking: dict[str, float] = field(default_factory=dict)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from core.topics import sponsor_key
-from schemas.messages import BatchHold, ItemBatch
+from schemas.messages import BatchHold, ItemBatch, Throttle
 from streams.context import WorkerContext
 from streams.progress import has_budget, reserve_budget
 
@@ -58,3 +58,18 @@ async def hold_back(ctx: WorkerContext, batch: ItemBatch) -> None:
         sponsor_key(batch.sponsor_id),
         BatchHold(sponsor_id=batch.sponsor_id, batch=batch),
     )
+
+
+def throttle_of(ctx: WorkerContext, operation_id: str) -> Throttle:
+    """The operation's throttle as it stands (rethrottled values included)."""
+    state = ctx.tables.operations.load(operation_id)
+    return state.throttle if state is not None and state.throttle is not None else Throttle()
+
+
+async def apply_throttle(ctx: WorkerContext, operation_id: str, throttle: Throttle) -> None:
+    """Put a rethrottle into force in this process: the sends in flight of the operation and
+    its own rate. (Batches not yet started read the table.)"""
+    limit = ctx.registry.in_flight.get(operation_id)
+    if limit is not None and throttle.max_concurrency is not None:
+        await limit.resize(throttle.max_concurrency)
+    ctx.pacer.set_operation_rate(operation_id, throttle.rate_per_second)

@@ -81,7 +81,8 @@ class TokenBucket:
 
 
 class Pacer:
-    """The buckets a send must pass: its sender's and its sponsor's for that channel."""
+    """The buckets a send must pass: its operation's own (if it has a rate), its sponsor's
+    for that channel and its sender's."""
 
     def __init__(
         self,
@@ -94,6 +95,7 @@ class Pacer:
         self._clock = clock
         self._senders: dict[str, TokenBucket] = {}
         self._sponsors: dict[tuple[int, str], TokenBucket] = {}
+        self._operations: dict[str, TokenBucket] = {}
         # The share of each sender's rate this worker may use: its item partitions over all.
         self.share = 1.0
 
@@ -124,9 +126,54 @@ class Pacer:
             )
         return bucket
 
-    async def acquire(self, sponsor_id: int, channel: str) -> None:
+    def set_operation_rate(self, operation_id: str, rate: float | None) -> None:
+        """Hold one operation to ``rate`` sends per second too (None: only the shared limits)."""
+        if rate is None:
+            self._operations.pop(operation_id, None)
+        elif operation_id in self._operations:
+            self._operations[operation_id].set_rate(rate)
+        else:
+            self._operations[operation_id] = TokenBucket(rate, clock=self._clock)
+
+    def operation_rate(self, operation_id: str) -> float | None:
+        bucket = self._operations.get(operation_id)
+        return None if bucket is None else bucket.rate
+
+    async def acquire(self, sponsor_id: int, channel: str, operation_id: str | None = None) -> None:
+        own = self._operations.get(operation_id) if operation_id else None
+        if own is not None:
+            await own.acquire()
         await self.sponsor(sponsor_id, channel).acquire()
         await self.sender(channel).acquire()
 
     def pause_sender(self, channel: str, seconds: float) -> None:
         self.sender(channel).pause(seconds)
+
+
+class AdjustableLimit:
+    """A semaphore whose size can change while it is held (a rethrottled ``maxConcurrency``):
+    growing lets waiters in at once; shrinking lets no new one in until enough have left."""
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError("size must be at least 1")
+        self.size = size
+        self.held = 0
+        self._changed = asyncio.Condition()
+
+    async def __aenter__(self) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.held < self.size)
+            self.held += 1
+
+    async def __aexit__(self, *_: object) -> None:
+        async with self._changed:
+            self.held -= 1
+            self._changed.notify_all()
+
+    async def resize(self, size: int) -> None:
+        if size < 1:
+            raise ValueError("size must be at least 1")
+        async with self._changed:
+            self.size = size
+            self._changed.notify_all()

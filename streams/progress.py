@@ -23,6 +23,7 @@ from schemas.messages import (
     OperationRequested,
     OperationSnapshot,
     ReleaseSchedule,
+    Throttle,
 )
 from schemas.quotas import QuotaRefusal
 from streams.bitmaps import bit, indexes_of, set_bits, with_bit, without_bit
@@ -160,6 +161,7 @@ def register(
         partition=partition,
         release_window=release_window,
         auto_pause=request.auto_pause,
+        throttle=_initial_throttle(request),
         channel=request.link_send.channel if request.link_send else None,
         subscription_tier_id=codegen.subscription_tier_id if codegen else None,
         code_prefix=codegen.code_prefix if codegen else None,
@@ -193,6 +195,36 @@ def refused(
         partition=partition,
         version=1,
     )
+
+
+def _initial_throttle(request: OperationRequested) -> Throttle | None:
+    if request.link_send is None:
+        return None
+    spread = request.schedule.spread_seconds if request.schedule else 0.0
+    return Throttle(
+        max_concurrency=request.link_send.max_concurrency, spread_seconds=spread or None
+    )
+
+
+def rethrottle(state: OperationState, change: Throttle, now: datetime) -> bool:
+    """Apply a rethrottle (the values it sets); False for a finished operation or no change."""
+    if state.status.is_terminal or state.link is None:
+        return False
+    current = state.throttle or Throttle()
+    updates = change.model_dump(exclude_none=True, by_alias=False)
+    if state.schedule is None:
+        updates.pop("spread_seconds", None)  # nothing to spread: it was sent at once
+    wanted = current.model_copy(update=updates)
+    if wanted == current:
+        return False
+    state.throttle = wanted
+    if change.spread_seconds is not None and state.schedule is not None:
+        state.schedule = state.schedule.model_copy(update={"spread_seconds": change.spread_seconds})
+        planned = releases_end(state.schedule, state.batches_total)
+        state.releases_end_at = shifted(planned, timedelta(seconds=state.paused_seconds))
+    state.last_updated = now
+    state.version += 1
+    return True
 
 
 def all_exploded(state: OperationState) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -91,7 +92,7 @@ async def send_link_batch(
     provider: Provider,
     pacer: Pacer,
     gate: OperationGate,
-    in_flight: asyncio.Semaphore,
+    in_flight: AbstractAsyncContextManager[None],
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> ResultBatch:
     spec = batch.link
@@ -168,7 +169,7 @@ async def _send_with_retries(
             if failure is not None:
                 return _Outcome(ItemStatus.FAILED, error=failure, attempts=attempts)
             return _Outcome(ItemStatus.SKIPPED, error=stop_error(reason, item_id, recipient.index))
-        await pacer.acquire(batch.sponsor_id, channel)
+        await pacer.acquire(batch.sponsor_id, channel, batch.operation_id)
         try:
             delivery = await provider.send(
                 to=recipient.address,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Body, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from api.auth import CurrentPrincipal, Principal
@@ -26,7 +26,7 @@ from api.errors import ApiError
 from api.producer import ProduceError
 from api.services import idempotency, quotas, retries
 from api.services.idempotency import IdempotencyKey
-from api.services.presenters import API_PREFIX
+from api.services.presenters import API_PREFIX, status_out
 from api.services.submission import (
     DRY_RUN,
     QUOTA_EXCEEDED,
@@ -43,12 +43,15 @@ from schemas.messages import (
     ControlCommand,
     OperationRequested,
     OperationSnapshot,
+    Throttle,
 )
+from schemas.requests import RethrottleRequest
 from schemas.responses import (
     CancelResult,
     DryRunResult,
     Envelope,
     ErrorBody,
+    OperationStatusOut,
     PauseResult,
     RetryResult,
 )
@@ -111,6 +114,7 @@ async def _command(
     snapshot: OperationSnapshot,
     action: ControlAction,
     confirmed: Callable[[OperationSnapshot], bool],
+    throttle: Throttle | None = None,
 ) -> OperationSnapshot:
     """Put a control command on Kafka and wait until the worker's snapshot confirms it."""
     settings = settings_of(request)
@@ -120,6 +124,7 @@ async def _command(
         action=action,
         requested_by=principal.subject,
         requested_at=datetime.now(UTC),
+        throttle=throttle,
     )
     try:
         await asyncio.wait_for(
@@ -220,6 +225,94 @@ async def resume(
     )
     log.info("operation %s: resumed by %s", operationId, principal.subject)
     return Envelope(message="Operation resumed", data=_pause_result(current))
+
+
+_RETHROTTLE_EXAMPLES = {
+    "slower": {
+        "summary": "Fewer sends at once, 20 per second",
+        "value": {"maxConcurrency": 2, "ratePerSecond": 20},
+    },
+    "spread": {"summary": "Spread over three hours", "value": {"spreadDurationMinutes": 180}},
+}
+
+
+@router.patch(
+    "/{operationId}",
+    response_model=Envelope[OperationStatusOut],
+    summary="Rethrottle a running or scheduled send: concurrency, own rate, spread",
+    responses={
+        **NOT_FOUND,
+        409: {"model": ErrorBody, "description": "Finished, not a send, or nothing to spread"},
+        503: {"model": ErrorBody, "description": "Kafka did not take the change"},
+    },
+)
+async def rethrottle(
+    request: Request,
+    principal: CurrentPrincipal,
+    operationId: OperationId,
+    change: Annotated[RethrottleRequest, Body(openapi_examples=_RETHROTTLE_EXAMPLES)],
+) -> Envelope[OperationStatusOut]:
+    """Takes effect within a second: sends in flight shrink or grow to ``maxConcurrency``,
+    new sends keep to ``ratePerSecond``, and the batches not yet released of a spread send
+    are spread over ``spreadDurationMinutes`` from its start. The status shows the values
+    in force (``throttle``)."""
+    snapshot = visible(request, principal, operationId)
+    _refuse_finished(snapshot)
+    if snapshot.channel is None:
+        raise ApiError(
+            409, "NOT_A_SEND", "Only sends (link sends, dealer invitations) can be rethrottled"
+        )
+    if change.spread_duration_minutes is not None and snapshot.releases_end_at is None:
+        raise ApiError(
+            409,
+            "NOT_SPREAD",
+            "Only a scheduled send has a spread to change",
+            {"field": "spreadDurationMinutes"},
+        )
+    limit = settings_of(request).send_rate(snapshot.channel.value)
+    rate = change.rate_per_second
+    capped = rate is not None and rate > limit
+    throttle = Throttle(
+        max_concurrency=change.max_concurrency,
+        rate_per_second=min(rate, limit) if rate is not None else None,
+        spread_seconds=(
+            change.spread_duration_minutes * 60
+            if change.spread_duration_minutes is not None
+            else None
+        ),
+    )
+    current = await _command(
+        request,
+        principal,
+        snapshot,
+        ControlAction.RETHROTTLE,
+        lambda s: s.status.is_terminal or _in_force(s, throttle),
+        throttle=throttle,
+    )
+    if not _in_force(current, throttle):
+        raise ApiError(
+            409, "OPERATION_FINISHED", f"The operation finished first: {current.status.value}"
+        )
+    log.info(
+        "operation %s: rethrottled by %s: %s",
+        operationId,
+        principal.subject,
+        throttle.model_dump(exclude_none=True),
+    )
+    message = "Rethrottled"
+    if capped:
+        message += f": ratePerSecond capped to the {snapshot.channel.value} limit of {limit:g}/s"
+    return Envelope(message=message, data=status_out(current, datetime.now(UTC)))
+
+
+def _in_force(snapshot: OperationSnapshot, wanted: Throttle) -> bool:
+    current = snapshot.throttle
+    if current is None:
+        return False
+    return all(
+        getattr(current, name) == value
+        for name, value in wanted.model_dump(exclude_none=True, by_alias=False).items()
+    )
 
 
 def _refuse_finished(snapshot: OperationSnapshot) -> None:

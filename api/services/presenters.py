@@ -100,6 +100,7 @@ def status_out(snapshot: OperationSnapshot, now: datetime) -> OperationStatusOut
         cancelled_at=snapshot.cancelled_at,
         paused_at=snapshot.paused_at,
         pause_reason=snapshot.pause_reason,
+        throttle=snapshot.throttle,
         scheduled_start=snapshot.scheduled_start,
         total_cost=round(snapshot.total_cost, 6),
         retry_of=snapshot.retry_of,

@@ -1,4 +1,4 @@
-"""The control agent: cancel, pause and resume, from the control topic.
+"""The control agent: cancel, pause, resume and rethrottle, from the control topic.
 
 A command that arrives before its operation's request (another topic, no order between
 them) is kept in the ``early-controls`` table and applied when the request comes.
@@ -12,7 +12,8 @@ from faust.types import EventT
 
 from schemas.messages import ControlAction, ControlCommand
 from streams.context import WorkerContext, check_key, now
-from streams.progress import pause, request_cancel, resume
+from streams.gates import apply_throttle
+from streams.progress import pause, request_cancel, resume, rethrottle
 
 log = logging.getLogger("bulkops.worker")
 
@@ -20,6 +21,7 @@ _DONE = {
     ControlAction.CANCEL: "cancelled",
     ControlAction.PAUSE: "paused",
     ControlAction.RESUME: "resumed",
+    ControlAction.RETHROTTLE: "rethrottled",
 }
 
 
@@ -30,6 +32,9 @@ async def handle(ctx: WorkerContext, event: EventT[bytes]) -> None:
     operations = ctx.tables.operations
     state = operations.load(op_id)
     if state is None:
+        if action is ControlAction.RETHROTTLE:
+            log.info("operation %s: rethrottle of an unknown operation ignored", op_id)
+            return
         ctx.tables.early_controls.keep(op_id, action)
         log.info("operation %s: %s kept until its request arrives", op_id, action.value)
         return
@@ -38,6 +43,9 @@ async def handle(ctx: WorkerContext, event: EventT[bytes]) -> None:
         changed = request_cancel(state, moment)
     elif action is ControlAction.PAUSE:
         changed = pause(state, moment)
+    elif action is ControlAction.RETHROTTLE:
+        assert command.throttle is not None
+        changed = rethrottle(state, command.throttle, moment)
     else:
         changed = resume(state, moment)
     if not changed:
@@ -52,12 +60,17 @@ async def handle(ctx: WorkerContext, event: EventT[bytes]) -> None:
     if action is ControlAction.CANCEL:
         ctx.registry.stops[op_id] = "CANCELLED"
     operations.save(state)
+    if action is ControlAction.RETHROTTLE and state.throttle is not None:
+        await apply_throttle(ctx, op_id, state.throttle)
     await ctx.publish(state)
     log.info(
-        "operation %s: %s by %s at %d/%d items",
+        "operation %s: %s by %s at %d/%d items%s",
         op_id,
         _DONE[action],
         command.requested_by,
         state.processed_items,
         state.total_items,
+        f": {state.throttle.model_dump(exclude_none=True)}"
+        if action is ControlAction.RETHROTTLE and state.throttle
+        else "",
     )

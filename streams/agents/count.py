@@ -87,6 +87,7 @@ async def on_batch_sunk(ctx: WorkerContext, sunk: BatchSunk) -> None:
             await ask_for_release(ctx, state.operation_id, state.sponsor_id)
         return
     ctx.registry.forget(state.operation_id)
+    ctx.pacer.set_operation_rate(state.operation_id, None)
     if quotas.release(ctx, state.sponsor_id, state.operation_id):
         await quotas.publish(ctx, str(state.sponsor_id))
     await ctx.publish(state)

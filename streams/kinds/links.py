@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, ClassVar
 from schemas.common import OperationType
 from schemas.messages import ItemBatch, RecipientChunk, ResultBatch
 from streams.context import InvalidMessage
-from streams.gates import TableGate, hold_back, is_paused
+from streams.gates import TableGate, hold_back, is_paused, throttle_of
 from streams.kinds.base import OperationKind
+from streams.pacing import AdjustableLimit
 from streams.plan import link_item_batches
 from streams.progress import OperationState
 from streams.sending import record_only, send_link_batch
@@ -58,10 +59,13 @@ class LinkSend(OperationKind):
         registry = ctx.registry
         op_id = batch.operation_id
         if op_id not in registry.in_flight:
-            registry.in_flight[op_id] = asyncio.Semaphore(spec.max_concurrency)
+            throttle = throttle_of(ctx, op_id)
+            concurrency = throttle.max_concurrency or spec.max_concurrency
+            registry.in_flight[op_id] = AdjustableLimit(concurrency)
             registry.turns[op_id] = asyncio.Semaphore(
-                max(2, -(-2 * spec.max_concurrency // spec.batch_size))
+                max(2, -(-2 * concurrency // spec.batch_size))
             )
+            ctx.pacer.set_operation_rate(op_id, throttle.rate_per_second)
         async with registry.turns[op_id]:
             if is_paused(ctx, op_id):  # paused while this batch waited for its turn
                 await hold_back(ctx, batch)

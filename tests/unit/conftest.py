@@ -6,6 +6,7 @@ import asyncio
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -18,6 +19,9 @@ from api.auth import Role, mint_token
 from api.producer import ProduceError
 from api.status_view import QuotaView, StatusView
 from core.settings import ApiSettings
+from core.topics import Topics
+from streams.agents import control, explode, guarded
+from streams.testing import FakeWorker
 
 SECRET = "unit-jwt-secret-" + "x" * 32
 
@@ -141,3 +145,38 @@ def auth(sponsor_id: int | None = 7, role: Role = Role.SPONSOR) -> dict[str, str
         "Authorization": "Bearer "
         + mint_token(SECRET, subject="u", role=role, sponsor_id=sponsor_id)
     }
+
+
+class WorkerBehind:
+    """The worker's handlers on what the API writes to the operations and control topics,
+    their status and quota snapshots fed to the API's views: the broker round trip, in
+    process."""
+
+    def __init__(self, client: TestClient, worker: FakeWorker) -> None:
+        self.client = client
+        self.worker = worker
+        self.tasks: set[asyncio.Task[None]] = set()
+        topics = Topics("unit")
+        self.handlers = {
+            topics.operations.name: explode.handle,
+            topics.control.name: control.handle,
+        }
+
+    def __call__(self, topic: str, key: bytes, value: bytes) -> None:
+        handler = self.handlers.get(topic)
+        if handler is not None:
+            task = asyncio.get_running_loop().create_task(self.handle(topic, key, value))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def handle(self, topic: str, key: bytes, value: bytes) -> None:
+        message = SimpleNamespace(key=key, value=value, topic=topic, partition=0, offset=0)
+        event = SimpleNamespace(value=value, message=message)
+        await guarded(self.worker.ctx, event, self.handlers[topic])  # type: ignore[arg-type]
+        state = self.client.app.state  # type: ignore[attr-defined]
+        for _, snapshot in self.worker.out["status"].sent:
+            state.status_view.apply_json(snapshot)
+        for _, snapshot in self.worker.out["quotas"].sent:
+            state.quota_view.apply_json(snapshot)
+        self.worker.out["status"].clear()
+        self.worker.out["quotas"].clear()

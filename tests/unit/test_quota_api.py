@@ -4,10 +4,8 @@ bad limits refused, and a 202 when no worker answers in time."""
 
 from __future__ import annotations
 
-import asyncio
 import copy
 from collections.abc import Iterator
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -17,9 +15,8 @@ from api.auth import Role
 from core.topics import DEFAULTS_KEY, Topics
 from schemas.quotas import QuotaUpdate
 from schemas.requests import SEED_CODE_GENERATION_EXAMPLE
-from streams.agents import explode, guarded
-from streams.testing import FakeWorker, fake_worker
-from tests.unit.conftest import FakeMessageSink, api_client, auth
+from streams.testing import fake_worker
+from tests.unit.conftest import FakeMessageSink, WorkerBehind, api_client, auth
 
 TOPICS = Topics("unit")
 QUOTAS = "/api/v1/bulk-operations/quotas"
@@ -29,37 +26,6 @@ LIMITS = {
     "quota_max_items_per_day": 50_000,
     "max_items_per_operation": 5000,
 }
-
-
-class WorkerBehind:
-    """The worker's explode handler on everything written to the operations topic, its
-    status and quota snapshots fed to the API's views: what the broker round trip does."""
-
-    def __init__(self, client: TestClient, worker: FakeWorker) -> None:
-        self.client = client
-        self.worker = worker
-        self.tasks: set[asyncio.Task[None]] = set()
-
-    def __call__(self, topic: str, key: bytes, value: bytes) -> None:
-        if topic == TOPICS.operations.name:
-            task = asyncio.get_running_loop().create_task(self.handle(key, value))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-
-    async def handle(self, key: bytes, value: bytes) -> None:
-        message = SimpleNamespace(
-            key=key, value=value, topic=TOPICS.operations.name, partition=0, offset=0
-        )
-        await guarded(
-            self.worker.ctx, SimpleNamespace(value=value, message=message), explode.handle
-        )
-        state = self.client.app.state  # type: ignore[attr-defined]
-        for _, snapshot in self.worker.out["status"].sent:
-            state.status_view.apply_json(snapshot)
-        for _, snapshot in self.worker.out["quotas"].sent:
-            state.quota_view.apply_json(snapshot)
-        self.worker.out["status"].clear()
-        self.worker.out["quotas"].clear()
 
 
 @pytest.fixture
