@@ -125,32 +125,25 @@ def quota_exceeded(refused: QuotaRefusal, operation_id: str | None = None) -> Ap
 
 def overview(request: Request, sponsor_id: int | None) -> QuotaOverview:
     """Limits and use of a sponsor, or (``None``) the defaults every sponsor starts from."""
-    moment = quota_now(settings_of(request))
-    resets = datetime.combine(moment.date() + timedelta(days=1), time(), UTC)
+    settings = settings_of(request)
+    view = quota_view_of(request)
+    moment = quota_now(settings)
     if sponsor_id is None:
-        defaults = quota_view_of(request).defaults()
-        overrides = defaults.overrides if defaults else {}
-        return QuotaOverview(
-            sponsor_id=None,
-            bulk_operation_limits=default_limits(settings_of(request), overrides),
-            overrides=QuotaLimits.model_validate(overrides).model_dump(
-                by_alias=True, include=set(overrides)
-            ),
-            use=None,
-            day_resets_at=resets,
-            admins_exempt=settings_of(request).quota_exempt_admins,
-        )
-    own = quota_view_of(request).sponsor(sponsor_id)
-    overrides = own.overrides if own else {}
+        snapshot = view.defaults()
+        limits = default_limits(settings, snapshot.overrides if snapshot else {})
+    else:
+        snapshot = view.sponsor(sponsor_id)
+        limits = limits_for(request, sponsor_id)
+    overrides = snapshot.overrides if snapshot else {}
     return QuotaOverview(
         sponsor_id=sponsor_id,
-        bulk_operation_limits=limits_for(request, sponsor_id),
+        bulk_operation_limits=limits,
         overrides=QuotaLimits.model_validate(overrides).model_dump(
             by_alias=True, include=set(overrides)
         ),
-        use=use_of(request, sponsor_id),
-        day_resets_at=resets,
-        admins_exempt=settings_of(request).quota_exempt_admins,
+        use=None if sponsor_id is None else use_of(request, sponsor_id),
+        day_resets_at=datetime.combine(moment.date() + timedelta(days=1), time(), UTC),
+        admins_exempt=settings.quota_exempt_admins,
     )
 
 
