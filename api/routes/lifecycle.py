@@ -59,6 +59,7 @@ from schemas.responses import (
 log = logging.getLogger("bulkops.api")
 
 router = APIRouter(prefix=API_PREFIX, tags=["bulk-operations"])
+_NOT_CONFIRMED = {"model": ErrorBody, "description": "Queued; the worker has not confirmed yet"}
 
 
 @router.post(
@@ -69,6 +70,7 @@ router = APIRouter(prefix=API_PREFIX, tags=["bulk-operations"])
         **NOT_FOUND,
         409: {"model": ErrorBody, "description": "Already finished or already cancelled"},
         503: {"model": ErrorBody, "description": "Kafka did not take the cancel"},
+        504: _NOT_CONFIRMED,
     },
 )
 async def cancel(
@@ -172,6 +174,7 @@ def _pause_result(snapshot: OperationSnapshot) -> PauseResult:
         **NOT_FOUND,
         409: {"model": ErrorBody, "description": "Finished, cancelled or already paused"},
         503: {"model": ErrorBody, "description": "Kafka did not take the pause"},
+        504: _NOT_CONFIRMED,
     },
 )
 async def pause(
@@ -207,6 +210,7 @@ async def pause(
         **NOT_FOUND,
         409: {"model": ErrorBody, "description": "Not paused"},
         503: {"model": ErrorBody, "description": "Kafka did not take the resume"},
+        504: _NOT_CONFIRMED,
     },
 )
 async def resume(
@@ -244,6 +248,7 @@ _RETHROTTLE_EXAMPLES = {
         **NOT_FOUND,
         409: {"model": ErrorBody, "description": "Finished, not a send, or nothing to spread"},
         503: {"model": ErrorBody, "description": "Kafka did not take the change"},
+        504: _NOT_CONFIRMED,
     },
 )
 async def rethrottle(
