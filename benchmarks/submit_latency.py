@@ -62,7 +62,8 @@ def run(system: Running, args: argparse.Namespace) -> dict[str, tuple[float, lis
 
     try:
         results = {"submit": timed(clients, args.submits, args.parallel, submit)}
-        results["replay"] = timed(clients, args.submits, args.parallel, submit)
+        if not args.no_keys:
+            results["replay"] = timed(clients, args.submits, args.parallel, submit)
         results["dry run"] = timed(clients, args.submits, args.parallel, dry)
         return results
     finally:
@@ -78,6 +79,7 @@ def main() -> int:
     parser.add_argument("--parallel", type=int, default=8)
     parser.add_argument("--sponsors", type=int, default=20)
     parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--no-keys", action="store_true", help="submit without Idempotency-Key")
     parser.add_argument("--bootstrap", help="use this running broker instead of starting one")
     args = parser.parse_args()
     console = Console()

@@ -131,8 +131,9 @@ async def invite_bulk(
         use_row_counts,
     )
 
+    operation_id = operation_id_for("dealer", sponsor, idempotency_key)
+
     async def submit() -> Envelope[BulkInvitationJob]:
-        operation_id = operation_id_for("dealer", sponsor, idempotency_key)
         known = idempotency.replayable(keyed, already_submitted(request, operation_id, sponsor))
         if known is not None:
             response.headers[idempotency.REPLAYED_HEADER] = "true"
@@ -162,7 +163,9 @@ async def invite_bulk(
         )
         return _accepted(operation_id, len(recipients), now)
 
-    return await idempotency.once(request, keyed, status.HTTP_202_ACCEPTED, submit)
+    return await idempotency.once(
+        request, keyed, status.HTTP_202_ACCEPTED, submit, operation_id=operation_id
+    )
 
 
 def _accepted(operation_id: str, dealers: int, created: datetime) -> Envelope[BulkInvitationJob]:

@@ -371,8 +371,9 @@ async def retry_failed(
         snapshot.sponsor_id, "retry", idempotency_key, operationId, error_code, category
     )
 
+    retry_id = operation_id_for("retry", snapshot.sponsor_id, idempotency_key)
+
     async def submit() -> Envelope[RetryResult]:
-        retry_id = operation_id_for("retry", snapshot.sponsor_id, idempotency_key)
         known = idempotency.replayable(
             keyed, already_submitted(request, retry_id, snapshot.sponsor_id)
         )
@@ -419,7 +420,9 @@ async def retry_failed(
             data=failures.result(operationId, retry_id),
         )
 
-    return await idempotency.once(request, keyed, status.HTTP_202_ACCEPTED, submit)
+    return await idempotency.once(
+        request, keyed, status.HTTP_202_ACCEPTED, submit, operation_id=retry_id
+    )
 
 
 @dataclass(frozen=True)

@@ -134,15 +134,17 @@ async def generate_codes(
             )
         )
     keyed = idempotency.claim(sponsor_id, "generate-codes", idempotency_key, body)
+    operation_id = operation_id_for("codegen", sponsor_id, idempotency_key)
 
     async def submit() -> Envelope[OperationAccepted]:
-        operation_id = operation_id_for("codegen", sponsor_id, idempotency_key)
         known = idempotency.replayable(keyed, already_submitted(request, operation_id, sponsor_id))
         if known is not None:
             return _accepted_again(response, known)
         return await _queue_codes(request, principal, sponsor_id, operation_id, body, keyed)
 
-    return await idempotency.once(request, keyed, status.HTTP_202_ACCEPTED, submit)
+    return await idempotency.once(
+        request, keyed, status.HTTP_202_ACCEPTED, submit, operation_id=operation_id
+    )
 
 
 def _codes_eta(now: datetime, quantity: int) -> datetime:
@@ -254,15 +256,17 @@ async def send_links(
     if dry_run:
         return dry_run_answer(await _plan_links(request, principal, sponsor_id, body))
     keyed = idempotency.claim(sponsor_id, "send-links", idempotency_key, body)
+    operation_id = operation_id_for("bulk", sponsor_id, idempotency_key)
 
     async def submit() -> Envelope[OperationAccepted]:
-        operation_id = operation_id_for("bulk", sponsor_id, idempotency_key)
         known = idempotency.replayable(keyed, already_submitted(request, operation_id, sponsor_id))
         if known is not None:
             return _accepted_again(response, known)
         return await _queue_links(request, principal, sponsor_id, operation_id, body, keyed)
 
-    return await idempotency.once(request, keyed, status.HTTP_202_ACCEPTED, submit)
+    return await idempotency.once(
+        request, keyed, status.HTTP_202_ACCEPTED, submit, operation_id=operation_id
+    )
 
 
 async def _plan_links(

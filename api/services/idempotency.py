@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from analytics.idempotency import StoredAnswer
-from api.deps import store_of
+from api.deps import store_of, view_of
 from api.errors import ApiError
 from schemas.messages import OperationSnapshot
 
@@ -97,9 +97,11 @@ def reused(claim: Claim, operation_id: str | None = None) -> ApiError:
 
 
 @asynccontextmanager
-async def _guarded(request: Request, claim: Claim | None) -> AsyncIterator[JSONResponse | None]:
+async def _guarded(
+    request: Request, claim: Claim | None, unused: Callable[[], bool]
+) -> AsyncIterator[JSONResponse | None]:
     """Yields the stored answer to replay, or None to go on; requests with one key wait for
-    each other."""
+    each other. ``unused()`` says when no answer can be stored (nothing to look up)."""
     if claim is None:
         yield None
         return
@@ -108,6 +110,9 @@ async def _guarded(request: Request, claim: Claim | None) -> AsyncIterator[JSONR
     if lock is None:
         lock = _locks[slot] = asyncio.Lock()
     async with lock:
+        if unused():
+            yield None
+            return
         store = store_of(request)
         stored = await asyncio.to_thread(
             store.idempotency.find, claim.sponsor_id, claim.scope, claim.key
@@ -129,18 +134,24 @@ async def once(
     claim: Claim | None,
     status_code: int,
     run: Callable[[], Awaitable[T]],
+    *,
+    operation_id: str | None = None,
 ) -> T | JSONResponse:
-    """``run()``'s answer, kept for the claim's key; or the answer kept before, replayed."""
-    async with _guarded(request, claim) as replay:
+    """``run()``'s answer, kept for the claim's key; or the answer kept before, replayed.
+
+    With the ``operation_id`` the key stands for, the status view says whether the key was
+    ever used (the status topic keeps every operation): a new key costs no ClickHouse read.
+    """
+
+    def unused() -> bool:
+        return operation_id is not None and view_of(request).get(operation_id) is None
+
+    async with _guarded(request, claim, unused) as replay:
         if replay is not None:
             return replay
         answer = await run()
         if claim is not None:
-            if isinstance(answer, BaseModel):
-                response = answer.model_dump_json()
-            else:
-                response = orjson.dumps(answer).decode()
-            stored = StoredAnswer(claim.request_hash, status_code, response)
+            stored = StoredAnswer(claim.request_hash, status_code, _json(answer))
             await asyncio.to_thread(
                 store_of(request).idempotency.remember,
                 claim.sponsor_id,
@@ -149,6 +160,12 @@ async def once(
                 stored,
             )
         return answer
+
+
+def _json(answer: object) -> str:
+    if isinstance(answer, BaseModel):
+        return answer.model_dump_json()
+    return orjson.dumps(answer).decode()
 
 
 def replayable(claim: Claim | None, snapshot: OperationSnapshot | None) -> OperationSnapshot | None:

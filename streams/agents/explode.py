@@ -121,10 +121,10 @@ async def _register(
     elif early is ControlAction.PAUSE:
         pause(state, now())
     ctx.tables.operations.save(state)
+    await ctx.publish(state)  # first: a submit under a quota waits for this verdict
     await ctx.with_retry(
         f"operation {op_id}: storing its request", ctx.writer.record_request, request
     )
-    await ctx.publish(state)
     await ctx.record_operation(state)
     log.info(
         "operation %s: %s of %d items for sponsor %d in %d batches",
