@@ -54,10 +54,37 @@ def admit(ctx: WorkerContext, request: OperationRequested, partition: int) -> Qu
         refused = refusal(limits, use, request.total_items, moment)
         if refused is not None:
             return refused
+    _take(ctx, record, request, use, moment)
+    return None
+
+
+def count_in(ctx: WorkerContext, request: OperationRequested) -> bool:
+    """Count a registered, running operation that holds no slot (its count was lost in a
+    crash between the two table writes): True if it was missing."""
+    key = str(request.sponsor_id)
+    record = ctx.tables.quotas.load(key)
+    if request.operation_id in record.active:
+        return False
+    moment = quota_now(ctx.settings)
+    _take(ctx, record, request, _current(record, moment), moment)
+    log.warning(
+        "operation %s: counted against sponsor %d's quotas on a replay",
+        request.operation_id,
+        request.sponsor_id,
+    )
+    return True
+
+
+def _take(
+    ctx: WorkerContext,
+    record: QuotaRecord,
+    request: OperationRequested,
+    use: QuotaUse,
+    moment: datetime,
+) -> None:
     record.active[request.operation_id] = request.total_items
     record.use = taken(use, request.total_items, moment)
-    ctx.tables.quotas.save(key, record)
-    return None
+    ctx.tables.quotas.save(str(request.sponsor_id), record)
 
 
 def release(ctx: WorkerContext, sponsor_id: int, operation_id: str) -> bool:

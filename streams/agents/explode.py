@@ -93,6 +93,8 @@ async def on_request(ctx: WorkerContext, event: EventT[bytes], request: Operatio
             return
         await quotas.publish(ctx, str(request.sponsor_id))
         state = await _register(ctx, event, request)
+    elif quotas.count_in(ctx, request):  # a replay after a crash that lost the count
+        await quotas.publish(ctx, str(request.sponsor_id))
     batches = await kind_of(request.operation_type).explode(ctx, request, state)
     if batches:  # kinds fed by recipient chunks explode as the chunks arrive
         await release.release_or_hold(ctx, sponsor_key(request.sponsor_id), op_id, batches)

@@ -225,3 +225,15 @@ def _keyed(key: bytes) -> Any:
 def test_out_of_range_limits_are_refused(value: object) -> None:
     with pytest.raises(ValueError):
         QuotaLimits.model_validate({"maxItemsPerDay": value})
+
+
+async def test_a_replay_counts_an_operation_whose_count_a_crash_lost() -> None:
+    worker = quota_worker(quota_max_concurrent_operations=2)
+    request = codes_request(100, 50, operationId=op_id(1))
+    await handle_operations(worker, request)
+    worker.tables["quotas"].clear()  # the operations table was written, the quota one lost
+    await handle_operations(worker, request)
+    use = quota_snapshots(worker)[-1].use
+    assert (use.concurrent_operations, use.operations_today, use.items_today) == (1, 1, 100)
+    await handle_operations(worker, request)  # counted once, however often replayed
+    assert quota_snapshots(worker)[-1].use.operations_today == 1
