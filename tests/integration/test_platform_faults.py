@@ -149,6 +149,9 @@ def test_clickhouse_refusing_writes_for_a_while(make_server: Any, tmp_path: Path
     server: Server = make_server(
         BULKOPS_CLICKHOUSE_WRITE_FAULT_FILE=str(trigger),
         BULKOPS_MAX_ITEMS_PER_OPERATION="100000",
+        # the sink can then be at most a window ahead of the count the test watches, so
+        # the fault comes while results are still being stored
+        BULKOPS_RELEASE_WINDOW_ITEMS="10000",
     ).start()
     client = server.client(sponsor_id=33)
     quantity = 100_000
