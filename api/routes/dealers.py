@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile, status
 from fastapi.responses import Response
 
-from api.auth import CurrentPrincipal, Principal
+from api.auth import CurrentPrincipal
 from api.deps import NOT_FOUND, OperationId, settings_of, store_of, view_of, visible
 from api.errors import ApiError
-from api.services import dealer_jobs, idempotency, quotas, workbook
+from api.services import dealer_jobs, idempotency, workbook
 from api.services.dealer_jobs import DEALER_PREFIX
 from api.services.idempotency import IdempotencyKey
 from api.services.presenters import status_url
@@ -32,17 +32,17 @@ from api.services.submission import (
     already_submitted,
     dry_run_answer,
     operation_id_for,
+    planned_send,
     queue_link_send,
     sponsor_for_submit,
 )
 from core.settings import ApiSettings
-from schemas.common import Channel, OperationType
-from schemas.messages import LinkSendSpec, OperationSnapshot
+from schemas.common import OperationType
+from schemas.messages import OperationSnapshot
 from schemas.responses import (
     BulkInvitationHistory,
     BulkInvitationJob,
     BulkInvitationStatus,
-    DryRunResult,
     Envelope,
     ErrorBody,
     TierInventory,
@@ -117,7 +117,16 @@ async def invite_bulk(
     await asyncio.to_thread(dealer_jobs.check_codes, lookups, settings, sponsor, parsed.dealers)
     spec = dealer_jobs.invitation_spec(settings, send_sms=send_sms)
     if dry_run:
-        return dry_run_answer(_plan(request, principal, sponsor, len(parsed.dealers), spec))
+        return dry_run_answer(
+            planned_send(
+                request,
+                principal,
+                sponsor,
+                OperationType.DEALER_INVITATION,
+                len(parsed.dealers),
+                spec,
+            )
+        )
     keyed = idempotency.claim(
         sponsor,
         "invite-bulk",
@@ -179,23 +188,6 @@ def _accepted(operation_id: str, dealers: int, created: datetime) -> Envelope[Bu
             status_check_url=f"{DEALER_PREFIX}/bulk-status/{operation_id}",
             operation_status_url=status_url(operation_id),
         ),
-    )
-
-
-def _plan(
-    request: Request, principal: Principal, sponsor: int, dealers: int, spec: LinkSendSpec
-) -> DryRunResult:
-    now = datetime.now(UTC)
-    rate = settings_of(request).send_rate(Channel.SMS.value)
-    return DryRunResult(
-        operation_type=OperationType.DEALER_INVITATION,
-        total_items=dealers,
-        valid_items=dealers,
-        batches=-(-dealers // spec.batch_size),
-        estimated_cost=round(dealers * spec.price_per_message, 6),
-        quota=quotas.estimate(request, principal, sponsor, dealers),
-        planned_start=now,
-        estimated_completion_time=now + timedelta(seconds=1 + dealers / rate),
     )
 
 

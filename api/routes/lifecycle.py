@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Request, Response, status
@@ -24,7 +24,7 @@ from api.deps import (
 )
 from api.errors import ApiError
 from api.producer import ProduceError
-from api.services import idempotency, quotas, retries
+from api.services import idempotency, retries
 from api.services.idempotency import IdempotencyKey
 from api.services.presenters import API_PREFIX, status_out
 from api.services.submission import (
@@ -34,6 +34,7 @@ from api.services.submission import (
     already_submitted,
     dry_run_answer,
     operation_id_for,
+    planned_send,
     queue_link_send,
 )
 from core.topics import Topics, sponsor_key
@@ -484,16 +485,11 @@ async def _plan_retry(
     original = await _retryable_request(request, snapshot, failures)
     spec = original.link_send
     assert spec is not None
-    items = len(failures.retryable)
-    now = datetime.now(UTC)
-    rate = settings_of(request).send_rate(spec.channel.value)
-    return DryRunResult(
-        operation_type=original.operation_type,
-        total_items=items,
-        valid_items=items,
-        batches=-(-items // spec.batch_size),
-        estimated_cost=round(items * spec.price_per_message, 6),
-        quota=quotas.estimate(request, principal, snapshot.sponsor_id, items),
-        planned_start=now,
-        estimated_completion_time=now + timedelta(seconds=1 + items / rate),
+    return planned_send(
+        request,
+        principal,
+        snapshot.sponsor_id,
+        original.operation_type,
+        len(failures.retryable),
+        spec,
     )

@@ -27,7 +27,7 @@ import hashlib
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import Query, Request
@@ -90,6 +90,29 @@ DRY_RUN = {
 def dry_run_answer(result: DryRunResult) -> JSONResponse:
     envelope = Envelope(data=result, message="Dry run: nothing was queued or stored")
     return JSONResponse(status_code=200, content=envelope.model_dump(mode="json"))
+
+
+def planned_send(
+    request: Request,
+    principal: Principal,
+    sponsor_id: int,
+    operation_type: OperationType,
+    items: int,
+    spec: LinkSendSpec,
+) -> DryRunResult:
+    """A dry run's plan for ``items`` sends with ``spec``, starting now at the channel's pace."""
+    now = datetime.now(UTC)
+    rate = settings_of(request).send_rate(spec.channel.value)
+    return DryRunResult(
+        operation_type=operation_type,
+        total_items=items,
+        valid_items=items,
+        batches=-(-items // spec.batch_size),
+        estimated_cost=round(items * spec.price_per_message, 6),
+        quota=quotas.estimate(request, principal, sponsor_id, items),
+        planned_start=now,
+        estimated_completion_time=now + timedelta(seconds=1 + items / rate),
+    )
 
 
 def delivery_timeout(settings: ApiSettings) -> float:
