@@ -8,7 +8,7 @@ re-entrant, so a caller can read and write under it as one step (code reservatio
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -20,9 +20,16 @@ from analytics.faults import WriteFaults
 
 
 class Connection:
-    def __init__(self, writer: Client, reader: Client) -> None:
+    def __init__(
+        self,
+        writer: Client,
+        reader: Client,
+        opener: Callable[[dict[str, Any]], Client] | None = None,
+    ) -> None:
         self._writer = writer
         self._reader = reader
+        self._opener = opener
+        self._opened: list[Client] = []
         self.write_lock = threading.RLock()
         self._read_lock = threading.Lock()
 
@@ -43,19 +50,38 @@ class Connection:
         if write_fault_trigger is not None:
             writer = cast(Client, WriteFaults(writer, write_fault_trigger))
         reader = connect(dsn=dsn, chdb_path=chdb_path, database=database)
-        connection = cls(writer, reader)
+
+        def opener(settings: dict[str, Any]) -> Client:
+            return connect(dsn=dsn, chdb_path=chdb_path, database=database, settings=settings)
+
+        connection = cls(writer, reader, opener)
         connection.ensure_schema()
         return connection
 
     def ensure_schema(self) -> None:
         with self.write_lock:
-            for statement in sql.load("schema.sql").values():
-                self._writer.command(statement)
+            for filename in ("schema.sql", "views.sql"):
+                for statement in sql.load(filename).values():
+                    self._writer.command(statement)
+
+    def open_client(self, settings: dict[str, Any]) -> Client:
+        """Another client on the same database, with its own session ``settings`` (closed
+        with the connection)."""
+        if self._opener is None:
+            raise RuntimeError("this connection cannot open more clients")
+        client = self._opener(settings)
+        self._opened.append(client)
+        return client
 
     def query(self, statement: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]:
         with self._read_lock:
             result = self._reader.query(statement, parameters=parameters)
             return [tuple(row) for row in result.result_rows]
+
+    def execute(self, statement: str, parameters: dict[str, Any]) -> None:
+        """A statement that writes inside ClickHouse (``INSERT … SELECT``), under the write lock."""
+        with self.write_lock:
+            self._writer.command(statement, parameters=parameters)
 
     def insert(
         self,
@@ -75,5 +101,5 @@ class Connection:
             self._writer.command(f"DROP DATABASE IF EXISTS `{database}` SYNC")
 
     def close(self) -> None:
-        self._writer.close()
-        self._reader.close()
+        for client in (self._writer, self._reader, *self._opened):
+            client.close()
