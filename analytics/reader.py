@@ -5,6 +5,7 @@ Every query is a named statement of ``sql/reads.sql``; values are bound, never s
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -106,6 +107,20 @@ class Reader:
         )
         return [(*row[:9], utc(row[9]), *row[10:]) for row in rows]
 
+    def all_items(
+        self, sponsor_id: int, operation_id: str, *, page_size: int = 10_000
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """Every item of an operation as ``items_page`` rows, a page at a time (by key, so
+        memory stays one page whatever the operation's size)."""
+        after = 0
+        while True:
+            page = self.items_page(sponsor_id, operation_id, after_index=after, limit=page_size)
+            if page:
+                yield page
+            if len(page) < page_size:
+                return
+            after = int(page[-1][0]) + 1
+
     def aggregates(self, sponsor_id: int, operation_id: str) -> dict[str, Any]:
         """Per-operation figures: items by status and by error code, cost, durations."""
         scope = {"sponsor": sponsor_id, "operation": operation_id}
@@ -159,7 +174,8 @@ class Reader:
         return {str(status): int(count) for status, count in rows}
 
     def statistics(self, sponsor_id: int | None, *, since: datetime, tz: str) -> dict[str, Any]:
-        """Dashboard figures (the seed's ``/statistics``), from the operations table."""
+        """Dashboard figures (the seed's ``/statistics``), from the statistics rollup, and
+        ``as_of``: when the rollup was last recomputed (``None`` before its first time)."""
         scope = {"sponsor": sponsor_id}
         totals = self._query("stat_totals", scope)[0]
         recent = self._query("stat_recent", {**scope, "since": since})[0]
@@ -170,7 +186,15 @@ class Reader:
             "recent": recent,
             "channels": channels,
             "hours": hours,
+            "as_of": utc(self._query("stat_as_of", {})[0][0]),
         }
+
+    def refresh_statistics(self) -> None:
+        """Recompute the statistics rollups now and wait for them (for tests and after a bulk
+        load; by themselves they refresh every 10 seconds)."""
+        for step in ("refresh", "wait"):
+            for rollup in ("daily", "hourly"):
+                self._connection.execute(_SQL[f"{step}_statistics_{rollup}"], {})
 
     def failed_items(
         self, sponsor_id: int, operation_id: str, *, code: str | None, category: str | None

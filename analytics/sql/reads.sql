@@ -70,35 +70,42 @@ SELECT DISTINCT code FROM codes
 WHERE sponsor_id = {sponsor:UInt64} AND code IN {codes:Array(String)}
 
 -- name: stat_totals
-SELECT count(), countIf(status = 'Completed'), countIf(status = 'Failed'),
-       countIf(status = 'Cancelled'), countIf(status = 'PartiallyCompleted'),
+-- The statistics read the rollups (schema.sql: statistics_daily, statistics_hourly).
+SELECT sum(operations), sumIf(operations, status = 'Completed'),
+       sumIf(operations, status = 'Failed'), sumIf(operations, status = 'Cancelled'),
+       sumIf(operations, status = 'PartiallyCompleted'),
        sum(processed_items), sum(successful_items),
-       avgIf(dateDiff('millisecond', started_at, completed_at), completed_at IS NOT NULL),
+       if(sum(timed_operations) > 0, sum(duration_ms) / sum(timed_operations), 0),
        sum(total_cost)
-FROM operations FINAL
+FROM statistics_daily
 WHERE ({sponsor:Nullable(UInt64)} IS NULL OR sponsor_id = {sponsor:Nullable(UInt64)})
 
 -- name: stat_recent
-SELECT count(), sumIf(successful_items, operation_type = 'BulkLinkSend'),
+SELECT sum(operations), sumIf(successful_items, operation_type = 'BulkLinkSend'),
        sumIf(successful_items, operation_type = 'BulkCodeGeneration'),
        sum(processed_items), sum(successful_items)
-FROM operations FINAL
+FROM statistics_daily
 WHERE ({sponsor:Nullable(UInt64)} IS NULL OR sponsor_id = {sponsor:Nullable(UInt64)})
-  AND created_at >= {since:DateTime64(3, 'UTC')}
+  AND day >= toDate({since:DateTime64(3, 'UTC')})
 
 -- name: stat_channels
 SELECT channel, sum(processed_items), sum(successful_items), sum(total_cost)
-FROM operations FINAL
+FROM statistics_daily
 WHERE ({sponsor:Nullable(UInt64)} IS NULL OR sponsor_id = {sponsor:Nullable(UInt64)})
-  AND channel IS NOT NULL
+  AND channel != ''
 GROUP BY channel ORDER BY channel
 
 -- name: stat_hours
-SELECT toHour(created_at, {tz:String}) AS hour, count(), sum(processed_items),
+SELECT toHour(hour, {tz:String}) AS hour_of_day, sum(operations), sum(processed_items),
        sum(successful_items)
-FROM operations FINAL
+FROM statistics_hourly
 WHERE ({sponsor:Nullable(UInt64)} IS NULL OR sponsor_id = {sponsor:Nullable(UInt64)})
-GROUP BY hour ORDER BY count() DESC, hour LIMIT 5
+GROUP BY hour_of_day ORDER BY sum(operations) DESC, hour_of_day LIMIT 5
+
+-- name: stat_as_of
+-- When the older of the two rollups was last recomputed.
+SELECT min(last_success_time) FROM system.view_refreshes
+WHERE database = currentDatabase() AND view IN ('statistics_daily', 'statistics_hourly')
 
 -- name: failed
 SELECT item_index, is_retryable FROM items FINAL
@@ -154,3 +161,16 @@ SELECT count() FROM (SELECT code FROM codes FINAL GROUP BY code HAVING count() >
 SELECT JSONExtractString(dealer_json, 'invitationType') FROM recipients FINAL
 WHERE sponsor_id = {sponsor:UInt64} AND operation_id = {operation:String} AND dealer_json != ''
 LIMIT 1
+
+-- name: refresh_statistics_daily
+-- Recompute the statistics rollups now (they refresh every 10 seconds by themselves).
+SYSTEM REFRESH VIEW statistics_daily
+
+-- name: refresh_statistics_hourly
+SYSTEM REFRESH VIEW statistics_hourly
+
+-- name: wait_statistics_daily
+SYSTEM WAIT VIEW statistics_daily
+
+-- name: wait_statistics_hourly
+SYSTEM WAIT VIEW statistics_hourly

@@ -60,7 +60,8 @@ CREATE TABLE IF NOT EXISTS items
     processing_duration_ms Float64,
     channel LowCardinality(Nullable(String)),
     cost Float64 DEFAULT 0,
-    attempts UInt16 DEFAULT 0
+    attempts UInt16 DEFAULT 0,
+    provider_latency_ms Float64 DEFAULT 0
 )
 ENGINE = ReplacingMergeTree(processed_at)
 ORDER BY (sponsor_id, operation_id, item_index)
@@ -168,6 +169,10 @@ ORDER BY (sponsor_id, operation_id, item_index)
 -- Migration of a recipients table created before dealer invitations existed.
 ALTER TABLE recipients ADD COLUMN IF NOT EXISTS dealer_json String DEFAULT ''
 
+-- name: items_provider_latency
+-- Migration of an items table created before per-item provider latency was recorded.
+ALTER TABLE items ADD COLUMN IF NOT EXISTS provider_latency_ms Float64 DEFAULT 0
+
 -- name: idempotency_keys
 -- The first successful answer to each Idempotency-Key, per sponsor and route, for a day.
 CREATE TABLE IF NOT EXISTS idempotency_keys
@@ -183,3 +188,45 @@ CREATE TABLE IF NOT EXISTS idempotency_keys
 ENGINE = MergeTree
 ORDER BY (sponsor_id, scope, idempotency_key)
 TTL toDateTime(created_at) + INTERVAL 1 DAY
+
+-- name: statistics_daily
+-- What /statistics and the dashboard read (with statistics_hourly): operations per sponsor,
+-- UTC day of submission, type, channel and status, with their item, cost and duration sums.
+-- A refreshable view: every 10 seconds ClickHouse recomputes it from the latest version of
+-- every operation and swaps it in whole, so it is exact as of its last refresh (a replayed
+-- write is never counted twice) and a read costs the same however many operations exist.
+CREATE MATERIALIZED VIEW IF NOT EXISTS statistics_daily
+REFRESH EVERY 10 SECOND
+ENGINE = MergeTree
+ORDER BY (sponsor_id, day, operation_type, channel, status)
+AS SELECT
+    sponsor_id,
+    toDate(created_at) AS day,
+    operation_type,
+    ifNull(channel, '') AS channel,
+    status,
+    count() AS operations,
+    sum(processed_items) AS processed_items,
+    sum(successful_items) AS successful_items,
+    sum(failed_items) AS failed_items,
+    sum(total_cost) AS total_cost,
+    sumIf(dateDiff('millisecond', started_at, completed_at), completed_at IS NOT NULL)
+        AS duration_ms,
+    countIf(completed_at IS NOT NULL) AS timed_operations
+FROM operations FINAL
+GROUP BY sponsor_id, day, operation_type, channel, status
+
+-- name: statistics_hourly
+-- Operations per sponsor and UTC hour of submission, for the popular hours in any time zone.
+CREATE MATERIALIZED VIEW IF NOT EXISTS statistics_hourly
+REFRESH EVERY 10 SECOND
+ENGINE = MergeTree
+ORDER BY (sponsor_id, hour)
+AS SELECT
+    sponsor_id,
+    toStartOfHour(created_at) AS hour,
+    count() AS operations,
+    sum(processed_items) AS processed_items,
+    sum(successful_items) AS successful_items
+FROM operations FINAL
+GROUP BY sponsor_id, hour

@@ -115,7 +115,11 @@ def get_statistics(
 ) -> dict[str, Any]:
     """The seed's dashboard (its example is mock data; these are counted from real rows).
 
-    ``popular_times`` groups operations by the hour they were submitted, in ``timeZone``.
+    Read from the statistics rollups, which ClickHouse recomputes every 10 seconds from the
+    latest version of every operation: exact as of ``as_of``. ``last_30_days`` starts at the
+    UTC day 30 days ago; ``popular_times`` groups operations by the hour they were submitted,
+    in ``timeZone`` (by UTC hour: in zones with a half-hour offset, the hour that starts in
+    it).
     """
     try:
         ZoneInfo(time_zone)
@@ -158,5 +162,6 @@ def get_statistics(
                 {"hour": hour, "operations": n, "success_rate": _rate(ok, items)}
                 for hour, n, items, ok in raw["hours"]
             ],
+            "as_of": raw["as_of"].isoformat() if raw["as_of"] else None,
         },
     }

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 
+from api.auth import Role
 from bulkops.simulator import SimulatorThread
 from tests.integration.conftest import Server, provider_env
 from tests.integration.test_codegen_flow import submit, wait_terminal
+from tests.support import wait_for
 
 
 def recipients(n: int, *, channel: str = "SMS", start: int = 0) -> list[dict[str, Any]]:
@@ -251,10 +254,18 @@ def test_statistics_are_counted_from_real_rows(
     codes = submit(client, {"subscriptionTierId": 1, "quantity": 30})
     wait_terminal(client, codes)
     assert 0 < wa["successfulItems"] < 50
+    # The rollups are recomputed every 10 seconds: wait for one that has all three.
+    stats = wait_for(
+        lambda: (
+            (data := client.get("/statistics").json()["data"])["total_operations"] == 3 and data
+        ),
+        timeout=40,
+        interval=0.5,
+        message="statistics with the three operations",
+    )
+    assert stats["as_of"] is not None
     other = server.client(sponsor_id=32)
     assert other.get("/statistics").json()["data"]["total_operations"] == 0
-
-    stats = client.get("/statistics").json()["data"]
     ok = wa["successfulItems"]
     assert stats["total_operations"] == 3
     assert stats["successful_operations"] == 2
@@ -274,6 +285,18 @@ def test_statistics_are_counted_from_real_rows(
     assert breakdown["whatsapp"]["success_rate"] == round(ok / 50 * 100, 1)
     assert stats["total_cost"] == pytest.approx(100 * 0.05 + ok * 0.03)
     assert sum(slot["operations"] for slot in stats["popular_times"]) == 3
+
+    # What analysts see of the same sends: each attempted one timed at the provider.
+    sql = (
+        "SELECT channel, count(), countIf(provider_latency_ms > 0) FROM v1_sends "
+        "WHERE sponsor_id = 31 AND attempts > 0 GROUP BY channel ORDER BY channel"
+    )
+    answer = httpx.post(
+        f"{server.base_url}/api/v1/admin/sql",
+        json={"sql": sql},
+        headers={"Authorization": f"Bearer {server.token(None, Role.ADMIN)}"},
+    ).json()["data"]["rows"]
+    assert [list(row.values()) for row in answer] == [["SMS", 100, 100], ["WhatsApp", 50, 50]]
 
 
 def test_templates_seed_and_saved(server: Server) -> None:
