@@ -69,6 +69,7 @@ ITEM_COLUMNS = (
     "channel",
     "cost",
     "attempts",
+    "provider_latency_ms",
 )
 CODE_COLUMNS = (
     "sponsor_id",
@@ -185,6 +186,7 @@ def _add_items(batch: ResultBatch, items: list[list[Any]]) -> None:
     items[16].extend(
         batch.attempts or [1 if s is not ItemStatus.SKIPPED else 0 for s in batch.statuses]
     )
+    items[17].extend(batch.latencies_ms or [0.0] * n)
 
 
 def code_rows(batch: ResultBatch) -> TableRows:

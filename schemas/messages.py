@@ -160,6 +160,10 @@ class OperationRequested(WireModel):
         description="sha256 of the submitted body: a reused Idempotency-Key with another "
         "body is refused.",
     )
+    metadata: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The caller's metadata (campaignId, costCenter, …), kept for analysts.",
+    )
 
     @model_validator(mode="after")
     def _payload_matches_type(self) -> Self:
@@ -315,6 +319,10 @@ class ResultBatch(WireModel):
     channel: Channel | None = None
     unit_cost: float = Field(default=0.0, ge=0, description="Cost of each successful item.")
     attempts: list[int] = Field(default_factory=list, description="Send attempts per item.")
+    latencies_ms: list[float] = Field(
+        default_factory=list,
+        description="Time each item spent in provider calls (all its attempts), in ms.",
+    )
     dealers: list[DealerRow | None] | None = Field(
         default=None, description="Dealer invitations: the dealer of each item."
     )
@@ -323,6 +331,9 @@ class ResultBatch(WireModel):
     def _parallel_lists(self) -> Self:
         if len(self.statuses) != len(self.results):
             raise ValueError("statuses and results must have one entry per item")
+        for name in ("attempts", "latencies_ms"):
+            if getattr(self, name) and len(getattr(self, name)) != len(self.statuses):
+                raise ValueError(f"{name} must be empty or have one entry per item")
         return self
 
 

@@ -70,6 +70,7 @@ class _Outcome:
     result: str | None = None
     error: ItemError | None = None
     attempts: int = 0
+    provider_ms: float = 0.0
 
 
 def stop_error(reason: str, item_id: str, index: int) -> ItemError:
@@ -145,6 +146,7 @@ async def send_link_batch(
         channel=spec.channel,
         unit_cost=spec.price_per_message,
         attempts=[o.attempts for o in done],
+        latencies_ms=[o.provider_ms for o in done],
     )
 
 
@@ -162,6 +164,7 @@ async def _send_with_retries(
     channel = spec.channel.value
     attempts = 0
     throttled = 0
+    provider_ms = 0.0
     failure: ItemError | None = None
     while True:
         reason = halting(gate, batch.operation_id)
@@ -170,6 +173,7 @@ async def _send_with_retries(
                 return _Outcome(ItemStatus.FAILED, error=failure, attempts=attempts)
             return _Outcome(ItemStatus.SKIPPED, error=stop_error(reason, item_id, recipient.index))
         await pacer.acquire(batch.sponsor_id, channel, batch.operation_id)
+        called = time.perf_counter()
         try:
             delivery = await provider.send(
                 to=recipient.address,
@@ -178,9 +182,13 @@ async def _send_with_retries(
                 idempotency_key=recipient.idempotency_key or item_id,
             )
             return _Outcome(
-                ItemStatus.SUCCESS, result=delivery.provider_message_id, attempts=attempts + 1
+                ItemStatus.SUCCESS,
+                result=delivery.provider_message_id,
+                attempts=attempts + 1,
+                provider_ms=provider_ms + (time.perf_counter() - called) * 1000,
             )
         except ProviderError as exc:
+            provider_ms += (time.perf_counter() - called) * 1000
             if exc.rate_limited and throttled < MAX_RATE_LIMIT_WAITS:
                 throttled += 1  # a throttled request was not a delivery attempt
                 pacer.pause_sender(channel, exc.retry_after or 1.0)
@@ -196,7 +204,9 @@ async def _send_with_retries(
                 retry_count=attempts - 1,
             )
             if not exc.retryable or attempts > spec.retry_attempts:
-                return _Outcome(ItemStatus.FAILED, error=failure, attempts=attempts)
+                return _Outcome(
+                    ItemStatus.FAILED, error=failure, attempts=attempts, provider_ms=provider_ms
+                )
             delay = spec.retry_delay_seconds * (2 ** (attempts - 1))
             if exc.retry_after is not None:
                 delay = max(delay, exc.retry_after)

@@ -412,6 +412,7 @@ async def retry_failed(
                 operation_type=original.operation_type,
                 request_hash=keyed.request_hash if keyed else None,
                 auto_pause=original.auto_pause,
+                metadata=original.metadata,
             )
         log.info(
             "operation %s: retrying %d failed items as %s", operationId, len(recipients), retry_id

@@ -177,6 +177,7 @@ async def _queue_codes(
         quota_exempt=quotas.exempt(request, principal),
         request_hash=keyed.request_hash if keyed else None,
         auto_pause=auto_pause_rule(body.processing),
+        metadata=body.metadata,
     )
     snapshot = queued_snapshot(
         operation_id,
@@ -343,6 +344,7 @@ async def _queue_links(
         schedule=schedule,
         request_hash=keyed.request_hash if keyed else None,
         auto_pause=auto_pause_rule(body.processing),
+        metadata=body.metadata.model_dump(mode="json", by_alias=True, exclude_none=True),
     )
     total = len(body.recipients)
     log.info(

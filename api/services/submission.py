@@ -28,7 +28,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Query, Request
 from fastapi.responses import JSONResponse
@@ -299,6 +299,7 @@ async def queue_link_send(
     operation_type: OperationType = OperationType.LINK_SEND,
     request_hash: str | None = None,
     auto_pause: AutoPauseRule | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> OperationSnapshot:
     """The header and the recipient chunks of a link send (or of another operation that
     sends to recipients, like dealer invitations), queued in order (or 503)."""
@@ -332,6 +333,7 @@ async def queue_link_send(
         quota_exempt=quotas.exempt(request, principal),
         request_hash=request_hash,
         auto_pause=auto_pause,
+        metadata=metadata or {},
     )
     snapshot = queued_snapshot(
         operation_id, sponsor_id, principal, operation_type, name, len(recipients), now

@@ -47,6 +47,13 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         localkafka.stop(data_dir)
 
 
+@pytest.fixture(scope="session")
+def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The one chDB data directory of this test process (chDB allows one per process): tests
+    that open a store here use a database of their own."""
+    return tmp_path_factory.mktemp("chdb-store")
+
+
 @dataclass
 class Server:
     """One ``bulkops serve`` process (API + worker + embedded ClickHouse), or with

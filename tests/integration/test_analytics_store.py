@@ -32,11 +32,6 @@ NOW = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 HTTP_URL = os.environ.get("BULKOPS_TEST_CLICKHOUSE_URL")
 
 
-@pytest.fixture(scope="session")
-def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("chdb-store")
-
-
 @pytest.fixture(
     params=[
         "chdb",
@@ -254,3 +249,56 @@ def test_item_batches_are_kept_per_operation(store: AnalyticsStore) -> None:
     assert ItemBatch.model_validate_json(kept[1]) == batches[1]
     assert store.state.item_batches(8, chunk.operation_id, [0, 1]) == {}
     assert len(store.reader.recipients(7, chunk.operation_id, [0, 1, 2, 3])) == 4
+
+
+def test_views_show_one_row_per_thing_at_its_latest_version(store: AnalyticsStore) -> None:
+    op = op_id()
+    batches = [result(op, b, b * 10, 10, failed={3}) for b in range(3)]
+    sink(store, batches)
+    sink(store, batches[:2])  # replayed after a crash: the raw tables hold these twice
+    store.writer.record_request(request(op, 7))
+    for status, version in ((OperationStatus.PROCESSING, 1), (OperationStatus.COMPLETED, 5)):
+        store.writer.upsert_operation(snapshot(op, 7, status, version, NOW))
+    scope = {"op": op}
+    raw = store.connection.query(
+        "SELECT count() FROM items WHERE operation_id = {op:String}", scope
+    )
+    assert raw[0][0] > 30
+    assert store.connection.query(
+        "SELECT count(), countIf(status = 'Failed') FROM v1_items WHERE operation_id = {op:String}",
+        scope,
+    ) == [(30, 1)]
+    assert store.connection.query(
+        "SELECT count(), any(state) FROM v1_codes WHERE operation_id = {op:String}", scope
+    ) == [(29, "expired")]  # NOW + 30 days is long past
+    assert store.connection.query(
+        "SELECT status, duration_ms, campaign_id, retry_of FROM v1_operations "
+        "WHERE operation_id = {op:String}",
+        scope,
+    ) == [("Completed", 3000, None, None)]
+
+
+def test_statistics_are_exact_after_rewrites_and_follow_each_sponsor(
+    store: AnalyticsStore,
+) -> None:
+    now = datetime.now(UTC)
+    for i, sponsor in enumerate((7, 7, 8)):
+        op = op_id()
+        for status, version in ((OperationStatus.PROCESSING, 1), (OperationStatus.COMPLETED, 4)):
+            store.writer.upsert_operation(
+                snapshot(op, sponsor, status, version, now - timedelta(hours=i)), channel="SMS"
+            )
+        store.writer.upsert_operation(  # the same final row again, as a replay writes it
+            snapshot(op, sponsor, OperationStatus.COMPLETED, 4, now - timedelta(hours=i)),
+            channel="SMS",
+            total_cost=0.5,
+        )
+    store.reader.refresh_statistics()
+    stats = store.reader.statistics(7, since=now - timedelta(days=30), tz="Europe/Istanbul")
+    assert stats["totals"][:7] == (2, 2, 0, 0, 0, 20, 20)
+    assert stats["totals"][7] == 3000  # milliseconds from start to completion, on average
+    assert stats["channels"] == [("SMS", 20, 20, 1.0)]
+    assert sum(hour[1] for hour in stats["hours"]) == 2
+    assert stats["as_of"] is not None and stats["as_of"].tzinfo is not None
+    everyone = store.reader.statistics(None, since=now - timedelta(days=30), tz="UTC")
+    assert everyone["totals"][0] == 3
