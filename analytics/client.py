@@ -7,13 +7,19 @@ directory, so in embedded mode the API and the worker share one process (``bulko
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
 
-def connect(*, dsn: str | None, chdb_path: Path, database: str) -> Client:
-    """A client on ``database``, creating the database first if it is missing."""
+def connect(
+    *, dsn: str | None, chdb_path: Path, database: str, settings: dict[str, Any] | None = None
+) -> Client:
+    """A client on ``database``, creating the database first if it is missing.
+
+    ``settings``: session settings, applied in order (put ``readonly`` last: once it is set,
+    no other setting can change)."""
     if dsn:
         bootstrap = clickhouse_connect.get_client(dsn=dsn)
     else:
@@ -25,5 +31,7 @@ def connect(*, dsn: str | None, chdb_path: Path, database: str) -> Client:
     finally:
         bootstrap.close()
     if dsn:
-        return clickhouse_connect.get_client(dsn=dsn, database=database)
-    return clickhouse_connect.get_client(interface="chdb", path=str(chdb_path), database=database)
+        return clickhouse_connect.get_client(dsn=dsn, database=database, settings=settings)
+    return clickhouse_connect.get_client(
+        interface="chdb", path=str(chdb_path), database=database, settings=settings
+    )

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.deps import ERRORS, refuse_unknown_query
 from api.errors import install_error_handlers
+from api.routes.admin import router as admin_router
 from api.routes.dashboard import router as dashboard_router
 from api.routes.dealers import DEALER_PREFIX, inventory_router
 from api.routes.dealers import router as dealers_router
@@ -134,6 +135,7 @@ def create_api(
         dealers_router,
         inventory_router,
         quotas_router,
+        admin_router,
     ):
         app.include_router(router, responses=ERRORS, dependencies=[Depends(refuse_unknown_query)])
 

@@ -10,7 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from bulkops import localkafka
-from bulkops.client import BulkopsClient
+from bulkops.client import BulkopsClient, BulkopsError
 from core import kafkalog
 from core.settings import ApiSettings, ClientSettings, WorkerSettings
 from core.topics import Topics
@@ -262,6 +262,37 @@ def cmd_watch(args: argparse.Namespace) -> int:
         return _follow(client, args.operation_id)
 
 
+def cmd_sql(args: argparse.Namespace) -> int:
+    """Print a JSON result as a table; write CSV to stdout or ``--output``, Parquet to
+    ``--output`` only (it is binary)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    if args.format == "parquet" and args.output is None:
+        raise SystemExit("--format parquet needs --output FILE")
+    with _client(args) as client:
+        try:
+            response = client.sql(args.query, args.format)
+        except BulkopsError as exc:
+            Console(stderr=True).print(f"[red]{exc}[/red]")
+            return 1
+    if args.output is not None:
+        args.output.write_bytes(response.content)
+        return 0
+    if args.format == "csv":
+        sys.stdout.write(response.text)
+        return 0
+    data = response.json()["data"]
+    table = Table(*(f"{c['name']}\n[dim]{c['type']}[/dim]" for c in data["columns"]))
+    for row in data["rows"]:
+        table.add_row(*(str(row[c["name"]]) for c in data["columns"]))
+    Console().print(table)
+    Console(stderr=True).print(
+        f"{data['rowCount']} rows in {data['elapsedSeconds']:.3f} s ({data['rowsRead']} rows read)"
+    )
+    return 0
+
+
 def cmd_export_schemas(args: argparse.Namespace) -> int:
     from schemas.export import write_schemas
 
@@ -339,6 +370,15 @@ def parser() -> argparse.ArgumentParser:
     client_options(watch)
     watch.add_argument("operation_id")
     watch.set_defaults(func=cmd_watch)
+
+    sql = sub.add_parser(
+        "sql", help="run a read-only SQL query on the analytics store (Admin token)"
+    )
+    client_options(sql)
+    sql.add_argument("query", help='e.g. "SELECT channel, count() FROM v1_sends GROUP BY channel"')
+    sql.add_argument("--format", choices=["json", "csv", "parquet"], default="json")
+    sql.add_argument("--output", type=Path, help="write the result to this file")
+    sql.set_defaults(func=cmd_sql)
 
     export = sub.add_parser(
         "export-schemas", help="write the JSON Schemas of requests and messages"

@@ -40,8 +40,9 @@ class BulkopsClient:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        self._root = base_url.rstrip("/")
         self._http = httpx.Client(
-            base_url=f"{base_url.rstrip('/')}/api/v1/bulk-operations",
+            base_url=f"{self._root}/api/v1/bulk-operations",
             headers={"Authorization": f"Bearer {token}"},
             timeout=timeout,
             transport=transport,
@@ -63,6 +64,15 @@ class BulkopsClient:
         if response.status_code >= 400:
             raise BulkopsError(response.status_code, body)
         return dict(body)
+
+    def sql(self, query: str, result_format: str = "json") -> httpx.Response:
+        """An Admin's read-only query: the answer (JSON envelope, or the CSV/Parquet file)."""
+        response = self._http.post(
+            f"{self._root}/api/v1/admin/sql", json={"sql": query, "format": result_format}
+        )
+        if response.status_code >= 400:
+            raise BulkopsError(response.status_code, response.json())
+        return response
 
     def generate_codes(self, **request: Any) -> str:
         """Keyword arguments in snake_case or camelCase, as the request body takes them."""

@@ -246,6 +246,9 @@ class ApiSettings(BulkopsSettings):
     dealer_max_concurrency: int = Field(default=50, ge=1, le=100)
     dealer_tier_ids: dict[str, int] = {"S": 1, "M": 2, "L": 3, "XL": 4}
     dealer_invite_url: str = "https://sponsor.example.com/dealer-invite"
+    # Admins' read-only SQL (POST /admin/sql, `bulkops sql`): result rows and seconds per query.
+    analytics_max_rows: int = Field(default=100_000, ge=1, le=10_000_000)
+    analytics_max_seconds: int = Field(default=30, ge=1, le=3600)
 
 
 class ClientSettings(BaseSettings):

@@ -25,6 +25,8 @@ from openpyxl import Workbook, load_workbook
 from openpyxl.styles import Font
 from openpyxl.worksheet.datavalidation import DataValidation
 
+from core.cells import safe_cell
+
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 HEADER = ("Email", "Phone", "DealerName", "CodeCount", "Tier")
 TIERS = ("S", "M", "L", "XL")
@@ -32,7 +34,6 @@ MAX_NAME_LENGTH = 200
 MAX_CODES_PER_DEALER = 1000
 _UNZIPPED_LIMIT_FACTOR = 10
 _MAX_RATIO = 200
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _PHONE_CHARS = re.compile(r"[\s\-().]")
 
 
@@ -242,13 +243,6 @@ def find_duplicates(dealers: Sequence[DealerInput]) -> list[RowError]:
         emails.setdefault(dealer.email, dealer.row)
         phones.setdefault(dealer.phone, dealer.row)
     return errors
-
-
-def safe_cell(value: Any) -> Any:
-    """A value that a spreadsheet shows as text, never runs as a formula."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
 
 
 def _write(sheet: Any, rows: Iterable[Sequence[Any]]) -> None:

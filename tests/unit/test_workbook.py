@@ -178,13 +178,14 @@ def test_the_template_has_a_header_an_example_and_a_tier_list() -> None:
 
 def test_reports_neutralise_formula_like_text() -> None:
     body = workbook.outcome_report(
-        [(2, "=cmd|' /C calc'!A0", "+90532", "@SUM(A1)", "S", "Failed", "-1", "", "t", "")]
+        [(2, "=cmd|' /C calc'!A0", "+90532", "@SUM(A1)", "S", "Failed", "-1+A2", "", "t", "")]
     )
     sheet = load_workbook(io.BytesIO(body)).active
     assert sheet is not None
     values = [c.value for c in sheet[2]]
     assert values[1] == "'=cmd|' /C calc'!A0"
-    assert values[2] == "'+90532" and values[3] == "'@SUM(A1)" and values[6] == "'-1"
+    assert values[3] == "'@SUM(A1)" and values[6] == "'-1+A2"
+    assert values[2] == "+90532"  # a plain number: data, not a formula
     assert all(c.data_type != "f" for row in sheet.iter_rows() for c in row)
     errors = workbook.error_report([workbook.RowError(5, "Email", "bad", "=1+1")])
     sheet = load_workbook(io.BytesIO(errors)).active
