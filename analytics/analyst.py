@@ -80,7 +80,6 @@ class AnalystQueries:
             return _formula_safe_csv(raw)
         return raw
 
-
     def _drain(self) -> None:
         """chDB (4.4) keeps what a query wrote before it failed (a row or time limit hit
         midway) and hands it out ahead of the next result; one throwaway query takes it."""

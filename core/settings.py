@@ -249,6 +249,9 @@ class ApiSettings(BulkopsSettings):
     # Admins' read-only SQL (POST /admin/sql, `bulkops sql`): result rows and seconds per query.
     analytics_max_rows: int = Field(default=100_000, ge=1, le=10_000_000)
     analytics_max_seconds: int = Field(default=30, ge=1, le=3600)
+    # Excel exports are built whole before they are sent, at about 5,000 rows/s of this
+    # process's CPU: larger operations export as CSV or Parquet (streamed, 50-120k rows/s).
+    export_xlsx_max_items: int = Field(default=100_000, ge=1, le=1_000_000)
 
 
 class ClientSettings(BaseSettings):

@@ -192,6 +192,7 @@ def get_items(
     response_class=StreamingResponse,
     responses={
         **NOT_FOUND,
+        422: {"model": ErrorBody, "description": "EXPORT_TOO_LARGE: Excel for a huge operation"},
         200: {
             "content": {media: {} for media in exports.MEDIA_TYPES.values()},
             "description": "The file, streamed",
@@ -204,10 +205,19 @@ def export_items(
     operationId: OperationId,
     export_format: Annotated[ExportFormat, Query(alias="format")] = ExportFormat.CSV,
 ) -> StreamingResponse:
-    """The items endpoint's columns, in item order, in constant memory whatever the size
-    (Excel: a sheet per 1,000,000 items). Text that a spreadsheet would run as a formula is
-    quoted with a leading apostrophe in CSV and Excel."""
+    """The items endpoint's columns, in item order, in constant memory whatever the size.
+    CSV and Parquet stream as they are read; Excel is built whole first and holds up to
+    ``BULKOPS_EXPORT_XLSX_MAX_ITEMS`` (100,000) items. Text that a spreadsheet would run as a
+    formula is quoted with a leading apostrophe in CSV and Excel."""
     snapshot = visible(request, principal, operationId)
+    xlsx_limit = settings_of(request).export_xlsx_max_items
+    if export_format is ExportFormat.XLSX and snapshot.total_items > xlsx_limit:
+        raise ApiError(
+            422,
+            "EXPORT_TOO_LARGE",
+            f"Excel exports hold up to {xlsx_limit} items: export this operation as csv or parquet",
+            {"field": "format", "totalItems": snapshot.total_items, "limit": xlsx_limit},
+        )
     pages = store_of(request).reader.all_items(snapshot.sponsor_id, operationId)
     log.info("operation %s: items exported as %s", operationId, export_format.value)
     return StreamingResponse(

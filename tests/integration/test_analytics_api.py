@@ -8,7 +8,7 @@ import io
 import os
 import subprocess
 import sys
-from pathlib import Path
+from typing import Any
 
 import httpx
 import pyarrow.parquet as pq
@@ -90,9 +90,8 @@ def test_admin_sql_answers_in_every_format_and_refuses_what_is_not_a_read(
     assert denied.returncode == 1 and "SQL_NOT_READ_ONLY" in denied.stderr
 
 
-def test_a_sponsor_exports_its_own_operation_in_every_format(
-    server: Server, tmp_path: Path
-) -> None:
+def test_a_sponsor_exports_its_own_operation_in_every_format(make_server: Any) -> None:
+    server: Server = make_server(BULKOPS_EXPORT_XLSX_MAX_ITEMS="2500").start()
     owner = server.client(sponsor_id=42)
     operation = submit(owner, {"subscriptionTierId": 1, "quantity": 2500})
     wait_terminal(owner, operation)
@@ -122,6 +121,10 @@ def test_a_sponsor_exports_its_own_operation_in_every_format(
     assert owner.get(f"/items/{operation}/export?format=pdf").status_code == 422
     unknown = "codegen_" + "0" * 32
     assert owner.get(f"/items/{unknown}/export").status_code == 404
+    bigger = submit(owner, {"subscriptionTierId": 1, "quantity": 2501})
+    too_large = owner.get(f"/items/{bigger}/export?format=xlsx")
+    assert too_large.status_code == 422 and too_large.json()["error"] == "EXPORT_TOO_LARGE"
+    assert owner.get(f"/items/{bigger}/export?format=csv").status_code == 200
     unauthenticated = httpx.get(
         f"{server.base_url}/api/v1/bulk-operations/items/{operation}/export"
     )
