@@ -14,6 +14,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,6 +24,8 @@ from typing import Any
 import httpx
 import pytest
 
+from analytics.store import AnalyticsStore
+from analytics.synthetic import SyntheticHistory
 from api.auth import Role, mint_token
 from bulkops import localkafka
 from bulkops.simulator import ProviderSimulator, SimulatorThread
@@ -52,6 +55,20 @@ def chdb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The one chDB data directory of this test process (chDB allows one per process): tests
     that open a store here use a database of their own."""
     return tmp_path_factory.mktemp("chdb-store")
+
+
+@contextmanager
+def store_with_history(chdb_dir: Path, history: SyntheticHistory) -> Iterator[AnalyticsStore]:
+    """A store in a database of its own on ``chdb_dir``, holding ``history``; dropped after."""
+    opened = AnalyticsStore.open(
+        dsn=None, chdb_path=chdb_dir, database=f"t_{uuid.uuid4().hex[:12]}"
+    )
+    history.write(opened.connection)
+    try:
+        yield opened
+    finally:
+        opened.drop_database()
+        opened.close()
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,21 +16,18 @@ from analytics.analyst import AnalystQueries, QueryRefused
 from analytics.store import AnalyticsStore
 from analytics.synthetic import SyntheticHistory
 from schemas.analytics import ResultFormat
+from tests.integration.conftest import store_with_history
 
 
 @pytest.fixture(scope="module")
 def store(chdb_dir: Path) -> Iterator[AnalyticsStore]:
-    opened = AnalyticsStore.open(
-        dsn=None, chdb_path=chdb_dir, database=f"t_{uuid.uuid4().hex[:12]}"
-    )
-    SyntheticHistory(
-        operations=40, sponsors=3, sizes=(10, 100), since=datetime.now(UTC) - timedelta(days=7)
-    ).write(opened.connection)
-    try:
+    with store_with_history(
+        chdb_dir,
+        SyntheticHistory(
+            operations=40, sponsors=3, sizes=(10, 100), since=datetime.now(UTC) - timedelta(days=7)
+        ),
+    ) as opened:
         yield opened
-    finally:
-        opened.drop_database()
-        opened.close()
 
 
 @pytest.fixture(scope="module")

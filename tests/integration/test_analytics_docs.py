@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 
 from analytics.store import AnalyticsStore
 from analytics.synthetic import SyntheticHistory
+from tests.integration.conftest import store_with_history
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "analytics.md"
 QUERIES = re.findall(r"```sql\n(.*?)```", DOC.read_text(encoding="utf-8"), re.DOTALL)
@@ -19,20 +19,16 @@ QUERIES = re.findall(r"```sql\n(.*?)```", DOC.read_text(encoding="utf-8"), re.DO
 
 @pytest.fixture(scope="module")
 def store(chdb_dir: Path) -> Iterator[AnalyticsStore]:
-    opened = AnalyticsStore.open(
-        dsn=None, chdb_path=chdb_dir, database=f"t_{uuid.uuid4().hex[:12]}"
-    )
-    SyntheticHistory(
-        operations=120,
-        sponsors=4,
-        sizes=(10, 100, 1000),
-        since=datetime.now(UTC) - timedelta(days=10),
-    ).write(opened.connection)
-    try:
+    with store_with_history(
+        chdb_dir,
+        SyntheticHistory(
+            operations=120,
+            sponsors=4,
+            sizes=(10, 100, 1000),
+            since=datetime.now(UTC) - timedelta(days=10),
+        ),
+    ) as opened:
         yield opened
-    finally:
-        opened.drop_database()
-        opened.close()
 
 
 def test_the_document_answers_its_ten_questions() -> None:
