@@ -4,7 +4,9 @@ In embedded mode chDB lets one process own the data, so analysts' queries have t
 the running Bulkops. They run on a client of their own whose session is ``readonly = 1``:
 ClickHouse itself then refuses writes, DDL, table functions (``file()``, ``url()``, …) and any
 change of setting — including the row and time limits set before it, which a query cannot
-lift. The statement check here only gives the common mistakes a clearer error first.
+lift. The statement, as ClickHouse's own parser reads it, is checked first: that gives common
+mistakes a clearer error, and refuses the one write ``readonly`` lets through in embedded
+mode: ``INTO OUTFILE``, which clickhouse-local (and so chDB) carries out on this host.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ _CLICKHOUSE_FORMAT = {
     ResultFormat.CSV: "CSVWithNames",
     ResultFormat.PARQUET: "Parquet",
 }
-_READS = re.compile(r"^\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN|EXISTS)\b", re.IGNORECASE)
-_COMMENT = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
+_READS = re.compile(r"(SELECT|WITH|SHOW|DESCRIBE|EXPLAIN|EXISTS)\b")
+# In formatQuery's output a clause starts its line and a literal never holds a raw newline.
+_OUTFILE = re.compile(r"^\s*INTO OUTFILE\b", re.MULTILINE)
 _ERROR_CODE = re.compile(r"Code: (\d+)")
 # ClickHouse error codes: READONLY, ACCESS_DENIED; TIMEOUT_EXCEEDED, TOO_MANY_ROWS_OR_BYTES.
 _REFUSED = {164, 497}
@@ -69,16 +72,23 @@ class AnalystQueries:
     def run(self, statement: str, result_format: ResultFormat) -> bytes:
         """The result in ``result_format`` (CSV cells that a spreadsheet would run as a
         formula are quoted), or :class:`QueryRefused`."""
-        body = _checked(statement)
         with self._lock:
             try:
-                raw = self._client.raw_query(body, fmt=_CLICKHOUSE_FORMAT[result_format])
+                query = _checked(self._canonical(statement))
+                raw = self._client.raw_query(query, fmt=_CLICKHOUSE_FORMAT[result_format])
             except ClickHouseError as exc:
                 self._drain()
                 raise _refusal(str(exc), self.max_rows, self.max_seconds) from exc
         if result_format is ResultFormat.CSV:
             return _formula_safe_csv(raw)
         return raw
+
+    def _canonical(self, statement: str) -> str:
+        """The statement as ClickHouse's own parser reads it (``formatQuery``): one statement,
+        no comments, keywords in upper case at the start of their line, every literal quoted
+        and escaped. What is checked is then exactly what runs."""
+        rows = self._client.query("SELECT formatQuery({q:String})", parameters={"q": statement})
+        return str(rows.result_rows[0][0])
 
     def _drain(self) -> None:
         """chDB (4.4) keeps what a query wrote before it failed (a row or time limit hit
@@ -87,20 +97,16 @@ class AnalystQueries:
             self._client.raw_query("SELECT 1", fmt="TSV")
 
 
-def _checked(statement: str) -> str:
-    code = _COMMENT.sub(" ", statement).strip().rstrip(";").strip()
-    if not _READS.match(code):
+def _checked(canonical: str) -> str:
+    if not _READS.match(canonical):
         raise QueryRefused(
             "SQL_NOT_READ_ONLY", "Only read queries run here (SELECT, WITH, SHOW, DESCRIBE)"
         )
-    if ";" in _without_strings(code):
-        raise QueryRefused("SQL_INVALID", "One statement per request")
-    # A new line, so that a trailing comment cannot swallow the FORMAT clause appended.
-    return statement.strip().rstrip(";") + "\n"
-
-
-def _without_strings(code: str) -> str:
-    return re.sub(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|`[^`]*`", "''", code)
+    if _OUTFILE.search(canonical):
+        # Embedded, ClickHouse writes INTO OUTFILE on this host even under readonly = 1.
+        raise QueryRefused("SQL_NOT_READ_ONLY", "INTO OUTFILE would write a file: not here")
+    # A new line, so the FORMAT clause appended starts a clause of its own.
+    return canonical + "\n"
 
 
 def _refusal(message: str, max_rows: int, max_seconds: int) -> QueryRefused:

@@ -73,6 +73,25 @@ def test_anything_but_a_read_is_refused(analyst: AnalystQueries, sql: str) -> No
     assert refused.value.code == "SQL_NOT_READ_ONLY", refused.value.message
 
 
+def test_no_file_is_written_on_this_host(analyst: AnalystQueries, tmp_path: Path) -> None:
+    target = tmp_path / "out.txt"
+    for sql in (
+        f"SELECT 1 INTO OUTFILE '{target}'",
+        f"SELECT 1 /* x */ into\n  outfile '{target}' TRUNCATE",
+        f"SELECT '--' INTO OUTFILE '{target}'",  # not a comment: a string
+        f"SELECT 1 # '\nINTO OUTFILE '{target}' -- '",  # not a string: a comment
+        f"SELECT $$a'b$$ AS s INTO OUTFILE '{target}'",
+        f"WITH x AS (SELECT 1) SELECT * FROM x INTO OUTFILE '{target}' AND STDOUT",  # noqa: S608
+    ):
+        with pytest.raises(QueryRefused) as refused:
+            analyst.run(sql, ResultFormat.CSV)
+        assert refused.value.code == "SQL_NOT_READ_ONLY"
+    assert not target.exists()
+    # The words inside a string are only data.
+    body = json.loads(analyst.run("SELECT 'into outfile' AS s", ResultFormat.JSON))
+    assert body["data"] == [{"s": "into outfile"}]
+
+
 def test_rows_and_time_over_the_limit_are_refused(analyst: AnalystQueries) -> None:
     with pytest.raises(QueryRefused) as rows:
         analyst.run("SELECT * FROM v1_items", ResultFormat.JSON)
@@ -88,7 +107,7 @@ def test_rows_and_time_over_the_limit_are_refused(analyst: AnalystQueries) -> No
     ("sql", "code"),
     [
         ("SELECT 1; SELECT 2", "SQL_INVALID"),
-        ("SELEC 1", "SQL_NOT_READ_ONLY"),
+        ("SELEC 1", "SQL_INVALID"),
         ("SELECT no_such_column FROM v1_items", "SQL_INVALID"),
         ("SELECT 1 FORMAT TSV", "SQL_INVALID"),
     ],
