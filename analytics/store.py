@@ -9,6 +9,7 @@ Each part takes only the connection, so a caller (and its tests) depends on the 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,10 +17,14 @@ from analytics.connection import Connection
 from analytics.idempotency import IdempotencyKeys
 from analytics.inventory import InventoryReader
 from analytics.reader import Reader
+from analytics.retention import Retention
+from analytics.retention import apply as apply_retention
 from analytics.templates import Templates
 from analytics.worker_state import WorkerState
 from analytics.writer import ResultWriter
 from core.settings import BulkopsSettings
+
+log = logging.getLogger("bulkops.analytics")
 
 
 @dataclass(frozen=True)
@@ -33,20 +38,35 @@ class AnalyticsStore:
     idempotency: IdempotencyKeys
 
     @classmethod
-    def open(cls, *, dsn: str | None, chdb_path: Path, database: str) -> AnalyticsStore:
-        return cls.over(Connection.open(dsn=dsn, chdb_path=chdb_path, database=database))
+    def open(
+        cls,
+        *,
+        dsn: str | None,
+        chdb_path: Path,
+        database: str,
+        retention: Retention | None = None,
+    ) -> AnalyticsStore:
+        connection = Connection.open(dsn=dsn, chdb_path=chdb_path, database=database)
+        _retain(connection, retention or Retention())
+        return cls.over(connection)
 
     @classmethod
     def from_settings(cls, settings: BulkopsSettings) -> AnalyticsStore:
         """The store a deployable's settings name (server DSN, else embedded chDB)."""
-        return cls.over(
-            Connection.open(
-                dsn=settings.clickhouse_dsn,
-                chdb_path=settings.chdb_path,
-                database=settings.clickhouse_database,
-                write_fault_trigger=settings.clickhouse_write_fault_file,
-            )
+        connection = Connection.open(
+            dsn=settings.clickhouse_dsn,
+            chdb_path=settings.chdb_path,
+            database=settings.clickhouse_database,
+            write_fault_trigger=settings.clickhouse_write_fault_file,
         )
+        _retain(
+            connection,
+            Retention(
+                results_days=settings.retention_results_days,
+                personal_days=settings.retention_personal_days,
+            ),
+        )
+        return cls.over(connection)
 
     @classmethod
     def over(cls, connection: Connection) -> AnalyticsStore:
@@ -65,3 +85,14 @@ class AnalyticsStore:
 
     def drop_database(self) -> None:
         self.connection.drop_database()
+
+
+def _retain(connection: Connection, retention: Retention) -> None:
+    changed = apply_retention(connection, retention)
+    if changed:
+        log.info(
+            "retention: results %d days, personal data %d days (set on %s)",
+            retention.results_days,
+            retention.personal_days,
+            ", ".join(changed),
+        )

@@ -46,6 +46,11 @@ class BulkopsSettings(BaseSettings):
     # Fault drills: while this file exists every ClickHouse insert fails (analytics.faults).
     # Refused with BULKOPS_ENV=prod.
     clickhouse_write_fault_file: Path | None = None
+    # How long ClickHouse keeps rows (TTL, applied on start; docs/analytics.md "Retention").
+    # Results (operations, items, codes after they expire): long, for statistics. Personal data
+    # (recipients' addresses and rendered messages, dealer invitations, item batches): short.
+    retention_results_days: int = Field(default=400, ge=1, le=36_500)
+    retention_personal_days: int = Field(default=30, ge=1, le=36_500)
 
     # Secrets: HS256 key for bearer tokens, and the key behind code generation.
     jwt_secret: str = DEV_JWT_SECRET

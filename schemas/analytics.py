@@ -47,3 +47,16 @@ class SqlResult(OutModel):
     row_count: int
     elapsed_seconds: float
     rows_read: int
+
+
+class ErasureRequest(ApiModel):
+    """One person's phone number (any format; read in ``BULKOPS_DEFAULT_PHONE_REGION`` without
+    a country code) or e-mail address."""
+
+    address: str = Field(min_length=3, max_length=320, examples=["+90 532 123 45 67"])
+
+
+class ErasureResult(OutModel):
+    address_kind: str = Field(examples=["phone"])
+    rows_removed: dict[str, int]
+    total_removed: int

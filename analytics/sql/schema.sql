@@ -125,7 +125,6 @@ CREATE TABLE IF NOT EXISTS item_batches
 )
 ENGINE = ReplacingMergeTree(stored_at)
 ORDER BY (sponsor_id, operation_id, batch_index)
-TTL toDateTime(stored_at) + INTERVAL 60 DAY
 
 -- name: code_reservations
 -- The sponsor's code inventory: a code is available unless its latest row here is reserved
@@ -168,6 +167,10 @@ ORDER BY (sponsor_id, operation_id, item_index)
 -- name: recipients_dealer_json
 -- Migration of a recipients table created before dealer invitations existed.
 ALTER TABLE recipients ADD COLUMN IF NOT EXISTS dealer_json String DEFAULT ''
+
+-- name: recipients_stored_at
+-- When a recipient was stored: its personal data expires from then (retention.sql).
+ALTER TABLE recipients ADD COLUMN IF NOT EXISTS stored_at DateTime('UTC') DEFAULT now()
 
 -- name: items_provider_latency
 -- Migration of an items table created before per-item provider latency was recorded.

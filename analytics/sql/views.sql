@@ -1,36 +1,38 @@
 -- Stable views for analysts (docs/analytics.md), replaced on every start so they follow the
 -- tables underneath. Each shows one row per thing, its latest version (no FINAL, no argMax
 -- needed by the reader). A v1 view keeps its columns and their meaning; columns may be
--- added; a change that breaks a query comes as v2 beside it.
+-- added; a change that breaks a query comes as v2 beside it. Table aliases are long on
+-- purpose: ClickHouse reads `x.column` as database `x` first, so an alias must not be a
+-- database's name.
 
 -- name: v1_operations
 CREATE OR REPLACE VIEW v1_operations AS
-SELECT o.operation_id AS operation_id,
-       o.sponsor_id AS sponsor_id,
-       o.operation_type AS operation_type,
-       o.operation_name AS operation_name,
-       o.status AS status,
-       o.total_items AS total_items,
-       o.processed_items AS processed_items,
-       o.successful_items AS successful_items,
-       o.failed_items AS failed_items,
-       o.skipped_items AS skipped_items,
-       o.created_at AS created_at,
-       o.started_at AS started_at,
-       o.completed_at AS completed_at,
-       dateDiff('millisecond', o.started_at, o.completed_at) AS duration_ms,
-       o.requested_by AS requested_by,
-       o.channel AS channel,
-       o.subscription_tier_id AS subscription_tier_id,
-       o.code_prefix AS code_prefix,
-       o.total_cost AS total_cost,
-       nullIf(JSONExtractString(r.request_json, 'retryOf'), '') AS retry_of,
-       nullIf(JSONExtractString(r.request_json, 'metadata', 'campaignId'), '') AS campaign_id,
-       if(JSONHas(r.request_json, 'metadata'), JSONExtractRaw(r.request_json, 'metadata'), '{}')
+SELECT v1_op.operation_id AS operation_id,
+       v1_op.sponsor_id AS sponsor_id,
+       v1_op.operation_type AS operation_type,
+       v1_op.operation_name AS operation_name,
+       v1_op.status AS status,
+       v1_op.total_items AS total_items,
+       v1_op.processed_items AS processed_items,
+       v1_op.successful_items AS successful_items,
+       v1_op.failed_items AS failed_items,
+       v1_op.skipped_items AS skipped_items,
+       v1_op.created_at AS created_at,
+       v1_op.started_at AS started_at,
+       v1_op.completed_at AS completed_at,
+       dateDiff('millisecond', v1_op.started_at, v1_op.completed_at) AS duration_ms,
+       v1_op.requested_by AS requested_by,
+       v1_op.channel AS channel,
+       v1_op.subscription_tier_id AS subscription_tier_id,
+       v1_op.code_prefix AS code_prefix,
+       v1_op.total_cost AS total_cost,
+       nullIf(JSONExtractString(v1_req.request_json, 'retryOf'), '') AS retry_of,
+       nullIf(JSONExtractString(v1_req.request_json, 'metadata', 'campaignId'), '') AS campaign_id,
+       if(JSONHas(v1_req.request_json, 'metadata'), JSONExtractRaw(v1_req.request_json, 'metadata'), '{}')
            AS metadata
-FROM operations AS o FINAL
-LEFT JOIN (SELECT sponsor_id, operation_id, request_json FROM operation_requests FINAL) AS r
-    ON r.sponsor_id = o.sponsor_id AND r.operation_id = o.operation_id
+FROM operations AS v1_op FINAL
+LEFT JOIN (SELECT sponsor_id, operation_id, request_json FROM operation_requests FINAL) AS v1_req
+    ON v1_req.sponsor_id = v1_op.sponsor_id AND v1_req.operation_id = v1_op.operation_id
 SETTINGS join_use_nulls = 0
 
 -- name: v1_items
@@ -62,15 +64,15 @@ FROM recipients FINAL
 -- Every generated code with its inventory state now: available, reserved (for a dealer
 -- invitation under way), transferred (to a dealer) or expired.
 CREATE OR REPLACE VIEW v1_codes AS
-SELECT c.sponsor_id AS sponsor_id, c.operation_id AS operation_id, c.item_index AS item_index,
-       c.code AS code, c.subscription_tier_id AS subscription_tier_id,
-       c.batch_name AS batch_name, c.created_at AS created_at, c.expires_at AS expires_at,
-       multiIf(r.state IN ('reserved', 'transferred'), r.state,
-               c.expires_at <= now64(3), 'expired', 'available') AS state,
-       if(r.state = '', NULL, r.updated_at) AS state_changed_at
-FROM codes AS c FINAL
-LEFT JOIN (SELECT sponsor_id, code, state, updated_at FROM code_reservations FINAL) AS r
-    ON r.sponsor_id = c.sponsor_id AND r.code = c.code
+SELECT v1_code.sponsor_id AS sponsor_id, v1_code.operation_id AS operation_id, v1_code.item_index AS item_index,
+       v1_code.code AS code, v1_code.subscription_tier_id AS subscription_tier_id,
+       v1_code.batch_name AS batch_name, v1_code.created_at AS created_at, v1_code.expires_at AS expires_at,
+       multiIf(v1_state.state IN ('reserved', 'transferred'), v1_state.state,
+               v1_code.expires_at <= now64(3), 'expired', 'available') AS state,
+       if(v1_state.state = '', NULL, v1_state.updated_at) AS state_changed_at
+FROM codes AS v1_code FINAL
+LEFT JOIN (SELECT sponsor_id, code, state, updated_at FROM code_reservations FINAL) AS v1_state
+    ON v1_state.sponsor_id = v1_code.sponsor_id AND v1_state.code = v1_code.code
 SETTINGS join_use_nulls = 0
 
 -- name: v1_dealer_invitations

@@ -1,4 +1,4 @@
-"""``/api/v1/admin``: what only an Admin may do across sponsors (read-only SQL)."""
+"""``/api/v1/admin``: what only an Admin may do across sponsors: read-only SQL, erasure."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request, Response
 
-from api.auth import CurrentPrincipal
+from api.auth import CurrentPrincipal, Principal
 from api.errors import ApiError
-from api.services import analyst
-from schemas.analytics import ResultFormat, SqlQuery, SqlResult
+from api.services import analyst, erasure
+from schemas.analytics import ErasureRequest, ErasureResult, ResultFormat, SqlQuery, SqlResult
 from schemas.responses import Envelope, ErrorBody
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
@@ -58,8 +58,7 @@ async def run_sql(
     """ClickHouse runs it with ``readonly = 1`` (no writes, DDL, table functions or settings),
     ``BULKOPS_ANALYTICS_MAX_SECONDS`` and ``BULKOPS_ANALYTICS_MAX_ROWS``; one query at a time
     per API process. Query the ``v1_*`` views (docs/analytics.md)."""
-    if not principal.is_admin:
-        raise ApiError(403, "FORBIDDEN", "Only an Admin runs SQL; sponsors export their operations")
+    _admin(principal, "Only an Admin runs SQL; sponsors export their operations")
     raw = await analyst.run(request, query.sql, query.format)
     if query.format is ResultFormat.JSON:
         return Envelope(data=analyst.json_result(raw))
@@ -68,3 +67,25 @@ async def run_sql(
         media_type=_MEDIA[query.format],
         headers={"Content-Disposition": f'attachment; filename="query.{query.format.value}"'},
     )
+
+
+@router.post(
+    "/erasure",
+    response_model=Envelope[ErasureResult],
+    summary="Erase one person's phone number or e-mail address everywhere (Admin)",
+    responses={403: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+)
+async def erase_address(
+    request: Request, principal: CurrentPrincipal, body: ErasureRequest
+) -> Envelope[ErasureResult]:
+    """For a right-to-erasure request: every stored row with the address (recipients, dealer
+    invitations, item batches, requests, stored answers) is deleted. Retries of the
+    operations it was in skip that person. The log keeps a hash of the address, never the
+    address."""
+    _admin(principal, "Only an Admin erases personal data")
+    return Envelope(data=await erasure.erase(request, body.address))
+
+
+def _admin(principal: Principal, message: str) -> None:
+    if not principal.is_admin:
+        raise ApiError(403, "FORBIDDEN", message)

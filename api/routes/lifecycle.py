@@ -398,6 +398,8 @@ async def retry_failed(
                 operationId,
                 failures.retryable,
             )
+            if not recipients:
+                raise _recipients_gone(request, operationId)
             assert original.link_send is not None
             await queue_link_send(
                 request,
@@ -473,6 +475,17 @@ async def _retryable_request(
     if original is None or original.link_send is None:
         raise ApiError(409, "NOTHING_TO_RETRY", "Only link sends can be retried")
     return original
+
+
+def _recipients_gone(request: Request, operation_id: str) -> ApiError:
+    days = settings_of(request).retention_personal_days
+    return ApiError(
+        410,
+        "RECIPIENTS_EXPIRED",
+        f"The recipients of {operation_id} are no longer stored (personal data is kept "
+        f"{days} days, or was erased on request): submit a new send instead",
+        {"operationId": operation_id, "retentionDays": days},
+    )
 
 
 async def _plan_retry(

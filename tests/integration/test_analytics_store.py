@@ -15,7 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from analytics import rows
+from analytics import rows, sql
+from analytics.connection import Connection
+from analytics.erasure import erase
+from analytics.retention import Retention
+from analytics.retention import apply as apply_retention
 from analytics.store import AnalyticsStore
 from schemas.common import ErrorCategory, ItemStatus, OperationStatus, OperationType
 from schemas.messages import (
@@ -302,3 +306,139 @@ def test_statistics_are_exact_after_rewrites_and_follow_each_sponsor(
     assert stats["as_of"] is not None and stats["as_of"].tzinfo is not None
     everyone = store.reader.statistics(None, since=now - timedelta(days=30), tz="UTC")
     assert everyone["totals"][0] == 3
+
+
+def test_every_table_with_data_has_a_ttl_from_the_settings(chdb_dir: Path) -> None:
+    opened = AnalyticsStore.open(
+        dsn=None,
+        chdb_path=chdb_dir,
+        database=f"t_{uuid.uuid4().hex[:12]}",
+        retention=Retention(results_days=500, personal_days=9),
+    )
+    try:
+        tables = dict(
+            opened.connection.query(
+                "SELECT name, engine_full FROM system.tables WHERE database = currentDatabase() "
+                "AND engine LIKE '%MergeTree' AND NOT startsWith(name, '.inner')",
+                {},
+            )
+        )
+        kept = {
+            name: opened.connection.query(sql.load("retention.sql")["ttl_days"], {"table": name})
+            for name in tables
+        }
+        expected = {
+            "operations": 500,
+            "operation_requests": 500,
+            "items": 500,
+            "codes": 500,
+            "code_reservations": 500,  # + the longest validity of a code
+            "recipients": 9,
+            "dealer_invitations": 9,
+            "item_batches": 60,  # held batches resume from here: at least 60 days
+        }
+        assert {name: kept[name][0][0] for name in expected} == expected
+        assert "toIntervalDay(1)" in tables["idempotency_keys"]
+        # Not here: a sponsor's saved templates (configuration), and the rollups (views).
+        assert set(tables) - set(expected) == {"idempotency_keys", "templates"}
+        # The same settings again change nothing; other settings change the personal tables.
+        assert apply_retention(opened.connection, Retention(500, 9)) == []
+        assert apply_retention(opened.connection, Retention(500, 90)) == [
+            "recipients",
+            "dealer_invitations",
+            "item_batches",
+        ]
+    finally:
+        opened.drop_database()
+        opened.close()
+
+
+def test_erasure_removes_an_address_from_every_table(store: AnalyticsStore) -> None:
+    phone, other = "+905321234567", "+905329876543"
+    op = f"linksend_{uuid.uuid4().hex}"
+    chunk = RecipientChunk(
+        operation_id=op,
+        sponsor_id=7,
+        chunk_index=0,
+        start_index=0,
+        recipients=[
+            PreparedRecipient(index=i, name=f"R{i}", address=address, message=f"Hi {address}")
+            for i, address in enumerate((phone, other))
+        ],
+    )
+    connection = store.connection
+    connection.insert(*_table(rows.recipient_rows(chunk)))
+    connection.insert(
+        "item_batches",
+        [[7, op, 0, chunk.model_dump_json(), datetime.now(UTC)]],
+        ["sponsor_id", "operation_id", "batch_index", "batch_json", "stored_at"],
+    )
+    connection.insert(
+        "dealer_invitations",
+        [
+            [
+                7,
+                op,
+                0,
+                2,
+                "d@example.com",
+                phone,
+                "Dealer",
+                "S",
+                [],
+                "t",
+                "Invite",
+                "Success",
+                None,
+                None,
+                datetime.now(UTC),
+            ]
+        ],
+        list(rows.DEALER_COLUMNS),
+    )
+    connection.insert(
+        "idempotency_keys",
+        [[7, "send-links", "k1", "h", 202, f'{{"warnings": ["{phone}"]}}', datetime.now(UTC)]],
+        [
+            "sponsor_id",
+            "scope",
+            "idempotency_key",
+            "request_hash",
+            "status_code",
+            "response",
+            "created_at",
+        ],
+    )
+
+    removed = erase(connection, phone)
+    assert removed == {
+        "recipients": 1,
+        "dealer_invitations": 1,
+        "item_batches": 1,
+        "operation_requests": 0,
+        "idempotency_keys": 1,
+    }
+    assert _rows_holding(connection, phone) == {}
+    assert _rows_holding(connection, other) == {"recipients": 1}  # its batch went whole
+    assert erase(connection, phone) == dict.fromkeys(removed, 0)
+
+
+def _table(table: rows.TableRows) -> tuple[str, list[list[object]], tuple[str, ...]]:
+    return table.table, table.rows, table.columns
+
+
+def _rows_holding(connection: Connection, value: str) -> dict[str, int]:
+    """Every table with a text column holding ``value``, and how many rows (any column)."""
+    columns = connection.query(
+        "SELECT table, groupArray(name) FROM system.columns WHERE database = currentDatabase() "
+        "AND type LIKE '%String%' AND table NOT LIKE 'v1_%' AND NOT startsWith(table, '.inner') "
+        "GROUP BY table",
+        {},
+    )
+    found = {}
+    for table, names in columns:
+        where = " OR ".join(f"position(toString(`{name}`), {{v:String}}) > 0" for name in names)
+        count = connection.query(f"SELECT count() FROM `{table}` WHERE {where}", {"v": value})  # noqa: S608
+        if count[0][0]:
+            found[table] = int(count[0][0])
+    return found
