@@ -97,6 +97,7 @@ FROM (
 
 -- name: recipients
 INSERT INTO recipients
+    (sponsor_id, operation_id, item_index, name, address, message, idempotency_key, dealer_json)
 SELECT sponsor_id, operation_id, item_index, concat('Recipient ', toString(item_index)),
        if(channel = 'Email', concat('user', toString(item_index), '@example.com'),
           concat(['+90', '+49', '+44', '+1', '+33'][1 + cityHash64(operation_id, item_index) % 5],

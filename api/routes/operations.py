@@ -216,7 +216,11 @@ def export_items(
             422,
             "EXPORT_TOO_LARGE",
             f"Excel exports hold up to {xlsx_limit} items: export this operation as csv or parquet",
-            {"field": "format", "totalItems": snapshot.total_items, "limit": xlsx_limit},
+            {
+                "errors": [{"field": "format", "message": "too many items for Excel"}],
+                "totalItems": snapshot.total_items,
+                "limit": xlsx_limit,
+            },
         )
     pages = store_of(request).reader.all_items(snapshot.sponsor_id, operationId)
     log.info("operation %s: items exported as %s", operationId, export_format.value)

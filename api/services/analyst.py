@@ -38,7 +38,8 @@ async def run(request: Request, sql: str, result_format: ResultFormat) -> bytes:
         analyst = await asyncio.to_thread(_analyst, request)
         return await asyncio.to_thread(analyst.run, sql, result_format)
     except QueryRefused as exc:
-        raise ApiError(422, exc.code, exc.message, details={"field": "sql"}) from exc
+        details = {"errors": [{"field": "sql", "message": exc.message, "type": exc.code}]}
+        raise ApiError(422, exc.code, exc.message, details) from exc
 
 
 def json_result(raw: bytes) -> SqlResult:

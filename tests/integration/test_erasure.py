@@ -35,7 +35,9 @@ def test_erased_recipients_are_gone_everywhere_and_never_retried(
     as_sponsor = client.post(f"{server.base_url}{ERASURE}", json={"address": first})
     assert as_sponsor.status_code == 403
     invalid = admin.post(ERASURE, json={"address": "not a phone"})
-    assert invalid.status_code == 422 and invalid.json()["details"]["field"] == "address"
+    assert (
+        invalid.status_code == 422 and invalid.json()["details"]["errors"][0]["field"] == "address"
+    )
     unknown_field = admin.post(ERASURE, json={"address": first, "everywhere": True})
     assert unknown_field.status_code == 422
 
@@ -43,7 +45,7 @@ def test_erased_recipients_are_gone_everywhere_and_never_retried(
     assert erased.status_code == 200, erased.text
     result = erased.json()["data"]
     assert result["addressKind"] == "phone"
-    assert result["rowsRemoved"]["recipients"] == 1 and result["rowsRemoved"]["itemBatches"] >= 1
+    assert result["rowsRemoved"]["recipients"] == 1 and result["rowsRemoved"]["item_batches"] >= 1
     assert admin.post(ERASURE, json={"address": second}).json()["data"]["totalRemoved"] >= 1
     held = admin.post(
         "/api/v1/admin/sql",
