@@ -29,9 +29,16 @@ def configure_logging(level: str) -> None:
 
 
 def _ensure_topics(settings: ApiSettings | WorkerSettings) -> None:
+    configs = {
+        spec.name: spec.config(
+            retention_hours=settings.topic_retention_hours,
+            dead_letter_retention_hours=settings.dead_letter_retention_hours,
+        )
+        for spec in Topics(settings.topic_prefix).all()
+    }
     created = localkafka.create_topics(
         settings.kafka_bootstrap,
-        Topics(settings.topic_prefix).all(),
+        configs,
         partitions=settings.partitions,
         replication_factor=settings.replication_factor,
     )

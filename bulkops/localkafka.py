@@ -24,10 +24,16 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+    ResourceType,
+)
 
 from core.kafkalog import client_logger
-from core.topics import TopicSpec
 
 log = logging.getLogger("bulkops.kafka")
 
@@ -404,33 +410,54 @@ def _alive(pid: int) -> bool:
 
 
 def create_topics(
-    bootstrap: str, specs: list[TopicSpec], *, partitions: int, replication_factor: int = 1
+    bootstrap: str,
+    configs: dict[str, dict[str, str]],
+    *,
+    partitions: int,
+    replication_factor: int = 1,
 ) -> list[str]:
-    """Create missing topics (existing ones are left alone); return the names created."""
+    """Create the missing topics of ``configs`` (name → topic configuration) and set the
+    configuration of the existing ones (so a changed retention applies); return the names
+    created."""
     config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": client_logger("admin")}
     admin = AdminClient(config)
     existing = set(admin.list_topics(timeout=10).topics)
-    wanted = []
-    for spec in specs:
-        if spec.name in existing:
-            continue
-        config = {"cleanup.policy": "compact"} if spec.compacted else {}
-        wanted.append(
-            NewTopic(
-                spec.name,
-                num_partitions=partitions,
-                replication_factor=replication_factor,
-                config=config,
-            )
+    wanted = [
+        NewTopic(
+            name,
+            num_partitions=partitions,
+            replication_factor=replication_factor,
+            config=topic_config,
         )
-    if not wanted:
-        return []
+        for name, topic_config in configs.items()
+        if name not in existing
+    ]
     created = []
-    for name, future in admin.create_topics(wanted, operation_timeout=30).items():
-        try:
-            future.result()
-            created.append(name)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
+    if wanted:
+        for name, future in admin.create_topics(wanted, operation_timeout=30).items():
+            try:
+                future.result()
+                created.append(name)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise
+    _set_configs(admin, {name: c for name, c in configs.items() if name in existing})
     return created
+
+
+def _set_configs(admin: AdminClient, configs: dict[str, dict[str, str]]) -> None:
+    """Set (incrementally: other settings stay) each existing topic's configuration."""
+    resources = [
+        ConfigResource(
+            ResourceType.TOPIC,
+            name,
+            incremental_configs=[
+                ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
+                for key, value in topic_config.items()
+            ],
+        )
+        for name, topic_config in configs.items()
+    ]
+    if resources:
+        for future in admin.incremental_alter_configs(resources).values():
+            future.result()

@@ -37,6 +37,10 @@ class BulkopsSettings(BaseSettings):
     topic_prefix: str = Field(default="bulkops", pattern=r"^[A-Za-z0-9._-]{1,100}$")
     partitions: int = Field(default=8, ge=1, le=256)
     replication_factor: int = Field(default=1, ge=1, le=5)
+    # How long Kafka keeps the flow and control topics' messages: longer than a worker may be
+    # down (what it has not consumed by then is lost); dead letters longer, for inspection.
+    topic_retention_hours: int = Field(default=168, ge=1, le=87_600)
+    dead_letter_retention_hours: int = Field(default=720, ge=1, le=87_600)
 
     # ClickHouse: a DSN selects a server over HTTP (``http://user:pass@host:8123/db``);
     # without one the embedded chDB engine keeps its data in ``chdb_path``.

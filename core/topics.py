@@ -10,11 +10,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+HOUR_MS = 3_600_000
+
 
 @dataclass(frozen=True)
 class TopicSpec:
     name: str
     compacted: bool = False
+    # Dead letters are kept longer than the flow: someone has to look at them.
+    inspected: bool = False
+
+    def config(self, *, retention_hours: int, dead_letter_retention_hours: int) -> dict[str, str]:
+        """The topic's Kafka configuration: compacted topics keep the latest value per key
+        (a tombstone for a day); the rest delete by age (docs/operations.md, "Topics")."""
+        if self.compacted:
+            return {"cleanup.policy": "compact", "delete.retention.ms": str(24 * HOUR_MS)}
+        hours = dead_letter_retention_hours if self.inspected else retention_hours
+        return {"cleanup.policy": "delete", "retention.ms": str(hours * HOUR_MS)}
 
 
 @dataclass(frozen=True)
@@ -60,7 +72,7 @@ class Topics:
     @property
     def dead_letter(self) -> TopicSpec:
         """Messages the worker could not use (``DeadLetter``)."""
-        return TopicSpec(f"{self.prefix}.dead-letter")
+        return TopicSpec(f"{self.prefix}.dead-letter", inspected=True)
 
     def flow(self) -> list[str]:
         """The topics an operation's messages cross, in order, all keyed by sponsor."""
