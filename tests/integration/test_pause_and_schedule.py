@@ -79,7 +79,7 @@ def test_pause_and_resume_code_generation_keeps_codes_exact(make_server: Any) ->
     by up to seconds), so what is exact here is the end: every code once, none twice."""
     server: Server = make_server(BULKOPS_MAX_ITEMS_PER_OPERATION="2000000").start()
     client = server.client(sponsor_id=62)
-    quantity = 1_000_000
+    quantity = 500_000  # several seconds of generation: the pause lands mid-run
     operation_id = submit(
         client, {"subscriptionTierId": 2, "quantity": quantity, "processing": {"batchSize": 500}}
     )
