@@ -53,6 +53,10 @@ class Reader:
     def _query(self, name: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]:
         return self._connection.query(_SQL[name], parameters)
 
+    def ping(self) -> None:
+        """Raises unless ClickHouse answers a trivial query."""
+        self._query("ping", {})
+
     def history(
         self,
         sponsor_id: int | None,

@@ -276,6 +276,11 @@ class MemoryCounts:
 
     def __init__(self, tables: MemoryTables) -> None:
         self.tables = tables
+        self.down = False  # what ping() reports
+
+    def ping(self) -> None:
+        if self.down:
+            raise ConnectionError("ClickHouse does not answer (fake)")
 
     def item_counts(self, sponsor_id: int, operation_id: str) -> dict[str, int]:
         counts: dict[str, int] = {}

@@ -22,6 +22,7 @@ from api.routes.admin import router as admin_router
 from api.routes.dashboard import router as dashboard_router
 from api.routes.dealers import DEALER_PREFIX, inventory_router
 from api.routes.dealers import router as dealers_router
+from api.routes.health import router as health_router
 from api.routes.lifecycle import router as lifecycle_router
 from api.routes.live import router as live_router
 from api.routes.operations import router as operations_router
@@ -139,10 +140,7 @@ def create_api(
     ):
         app.include_router(router, responses=ERRORS, dependencies=[Depends(refuse_unknown_query)])
 
-    @app.get("/healthz", tags=["ops"], summary="Liveness and status-view readiness")
-    def healthz() -> dict[str, Any]:
-        view = getattr(app.state, "status_view", None)
-        return {"status": "ok", "statusViewReady": view is not None and view.ready.is_set()}
+    app.include_router(health_router)
 
     app.add_middleware(
         BodySizeLimit,

@@ -67,6 +67,10 @@ class MessageSink(Protocol):
         """Fail every message not yet sent to a broker (``ProduceError``, not persisted)."""
         ...
 
+    def unreachable(self, timeout: float) -> str | None:
+        """Why no broker answers within ``timeout`` seconds (blocking), or None if one does."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -137,6 +141,13 @@ class KafkaMessageSink:
 
     def purge_queued(self) -> None:
         self._producer.purge(in_queue=True, in_flight=False, blocking=False)
+
+    def unreachable(self, timeout: float) -> str | None:
+        try:
+            self._producer.list_topics(timeout=timeout)
+        except KafkaException as exc:
+            return f"Kafka: {exc.args[0].str() if exc.args else exc}"
+        return None
 
     def close(self) -> None:
         self._producer.flush(10)

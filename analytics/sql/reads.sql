@@ -2,6 +2,10 @@
 -- retries, the code inventory and dealer reports. Parameters are bound by the client
 -- ({name:Type}); nothing here is ever built from user strings.
 
+-- name: ping
+-- Readiness: ClickHouse answers.
+SELECT 1
+
 -- name: history
 SELECT operation_id, operation_name, operation_type, status, total_items, processed_items,
        successful_items, failed_items, skipped_items, created_at, started_at, completed_at,

@@ -167,3 +167,12 @@ def test_python_client_and_cli_follow_an_operation(server: Server) -> None:
     )
     assert cli.returncode == 0, cli.stderr[-2000:]
     assert "Completed: 500 succeeded, 0 failed, 0 skipped" in cli.stderr
+
+
+def test_a_started_server_is_ready_with_its_worker_holding_partitions(server: Server) -> None:
+    answer = httpx.get(f"{server.base_url}/readyz", timeout=10)
+    assert answer.status_code == 200, answer.text
+    checks = answer.json()["checks"]
+    assert checks["kafka"] == "a broker answers" and checks["clickhouse"] == "answers"
+    assert checks["statusView"] == "caught up"
+    assert checks["worker"].startswith("holds ") and not checks["worker"].startswith("holds 0")

@@ -73,9 +73,16 @@ def settled(client: httpx.Client, operation_id: str, seconds: float) -> int:
 
 
 def kill_broker_at(
-    broker: localkafka.Broker, client: httpx.Client, operation_id: str, count: int
+    broker: localkafka.Broker,
+    client: httpx.Client,
+    operation_id: str,
+    count: int,
+    *,
+    server: Server | None = None,
 ) -> None:
-    """SIGKILL the broker once ``count`` items are counted; start it again after a while."""
+    """SIGKILL the broker once ``count`` items are counted; start it again after a while.
+    With ``server``, its ``/readyz`` must say Kafka is the problem while the broker is down,
+    and be ready again once it is back."""
     wait_for(
         lambda: processed(client, operation_id) >= count,
         timeout=180,
@@ -83,8 +90,29 @@ def kill_broker_at(
         message=f"{count} processed",
     )
     assert localkafka.kill(broker.data_dir)
-    time.sleep(BROKER_DOWN_SECONDS)  # the fault itself: the broker stays down this long
+    down = time.monotonic()
+    if server is not None:
+        not_ready = wait_for(
+            lambda: (
+                (r := httpx.get(f"{server.base_url}/readyz", timeout=10)).status_code == 503
+                and r.json()
+            ),
+            timeout=BROKER_DOWN_SECONDS,
+            interval=0.5,
+            message="/readyz reports the broker down",
+        )
+        assert not_ready["error"] == "NOT_READY" and "kafka:" in not_ready["message"]
+        assert "clickhouse:" not in not_ready["message"]
+    # The fault itself: the broker stays down this long.
+    time.sleep(max(0.0, BROKER_DOWN_SECONDS - (time.monotonic() - down)))
     assert localkafka.start(broker.data_dir).bootstrap == broker.bootstrap
+    if server is not None:
+        wait_for(
+            lambda: httpx.get(f"{server.base_url}/readyz", timeout=10).status_code == 200,
+            timeout=60,
+            interval=0.5,
+            message="/readyz ready again",
+        )
 
 
 def test_broker_killed_mid_code_generation(own_broker: localkafka.Broker, make_server: Any) -> None:
@@ -126,7 +154,7 @@ def test_broker_killed_mid_link_send(
     total = 10_000
     operation_id = submit(client, body(total, "SMS", batchSize=100), "/send-links")
     with status_watch(client, operation_id) as latencies:
-        kill_broker_at(own_broker, client, operation_id, total // 3)
+        kill_broker_at(own_broker, client, operation_id, total // 3, server=server)
         back = time.monotonic()
         status = wait_terminal(client, operation_id, timeout=240)
     print(

@@ -38,6 +38,7 @@ class FakeMessageSink:
         self.partitions: list[int | None] = []
         self.fail = False
         self.stall = False
+        self.down = False  # what unreachable() reports
         self.purges = 0
         self._queued: list[asyncio.Future[None]] = []
         # Called with each message written: a test's stand-in for the worker's answer.
@@ -74,6 +75,9 @@ class FakeMessageSink:
                     ProduceError("_PURGE_QUEUE: Local: Purged in queue", possibly_persisted=False)
                 )
         self._queued.clear()
+
+    def unreachable(self, timeout: float) -> str | None:
+        return "Kafka: no broker answered (fake)" if self.down else None
 
     def close(self) -> None:
         pass
