@@ -83,7 +83,7 @@ async def erase_address(
     operations it was in skip that person. The log keeps a hash of the address, never the
     address."""
     _admin(principal, "Only an Admin erases personal data")
-    return Envelope(data=await erasure.erase(request, body.address))
+    return Envelope(data=await erasure.erase(request, body.address, by=principal.subject))
 
 
 def _admin(principal: Principal, message: str) -> None:

@@ -17,7 +17,7 @@ from schemas.analytics import ErasureResult
 log = logging.getLogger("bulkops.api")
 
 
-async def erase(request: Request, raw: str) -> ErasureResult:
+async def erase(request: Request, raw: str, *, by: str) -> ErasureResult:
     kind = "email" if "@" in raw else "phone"
     if kind == "email":
         address = normalise_email(raw)
@@ -28,5 +28,5 @@ async def erase(request: Request, raw: str) -> ErasureResult:
     removed = await asyncio.to_thread(erasure.erase, store_of(request).connection, address)
     total = sum(removed.values())
     digest = hashlib.sha256(address.encode()).hexdigest()[:12]
-    log.info("erasure: %d rows removed for the %s with sha256 %s…", total, kind, digest)
+    log.info("erasure by %s: %d rows removed for the %s with sha256 %s…", by, total, kind, digest)
     return ErasureResult(address_kind=kind, rows_removed=removed, total_removed=total)
