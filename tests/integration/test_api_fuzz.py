@@ -37,7 +37,7 @@ from tests.integration.test_dealer_invitations import dealer_rows, invite, spons
 pytestmark = pytest.mark.timeout(900)
 
 # Per operation and generation mode; raise it for a deeper run outside CI.
-EXAMPLES = int(os.environ.get("BULKOPS_FUZZ_EXAMPLES", "30"))
+EXAMPLES = int(os.environ.get("BULKOPS_FUZZ_EXAMPLES", "20"))
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
