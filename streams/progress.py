@@ -461,7 +461,8 @@ def apply_batch(state: OperationState, sunk: BatchSunk, *, now: datetime, max_er
     state.version += 1
     if state.batches_done == state.batches_total:
         _finish(state, now)
-    else:
+    elif state.status is OperationStatus.PROCESSING:
+        # A paused operation keeps saying why it is paused while its last batches land.
         state.status_message = _running_message(state.processed_items, state.total_items)
     return True
 

@@ -15,6 +15,7 @@ from streams.progress import (
     mark_held,
     mark_released,
     outstanding,
+    pause,
     register,
     release_quota,
     unexploded,
@@ -67,6 +68,16 @@ def test_each_batch_counts_once_however_often_it_is_replayed() -> None:
     for _ in range(5):
         assert not apply_batch(s, sunk(3), now=NOW, max_errors=10)
     assert s.processed_items == 100 and s.batches_done == 1
+
+
+def test_batches_landing_after_a_pause_keep_the_pause_message() -> None:
+    s = state()
+    assert apply_batch(s, sunk(0), now=NOW, max_errors=10)
+    assert pause(s, NOW)
+    message = s.status_message
+    assert apply_batch(s, sunk(1), now=NOW, max_errors=10)  # in flight when paused
+    assert s.status is OperationStatus.PAUSED and s.status_message == message
+    assert s.processed_items == 200
 
 
 def test_all_batches_complete_the_operation() -> None:
