@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 HOUR_MS = 3_600_000
+# The worker's Faust tables (streams/tables.py): their changelogs are created with the topics.
+WORKER_TABLES = ("operations", "serials", "early-controls", "quotas")
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,17 @@ class Topics:
         """Messages the worker could not use (``DeadLetter``)."""
         return TopicSpec(f"{self.prefix}.dead-letter", inspected=True)
 
+    def changelogs(self) -> list[TopicSpec]:
+        """The worker's table changelogs, as Faust names them (``<app id>-<table>-changelog``,
+        the app id being ``<prefix>-worker``). Created with the other topics before the worker
+        starts: on a broker that has just started, Faust creating them itself could lose the
+        race with the first request (its table then saw 0 partitions, and the request was
+        dead-lettered)."""
+        return [
+            TopicSpec(f"{self.prefix}-worker-{table}-changelog", compacted=True)
+            for table in WORKER_TABLES
+        ]
+
     def flow(self) -> list[str]:
         """The topics an operation's messages cross, in order, all keyed by sponsor."""
         return [spec.name for spec in (self.operations, self.items, self.results, self.progress)]
@@ -92,6 +105,7 @@ class Topics:
             self.status,
             self.quotas,
             self.dead_letter,
+            *self.changelogs(),
         ]
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import faust
 from pydantic import BaseModel, Field
 
+from core.topics import WORKER_TABLES
 from schemas.messages import ControlAction, OperationRequested
 from schemas.quotas import QuotaUse
 from streams.progress import OperationState
@@ -145,6 +146,5 @@ def declare(app: faust.App, partitions: int) -> Tables:
             schema=faust.Schema(key_serializer="json", value_serializer="json"),
         )
 
-    return Tables.over(
-        table("operations"), table("serials"), table("early-controls"), table("quotas")
-    )
+    operations, serials, early_controls, quotas = (table(name) for name in WORKER_TABLES)
+    return Tables.over(operations, serials, early_controls, quotas)

@@ -122,6 +122,7 @@ def test_a_sponsor_exports_its_own_operation_in_every_format(make_server: Any) -
     unknown = "codegen_" + "0" * 32
     assert owner.get(f"/items/{unknown}/export").status_code == 404
     bigger = submit(owner, {"subscriptionTierId": 1, "quantity": 2501})
+    wait_terminal(owner, bigger)  # known to the status view (a 202 comes before that)
     too_large = owner.get(f"/items/{bigger}/export?format=xlsx")
     assert too_large.status_code == 422 and too_large.json()["error"] == "EXPORT_TOO_LARGE"
     assert owner.get(f"/items/{bigger}/export?format=csv").status_code == 200
