@@ -399,7 +399,9 @@ async def retry_failed(
                 failures.retryable,
             )
             if not recipients:
-                raise _recipients_gone(request, operationId)
+                raise retries.recipients_gone(
+                    operationId, settings_of(request).retention_personal_days
+                )
             assert original.link_send is not None
             await queue_link_send(
                 request,
@@ -475,17 +477,6 @@ async def _retryable_request(
     if original is None or original.link_send is None:
         raise ApiError(409, "NOTHING_TO_RETRY", "Only link sends can be retried")
     return original
-
-
-def _recipients_gone(request: Request, operation_id: str) -> ApiError:
-    days = settings_of(request).retention_personal_days
-    return ApiError(
-        410,
-        "RECIPIENTS_EXPIRED",
-        f"The recipients of {operation_id} are no longer stored (personal data is kept "
-        f"{days} days, or was erased on request): submit a new send instead",
-        {"operationId": operation_id, "retentionDays": days},
-    )
 
 
 async def _plan_retry(

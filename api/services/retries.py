@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from analytics.reader import Reader
+from api.errors import ApiError
 from schemas.messages import DealerRow, PreparedRecipient
 
 
@@ -36,3 +37,14 @@ def recipients(
         )
         for i, (_, name, address, message, key, dealer) in enumerate(rows)
     ]
+
+
+def recipients_gone(operation_id: str, retention_days: int) -> ApiError:
+    """410 for a retry of an operation whose recipients expired or were erased."""
+    return ApiError(
+        410,
+        "RECIPIENTS_EXPIRED",
+        f"The recipients of {operation_id} are no longer stored (personal data is kept "
+        f"{retention_days} days, or was erased on request): submit a new send instead",
+        {"operationId": operation_id, "retentionDays": retention_days},
+    )

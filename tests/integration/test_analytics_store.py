@@ -18,6 +18,7 @@ import pytest
 from analytics import rows, sql
 from analytics.connection import Connection
 from analytics.erasure import erase
+from analytics.idempotency import COLUMNS as IDEMPOTENCY_COLUMNS
 from analytics.retention import Retention
 from analytics.retention import apply as apply_retention
 from analytics.store import AnalyticsStore
@@ -400,15 +401,7 @@ def test_erasure_removes_an_address_from_every_table(store: AnalyticsStore) -> N
     connection.insert(
         "idempotency_keys",
         [[7, "send-links", "k1", "h", 202, f'{{"warnings": ["{phone}"]}}', datetime.now(UTC)]],
-        [
-            "sponsor_id",
-            "scope",
-            "idempotency_key",
-            "request_hash",
-            "status_code",
-            "response",
-            "created_at",
-        ],
+        list(IDEMPOTENCY_COLUMNS),
     )
 
     removed = erase(connection, phone)
