@@ -27,6 +27,8 @@ class ResultSink(Protocol):
 
     def upsert_operation(self, snapshot: OperationSnapshot, **columns: Any) -> None: ...
 
+    def archive_snapshot(self, snapshot: OperationSnapshot) -> None: ...
+
 
 class KeptState(Protocol):
     """What the worker keeps in the store and reads back while it runs."""

@@ -13,6 +13,7 @@ from typing import Any
 from analytics import sql
 from analytics.connection import Connection
 from analytics.timefix import utc
+from schemas.messages import OperationSnapshot
 
 _SQL = sql.load("reads.sql")
 
@@ -56,6 +57,11 @@ class Reader:
     def ping(self) -> None:
         """Raises unless ClickHouse answers a trivial query."""
         self._query("ping", {})
+
+    def archived_snapshot(self, operation_id: str) -> OperationSnapshot | None:
+        """The last snapshot of an operation that has left the status topic, if any."""
+        found = self._query("archived_snapshot", {"operation_id": operation_id})
+        return OperationSnapshot.model_validate_json(found[0][0]) if found else None
 
     def history(
         self,

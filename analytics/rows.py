@@ -301,6 +301,21 @@ def operation_row(
     return TableRows("operations", OPERATION_COLUMNS, [row])
 
 
+SNAPSHOT_COLUMNS = ("operation_id", "sponsor_id", "finished_at", "version", "snapshot_json")
+
+
+def snapshot_row(snapshot: OperationSnapshot) -> TableRows:
+    """A finished operation's last snapshot, as the API will answer it once archived."""
+    row = [
+        snapshot.operation_id,
+        snapshot.sponsor_id,
+        snapshot.completed_at or snapshot.last_updated,
+        snapshot.version,
+        snapshot.model_dump_json(),
+    ]
+    return TableRows("operation_snapshots", SNAPSHOT_COLUMNS, [row])
+
+
 def request_row(request: OperationRequested) -> TableRows:
     row = [
         request.operation_id,

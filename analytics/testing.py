@@ -36,6 +36,7 @@ _KEYS: dict[str, tuple[str, ...]] = {
     "codes": ("sponsor_id", "operation_id", "item_index"),
     "operations": ("sponsor_id", "operation_id"),
     "operation_requests": ("sponsor_id", "operation_id"),
+    "operation_snapshots": ("operation_id",),
     "recipients": ("sponsor_id", "operation_id", "item_index"),
     "item_batches": ("sponsor_id", "operation_id", "batch_index"),
     "code_reservations": ("sponsor_id", "code"),
@@ -101,6 +102,9 @@ class MemoryWriter:
 
     def upsert_operation(self, snapshot: OperationSnapshot, **extra: Any) -> None:
         self.tables.apply(rows.operation_row(snapshot, **extra))
+
+    def archive_snapshot(self, snapshot: OperationSnapshot) -> None:
+        self.tables.apply(rows.snapshot_row(snapshot))
 
 
 class MemoryWorkerState:

@@ -50,7 +50,9 @@ def sink_of(request: Request) -> MessageSink:
 
 
 def visible(request: Request, principal: Principal, operation_id: str) -> OperationSnapshot:
-    snapshot = view_of(request).get(operation_id)
+    """The operation's snapshot (live, or archived once it left the status topic) if the
+    caller may see it; 404 otherwise. Blocking: call from sync routes or a thread."""
+    snapshot = view_of(request).lookup(operation_id)
     if snapshot is None or not principal.can_see(snapshot.sponsor_id):
         raise not_found(operation_id)
     return snapshot

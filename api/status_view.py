@@ -5,6 +5,10 @@ an API that restarts rebuilds every operation's latest snapshot (and every spons
 before it answers; after that it follows the topics. Snapshots carry a ``version``; the
 status view keeps the newest. Coroutines can wait for a change (a submit waiting for the
 worker's verdict on its quota): the follower's thread wakes them on their own loop.
+
+The status topic holds running and recently finished operations only: the worker archives a
+finished operation's last snapshot in ClickHouse and then sends a tombstone, and the view
+lets it go. :meth:`StatusView.lookup` answers for such an operation from the archive.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol
 
@@ -73,11 +78,18 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-class StatusView:
-    """In-memory latest snapshot per operation id; thread-safe."""
+Archive = Callable[[str], OperationSnapshot | None]
 
-    def __init__(self) -> None:
+
+class StatusView:
+    """In-memory latest snapshot per live operation id, and a bounded cache of archived ones
+    (they never change); thread-safe."""
+
+    def __init__(self, archive: Archive | None = None, archive_cache_size: int = 4096) -> None:
         self._snapshots: dict[str, OperationSnapshot] = {}
+        self._archived: OrderedDict[str, OperationSnapshot] = OrderedDict()
+        self._archive = archive
+        self._archive_cache_size = archive_cache_size
         self._lock = threading.Lock()
         self._waiters = Waiters()
         self.ready = threading.Event()
@@ -94,6 +106,29 @@ class StatusView:
 
     def apply_json(self, value: bytes) -> None:
         self.apply(OperationSnapshot.model_validate_json(value))
+
+    def forget(self, key: bytes) -> None:
+        """A tombstone: the operation was archived and left the status topic."""
+        with self._lock:
+            self._snapshots.pop(key.decode(errors="replace"), None)
+
+    def lookup(self, operation_id: str) -> OperationSnapshot | None:
+        """The live snapshot, or else the archived one (blocking: a ClickHouse read on a
+        cache miss; call it off the event loop)."""
+        snapshot = self.get(operation_id)
+        if snapshot is not None or self._archive is None:
+            return snapshot
+        with self._lock:
+            if operation_id in self._archived:
+                self._archived.move_to_end(operation_id)
+                return self._archived[operation_id]
+        snapshot = self._archive(operation_id)
+        if snapshot is not None:
+            with self._lock:
+                self._archived[operation_id] = snapshot
+                while len(self._archived) > self._archive_cache_size:
+                    self._archived.popitem(last=False)
+        return snapshot
 
     async def registered(self, operation_id: str, seconds: float) -> OperationSnapshot | None:
         """The operation's snapshot once the worker has registered (or refused) it; None if
@@ -145,6 +180,10 @@ class QuotaView:
     def apply_json(self, value: bytes) -> None:
         self.apply(QuotaSnapshot.model_validate_json(value))
 
+    def forget(self, key: bytes) -> None:
+        """Quota snapshots are never deleted: a tombstone here is someone else's mistake."""
+        log.warning("quota view: ignoring a tombstone for %r", key)
+
     def sponsor(self, sponsor_id: int) -> QuotaSnapshot | None:
         with self._lock:
             return self._sponsors.get(sponsor_id)
@@ -177,6 +216,8 @@ class Feed(Protocol):
     """A view that takes a topic's messages."""
 
     def apply_json(self, value: bytes) -> None: ...
+
+    def forget(self, key: bytes) -> None: ...
 
 
 class KafkaViewFollower:
@@ -228,8 +269,12 @@ class KafkaViewFollower:
                 else:
                     log.warning("status view: %s", error)
                 continue
+            feed, value = self._feeds[message.topic() or ""], message.value()
             try:
-                self._feeds[message.topic() or ""].apply_json(message.value() or b"")
+                if value is None:
+                    feed.forget(message.key() or b"")
+                else:
+                    feed.apply_json(value)
             except ValidationError as exc:
                 log.warning(
                     "%s: skipping malformed message at offset %s: %s",

@@ -22,7 +22,7 @@ log = logging.getLogger("bulkops")
 
 
 async def _start_api_parts(app: FastAPI, settings: ApiSettings) -> None:
-    view = StatusView()
+    view = StatusView(archive=app.state.store.reader.archived_snapshot)
     quotas = QuotaView()
     topics = Topics(settings.topic_prefix)
     follower = KafkaViewFollower(

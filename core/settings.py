@@ -180,6 +180,17 @@ class WorkerSettings(BulkopsSettings):
     webhook_backoff_seconds: float = Field(default=1.0, ge=0, le=300)
     # Faust's local directory (table state, one sub-directory per app id).
     worker_data_dir: Path = Path(".data/worker")
+    # Where the tables live: RocksDB under the data dir (a restart reads only the changelogs'
+    # tail) or memory (a restart replays the changelogs from the start).
+    table_store: Literal["rocksdb", "memory"] = "rocksdb"
+    # A finished operation leaves the worker's tables and the status topic (a tombstone) this
+    # long after it ended; its last snapshot is kept in ClickHouse, where the API reads it.
+    # Keep it well above the time a message may wait uncommitted (minutes): a request
+    # replayed after its operation left would run again.
+    finished_retention_seconds: float = Field(default=3600.0, ge=1, le=30 * 86_400)
+    # A cancel or pause whose operation never arrives is forgotten after this long.
+    early_control_retention_seconds: float = Field(default=86_400.0, ge=1, le=30 * 86_400)
+    eviction_interval_seconds: float = Field(default=30.0, gt=0, le=3600)
     # Fair turns on a partition: an operation has at most about this many items released to
     # the items topic and not yet counted (never fewer than 4 batches); the rest wait their
     # turn, so a small operation never queues behind the whole of a big one. Sends go at

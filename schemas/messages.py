@@ -264,6 +264,19 @@ class ReleaseTick(WireModel):
     sponsor_id: int = Field(ge=1, le=2**63 - 1)
 
 
+class OperationEvict(WireModel):
+    """Sent by the worker to itself: "this finished operation (or this early control) has
+    been kept long enough; archive it and let it go".
+
+    Tables are written from stream events only, so the eviction timer asks the explode agent,
+    which owns the sponsor's partition, to do it.
+    """
+
+    kind: Literal["evict"] = "evict"
+    operation_id: str = Field(pattern=OPERATION_ID_PATTERN)
+    sponsor_id: int = Field(ge=1, le=2**63 - 1)
+
+
 class Redrive(WireModel):
     """Sent by the worker's stall watchdog: batches released long ago and never counted.
 
@@ -293,6 +306,7 @@ OperationsMessage = TypeAdapter(
         | Annotated[ReleaseTick, Tag("release")]
         | Annotated[BatchHold, Tag("hold")]
         | Annotated[Redrive, Tag("redrive")]
+        | Annotated[OperationEvict, Tag("evict")]
         | Annotated[QuotaUpdate, Tag("quota")],
         Discriminator(_kind("request")),
     ]

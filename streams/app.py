@@ -36,7 +36,7 @@ def faust_app(settings: WorkerSettings) -> App:
         settings.app_id,
         gapless_topics=[spec.name for spec in Topics(settings.topic_prefix).internal()],
         broker=f"kafka://{settings.kafka_bootstrap}",
-        store="memory://",
+        store=f"{settings.table_store}://",
         datadir=str(settings.worker_data_dir / "{conf.name}"),
         key_serializer="raw",
         value_serializer="raw",

@@ -45,9 +45,10 @@ class Outbox(Protocol):
     """A topic the worker sends to (a Faust topic; a recording fake in unit tests).
 
     ``send`` returns once the message is buffered; awaiting its result waits for the broker.
+    A ``None`` value is a tombstone (compacted topics drop the key).
     """
 
-    async def send(self, *, key: bytes | None, value: bytes) -> Any: ...
+    async def send(self, *, key: bytes | None, value: bytes | None) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,10 @@ class WorkerContext:
             value=state.snapshot().model_dump_json().encode(),
         )
         self.registry.dirty.discard(state.operation_id)
+
+    async def unpublish(self, operation_id: str) -> None:
+        """A tombstone on the status topic: compaction drops the operation's snapshots."""
+        await self.out.status.send(key=operation_id.encode(), value=None)
 
     async def dead_letter(self, event: EventT[bytes], reason: str, exc: BaseException) -> None:
         message = event.message

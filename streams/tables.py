@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from collections.abc import MutableMapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import faust
 from pydantic import BaseModel, Field
 
 from core.topics import WORKER_TABLES
+from schemas.common import OperationStatus
 from schemas.messages import ControlAction, OperationRequested
 from schemas.quotas import QuotaUse
 from streams.progress import OperationState
@@ -26,6 +28,9 @@ from streams.progress import OperationState
 # Table values are the model's JSON, keyed by alias: what the timers peek at without parsing.
 HELD_COUNT = OperationState.model_fields["held_count"].alias or "heldCount"
 WEBHOOK_STATE = OperationState.model_fields["webhook_state"].alias or "webhookState"
+COMPLETED_AT = OperationState.model_fields["completed_at"].alias or "completedAt"
+LAST_UPDATED = OperationState.model_fields["last_updated"].alias or "lastUpdated"
+SPONSOR_ID = OperationState.model_fields["sponsor_id"].alias or "sponsorId"
 _RECENT_SERIALS_KEPT = 256
 
 
@@ -50,6 +55,30 @@ class Operations:
     def ids(self) -> list[str]:
         return list(self._table.keys())
 
+    def drop(self, operation_id: str) -> None:
+        self._table.pop(operation_id, None)
+
+    def finished_before(self, moment: datetime) -> list[tuple[str, int]]:
+        """(operation id, sponsor id) of the operations :meth:`finished_by` ``moment``."""
+        found = []
+        for op_id in self.ids():
+            value = self._table.get(op_id)
+            if value is not None and _finished_by(value, moment):
+                found.append((op_id, int(value[SPONSOR_ID])))
+        return found
+
+    def finished_by(self, operation_id: str, moment: datetime) -> bool:
+        """Whether the operation ended before ``moment`` and has nothing left to do (no
+        completion webhook still being delivered)."""
+        value = self._table.get(operation_id)
+        return value is not None and _finished_by(value, moment)
+
+
+def _finished_by(value: dict[str, Any], moment: datetime) -> bool:
+    if not OperationStatus(value["status"]).is_terminal or value.get(WEBHOOK_STATE) == "pending":
+        return False
+    return datetime.fromisoformat(value.get(COMPLETED_AT) or value[LAST_UPDATED]) < moment
+
 
 class Serials:
     """Each sponsor's next code serial, and the range recent operations were given."""
@@ -72,20 +101,48 @@ class Serials:
         return base
 
 
+class EarlyControl(BaseModel):
+    action: ControlAction
+    sponsor_id: int
+    kept_at: datetime
+
+
 class EarlyControls:
     """Cancel/pause/resume that arrived before their operation's request (another topic, no
-    order between them): the action to apply when the request comes. A cancel is final."""
+    order between them): the action to apply when the request comes. A cancel is final.
+    Kept until the request comes or the retention ends (a request that never comes)."""
 
     def __init__(self, table: MutableMapping[str, Any]) -> None:
         self._table = table
 
     def get(self, operation_id: str) -> ControlAction | None:
         value = self._table.get(operation_id)
-        return None if value is None else ControlAction(value)
+        if value is None:
+            return None
+        if isinstance(value, str):  # kept by a version without retention
+            return ControlAction(value)
+        return EarlyControl.model_validate(value).action
 
-    def keep(self, operation_id: str, action: ControlAction) -> None:
+    def keep(
+        self, operation_id: str, sponsor_id: int, action: ControlAction, moment: datetime
+    ) -> None:
         if self.get(operation_id) is not ControlAction.CANCEL:
-            self._table[operation_id] = action.value
+            kept = EarlyControl(action=action, sponsor_id=sponsor_id, kept_at=moment)
+            self._table[operation_id] = kept.model_dump(mode="json")
+
+    def drop(self, operation_id: str) -> None:
+        self._table.pop(operation_id, None)
+
+    def kept_before(self, moment: datetime) -> list[tuple[str, int]]:
+        """(operation id, sponsor id) of controls kept since before ``moment``."""
+        found = []
+        for op_id in list(self._table.keys()):
+            value = self._table.get(op_id)
+            if isinstance(value, dict):
+                kept = EarlyControl.model_validate(value)
+                if kept.kept_at < moment:
+                    found.append((op_id, kept.sponsor_id))
+        return found
 
 
 class QuotaRecord(BaseModel):

@@ -31,18 +31,23 @@ class RecordingOutbox:
     """A topic that keeps what is sent to it; every send is "on the broker" at once."""
 
     name: str
-    sent: list[tuple[bytes | None, bytes]] = field(default_factory=list)
+    sent: list[tuple[bytes | None, bytes | None]] = field(default_factory=list)
 
-    async def send(self, *, key: bytes | None, value: bytes) -> asyncio.Future[None]:
+    async def send(self, *, key: bytes | None, value: bytes | None) -> asyncio.Future[None]:
         self.sent.append((key, value))
         delivered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         delivered.set_result(None)
         return delivered
 
     def messages(self, kind: type[M] | TypeAdapter[Any]) -> list[Any]:
+        values = [value for _, value in self.sent if value is not None]
         if isinstance(kind, TypeAdapter):
-            return [kind.validate_json(value) for _, value in self.sent]
-        return [kind.model_validate_json(value) for _, value in self.sent]
+            return [kind.validate_json(value) for value in values]
+        return [kind.model_validate_json(value) for value in values]
+
+    def tombstones(self) -> list[bytes | None]:
+        """The keys sent with no value."""
+        return [key for key, value in self.sent if value is None]
 
     def clear(self) -> None:
         self.sent.clear()

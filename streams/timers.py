@@ -5,7 +5,9 @@ what must change goes as a message to the explode agent, which owns the sponsor'
 * :func:`publish_running` refreshes running operations' status snapshots, and restarts
   completion webhooks a restart left pending;
 * :func:`find_stalls` drives on operations whose batches stopped moving
-  (see :mod:`streams.watchdog`).
+  (see :mod:`streams.watchdog`);
+* ``evict-finished`` lets finished operations and stale early controls go
+  (see :mod:`streams.agents.evict`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from faust.types import TP
 
 from core.topics import Topics, sponsor_key
 from schemas.common import OperationStatus
+from streams.agents.evict import ask_for_evictions
 from streams.agents.release import ask_for_release
 from streams.context import WorkerContext, now
 from streams.delivery import InFlightSafeConsumer
@@ -104,4 +107,9 @@ def declare(app: faust.App, ctx: WorkerContext) -> None:
 
     app.timer(settings.release_interval_seconds, name="release-due")(releases)
     app.timer(settings.status_interval_seconds, name="publish-running")(snapshots)
+
+    async def evictions() -> None:
+        await ask_for_evictions(ctx)
+
     app.timer(settings.stall_check_interval_seconds, name="find-stalls")(stalls)
+    app.timer(settings.eviction_interval_seconds, name="evict-finished")(evictions)

@@ -32,3 +32,9 @@ SELECT count() FROM idempotency_keys WHERE position(response, {address:String}) 
 
 -- name: erase_idempotency_keys
 DELETE FROM idempotency_keys WHERE position(response, {address:String}) > 0
+
+-- name: count_operation_snapshots
+SELECT count() FROM operation_snapshots WHERE position(snapshot_json, {address:String}) > 0
+
+-- name: erase_operation_snapshots
+DELETE FROM operation_snapshots WHERE position(snapshot_json, {address:String}) > 0

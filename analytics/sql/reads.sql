@@ -178,3 +178,8 @@ SYSTEM WAIT VIEW statistics_daily
 
 -- name: wait_statistics_hourly
 SYSTEM WAIT VIEW statistics_hourly
+
+-- name: archived_snapshot
+SELECT snapshot_json FROM operation_snapshots FINAL
+WHERE operation_id = {operation_id:String}
+LIMIT 1

@@ -10,6 +10,9 @@ ALTER TABLE operations MODIFY TTL toDateTime(created_at) + toIntervalDay({days:U
 -- name: operation_requests
 ALTER TABLE operation_requests MODIFY TTL toDateTime(requested_at) + toIntervalDay({days:UInt32})
 
+-- name: operation_snapshots
+ALTER TABLE operation_snapshots MODIFY TTL toDateTime(finished_at) + toIntervalDay({days:UInt32})
+
 -- name: items
 ALTER TABLE items MODIFY TTL toDateTime(processed_at) + toIntervalDay({days:UInt32})
 

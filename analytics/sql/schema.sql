@@ -3,6 +3,9 @@
 -- item key (sponsor_id, operation_id, item_index), or the operation), so rows written twice by
 -- a replayed batch collapse into one; readers use FINAL or uniqExact where exact counts matter
 -- before background merges have run. `version` picks the newest operation row.
+-- Monthly partitions only where the partition column never changes for a row's key
+-- (operations, requests, archived snapshots): a replayed row in another partition would not
+-- collapse in background merges. Expired months then go as whole parts.
 
 -- name: operations
 CREATE TABLE IF NOT EXISTS operations
@@ -28,6 +31,7 @@ CREATE TABLE IF NOT EXISTS operations
     version UInt64
 )
 ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(created_at)
 ORDER BY (sponsor_id, operation_id)
 
 -- name: operation_requests
@@ -39,7 +43,23 @@ CREATE TABLE IF NOT EXISTS operation_requests
     request_json String
 )
 ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(requested_at)
 ORDER BY (sponsor_id, operation_id)
+
+-- name: operation_snapshots
+-- The last status snapshot of each finished operation, written when it leaves the worker's
+-- tables and the status topic: what the API answers for it from then on.
+CREATE TABLE IF NOT EXISTS operation_snapshots
+(
+    operation_id String,
+    sponsor_id UInt64,
+    finished_at DateTime64(3, 'UTC'),
+    version UInt64,
+    snapshot_json String
+)
+ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(finished_at)
+ORDER BY operation_id
 
 -- name: items
 CREATE TABLE IF NOT EXISTS items

@@ -143,7 +143,9 @@ async def invite_bulk(
     operation_id = operation_id_for("dealer", sponsor, idempotency_key)
 
     async def submit() -> Envelope[BulkInvitationJob]:
-        known = idempotency.replayable(keyed, already_submitted(request, operation_id, sponsor))
+        known = idempotency.replayable(
+            keyed, await already_submitted(request, keyed, operation_id, sponsor)
+        )
         if known is not None:
             response.headers[idempotency.REPLAYED_HEADER] = "true"
             return _accepted(known.operation_id, known.total_items, known.created_at)

@@ -376,7 +376,7 @@ async def retry_failed(
 
     async def submit() -> Envelope[RetryResult]:
         known = idempotency.replayable(
-            keyed, already_submitted(request, retry_id, snapshot.sponsor_id)
+            keyed, await already_submitted(request, keyed, retry_id, snapshot.sponsor_id)
         )
         lock = _retry_locks.setdefault(operationId, asyncio.Lock())
         async with lock:

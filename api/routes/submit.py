@@ -137,7 +137,9 @@ async def generate_codes(
     operation_id = operation_id_for("codegen", sponsor_id, idempotency_key)
 
     async def submit() -> Envelope[OperationAccepted]:
-        known = idempotency.replayable(keyed, already_submitted(request, operation_id, sponsor_id))
+        known = idempotency.replayable(
+            keyed, await already_submitted(request, keyed, operation_id, sponsor_id)
+        )
         if known is not None:
             return _accepted_again(response, known)
         return await _queue_codes(request, principal, sponsor_id, operation_id, body, keyed)
@@ -260,7 +262,9 @@ async def send_links(
     operation_id = operation_id_for("bulk", sponsor_id, idempotency_key)
 
     async def submit() -> Envelope[OperationAccepted]:
-        known = idempotency.replayable(keyed, already_submitted(request, operation_id, sponsor_id))
+        known = idempotency.replayable(
+            keyed, await already_submitted(request, keyed, operation_id, sponsor_id)
+        )
         if known is not None:
             return _accepted_again(response, known)
         return await _queue_links(request, principal, sponsor_id, operation_id, body, keyed)

@@ -98,7 +98,7 @@ def reused(claim: Claim, operation_id: str | None = None) -> ApiError:
 
 @asynccontextmanager
 async def _guarded(
-    request: Request, claim: Claim | None, unused: Callable[[], bool]
+    request: Request, claim: Claim | None, unused: Callable[[], Awaitable[bool]]
 ) -> AsyncIterator[JSONResponse | None]:
     """Yields the stored answer to replay, or None to go on; requests with one key wait for
     each other. ``unused()`` says when no answer can be stored (nothing to look up)."""
@@ -110,7 +110,7 @@ async def _guarded(
     if lock is None:
         lock = _locks[slot] = asyncio.Lock()
     async with lock:
-        if unused():
+        if await unused():
             yield None
             return
         store = store_of(request)
@@ -139,12 +139,18 @@ async def once(
 ) -> T | JSONResponse:
     """``run()``'s answer, kept for the claim's key; or the answer kept before, replayed.
 
-    With the ``operation_id`` the key stands for, the status view says whether the key was
-    ever used (the status topic keeps every operation): a new key costs no ClickHouse read.
+    With the ``operation_id`` the key stands for, the status view (live, or its archive once
+    the operation has left the status topic) says whether the key was ever used: then no
+    stored answer can exist.
     """
 
-    def unused() -> bool:
-        return operation_id is not None and view_of(request).get(operation_id) is None
+    async def unused() -> bool:
+        if operation_id is None:
+            return False
+        view = view_of(request)
+        return view.get(operation_id) is None and (
+            await asyncio.to_thread(view.lookup, operation_id) is None
+        )
 
     async with _guarded(request, claim, unused) as replay:
         if replay is not None:

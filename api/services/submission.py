@@ -38,6 +38,7 @@ from api.deps import settings_of, sink_of, view_of
 from api.errors import ApiError, validation_error
 from api.producer import MessageSink, ProduceError
 from api.services import quotas
+from api.services.idempotency import Claim
 from api.services.presenters import status_url
 from api.services.recipients import BatchTooLarge, encode_chunks
 from core.schedule import planned_start, releases_end
@@ -128,11 +129,15 @@ def operation_id_for(prefix: str, sponsor_id: int, idempotency_key: str | None) 
     return f"{prefix}_{digest.hexdigest()[:32]}"
 
 
-def already_submitted(
-    request: Request, operation_id: str, sponsor_id: int
+async def already_submitted(
+    request: Request, claim: Claim | None, operation_id: str, sponsor_id: int
 ) -> OperationSnapshot | None:
-    """The operation an idempotency key already created for this sponsor, if the API knows it."""
-    snapshot = view_of(request).get(operation_id)
+    """The operation an idempotency key already created for this sponsor, if the API knows it
+    (live, or archived). Without a key the operation id is new: nothing to look up."""
+    if claim is None:
+        return None
+    view = view_of(request)
+    snapshot = view.get(operation_id) or await asyncio.to_thread(view.lookup, operation_id)
     if snapshot is None or snapshot.sponsor_id != sponsor_id:
         return None
     if snapshot.stop_reason == "QUOTA_EXCEEDED":

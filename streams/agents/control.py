@@ -35,7 +35,7 @@ async def handle(ctx: WorkerContext, event: EventT[bytes]) -> None:
         if action is ControlAction.RETHROTTLE:
             log.info("operation %s: rethrottle of an unknown operation ignored", op_id)
             return
-        ctx.tables.early_controls.keep(op_id, action)
+        ctx.tables.early_controls.keep(op_id, command.sponsor_id, action, now())
         log.info("operation %s: %s kept until its request arrives", op_id, action.value)
         return
     moment = now()

@@ -18,6 +18,7 @@ from schemas.messages import (
     BatchSunk,
     ControlAction,
     OperationAbort,
+    OperationEvict,
     OperationRequested,
     OperationsMessage,
     RecipientChunk,
@@ -26,7 +27,7 @@ from schemas.messages import (
 )
 from schemas.quotas import QuotaRefusal, QuotaUpdate
 from streams import quotas
-from streams.agents import release
+from streams.agents import evict, release
 from streams.bitmaps import bit, with_bit
 from streams.context import InvalidMessage, WorkerContext, check_key, now
 from streams.kinds import kind_of
@@ -60,6 +61,8 @@ async def handle(ctx: WorkerContext, event: EventT[bytes]) -> None:
         await release.on_hold(ctx, message.batch)
     elif isinstance(message, Redrive):
         await release.on_redrive(ctx, message)
+    elif isinstance(message, OperationEvict):
+        await evict.on_evict(ctx, message)
     else:
         await on_abort(ctx, message)
 
@@ -118,6 +121,8 @@ async def _register(
         ),
     )
     early = ctx.tables.early_controls.get(op_id)
+    if early is not None:
+        ctx.tables.early_controls.drop(op_id)
     if early is ControlAction.CANCEL and request_cancel(state, now()):
         ctx.registry.stops[op_id] = "CANCELLED"
     elif early is ControlAction.PAUSE:

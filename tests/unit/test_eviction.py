@@ -1,0 +1,203 @@
+"""Finished operations leave the worker's tables after the retention, archived first; early
+controls whose request never came expire; the API's view forgets tombstoned operations and
+answers from the archive."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from api.status_view import StatusView
+from schemas.common import OperationStatus
+from schemas.messages import (
+    ControlAction,
+    ControlCommand,
+    OperationEvict,
+    OperationsMessage,
+    OperationSnapshot,
+)
+from streams.agents import control, evict, guarded
+from streams.testing import FakeWorker, event, fake_worker
+from tests.unit.test_agents import (
+    CODEGEN,
+    NOW,
+    codes_request,
+    handle_operations,
+    run_batches_through,
+)
+
+RETENTION = 600.0
+
+
+def later(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """The eviction's clock, ``seconds`` from now."""
+    moment = datetime.now(NOW.tzinfo) + timedelta(seconds=seconds)
+    monkeypatch.setattr(evict, "now", lambda: moment)
+
+
+async def completed(worker: FakeWorker) -> OperationSnapshot:
+    await handle_operations(worker, codes_request(total=100, batch_size=50))
+    await run_batches_through(worker)
+    state = worker.ctx.tables.operations.load(CODEGEN)
+    assert state is not None and state.status is OperationStatus.COMPLETED
+    return state.snapshot()
+
+
+def evictions(worker: FakeWorker) -> list[OperationEvict]:
+    sent = worker.out["operations"].messages(OperationsMessage)
+    return [m for m in sent if isinstance(m, OperationEvict)]
+
+
+async def deliver_evictions(worker: FakeWorker) -> None:
+    for message in evictions(worker):
+        await handle_operations(worker, message)
+    worker.out["operations"].clear()
+
+
+async def test_a_finished_operation_is_archived_then_leaves_after_the_retention(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    worker = fake_worker(finished_retention_seconds=RETENTION)
+    final = await completed(worker)
+    worker.out["status"].clear()
+
+    assert await evict.ask_for_evictions(worker.ctx) == 0, "kept during the retention"
+    later(monkeypatch, RETENTION + 1)
+    assert await evict.ask_for_evictions(worker.ctx) == 1
+    assert [(e.operation_id, e.sponsor_id) for e in evictions(worker)] == [(CODEGEN, 7)]
+    await deliver_evictions(worker)
+
+    assert worker.ctx.tables.operations.load(CODEGEN) is None
+    archived = worker.store.tables.rows("operation_snapshots")
+    assert [OperationSnapshot.model_validate_json(r["snapshot_json"]) for r in archived] == [final]
+    assert worker.out["status"].tombstones() == [CODEGEN.encode()]
+    assert await evict.ask_for_evictions(worker.ctx) == 0
+
+
+async def test_a_replayed_eviction_and_one_for_a_running_operation_change_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    worker = fake_worker(finished_retention_seconds=RETENTION)
+    await handle_operations(worker, codes_request(total=100, batch_size=50))
+    later(monkeypatch, RETENTION + 1)
+    running = OperationEvict(operation_id=CODEGEN, sponsor_id=7)
+    await handle_operations(worker, running)
+    assert worker.ctx.tables.operations.load(CODEGEN) is not None, "running: kept"
+    assert worker.store.tables.rows("operation_snapshots") == []
+
+    await run_batches_through(worker)
+    await handle_operations(worker, running)
+    await handle_operations(worker, running)  # replayed
+    assert worker.store.tables.inserts.count("operation_snapshots") == 1, "archived once"
+    assert worker.out["status"].tombstones() == [CODEGEN.encode()]
+
+
+async def test_an_operation_with_its_completion_webhook_pending_is_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    worker = fake_worker(finished_retention_seconds=RETENTION)
+    await completed(worker)
+    state = worker.ctx.tables.operations.load(CODEGEN)
+    assert state is not None
+    state.webhook_state = "pending"
+    worker.ctx.tables.operations.save(state)
+    later(monkeypatch, RETENTION + 1)
+    assert await evict.ask_for_evictions(worker.ctx) == 0
+
+
+async def test_an_operation_that_changed_while_it_was_archived_stays_for_the_next_tick(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    worker = fake_worker(finished_retention_seconds=RETENTION)
+    await completed(worker)
+    archive = worker.ctx.writer.archive_snapshot
+
+    def archive_while_it_changes(snapshot: OperationSnapshot) -> None:
+        archive(snapshot)
+        state = worker.ctx.tables.operations.load(CODEGEN)
+        assert state is not None
+        state.version += 1
+        worker.ctx.tables.operations.save(state)
+
+    monkeypatch.setattr(worker.ctx.writer, "archive_snapshot", archive_while_it_changes)
+    later(monkeypatch, RETENTION + 1)
+    await handle_operations(worker, OperationEvict(operation_id=CODEGEN, sponsor_id=7))
+    assert worker.ctx.tables.operations.load(CODEGEN) is not None
+    assert worker.out["status"].tombstones() == []
+
+
+async def test_an_early_control_whose_request_never_came_expires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    worker = fake_worker(early_control_retention_seconds=RETENTION)
+    pause = ControlCommand(
+        operation_id=CODEGEN, sponsor_id=7, action=ControlAction.PAUSE, requested_by="u",
+        requested_at=NOW,
+    )  # fmt: skip
+    await guarded(worker.ctx, event(pause, topic="unit.control"), control.handle)
+    assert await evict.ask_for_evictions(worker.ctx) == 0
+    later(monkeypatch, RETENTION + 1)
+    assert await evict.ask_for_evictions(worker.ctx) == 1
+    await deliver_evictions(worker)
+    assert worker.ctx.tables.early_controls.get(CODEGEN) is None
+    assert worker.out["status"].tombstones() == [], "no operation, nothing to unpublish"
+
+
+async def test_an_early_control_is_dropped_once_its_request_applies_it() -> None:
+    worker = fake_worker()
+    cancel = ControlCommand(
+        operation_id=CODEGEN, sponsor_id=7, action=ControlAction.CANCEL, requested_by="u",
+        requested_at=NOW,
+    )  # fmt: skip
+    await guarded(worker.ctx, event(cancel, topic="unit.control"), control.handle)
+    await handle_operations(worker, codes_request())
+    assert worker.ctx.tables.early_controls.get(CODEGEN) is None
+    state = worker.ctx.tables.operations.load(CODEGEN)
+    assert state is not None and state.stop_reason == "CANCELLED"
+
+
+def test_an_early_control_kept_by_an_older_version_still_reads() -> None:
+    worker = fake_worker()
+    worker.tables["early_controls"][CODEGEN] = "cancel"
+    assert worker.ctx.tables.early_controls.get(CODEGEN) is ControlAction.CANCEL
+
+
+def snapshot_of(version: int, status: str = "Completed") -> OperationSnapshot:
+    values: dict[str, Any] = {
+        "operationId": CODEGEN,
+        "sponsorId": 7,
+        "operationType": "BulkCodeGeneration",
+        "operationName": "n",
+        "requestedBy": "u",
+        "status": status,
+        "totalItems": 10,
+        "createdAt": NOW,
+        "lastUpdated": NOW,
+        "currentPhase": "done",
+        "statusMessage": "done",
+        "version": version,
+    }
+    return OperationSnapshot.model_validate(values)
+
+
+def test_the_status_view_forgets_a_tombstoned_operation_and_reads_its_archive() -> None:
+    archived = snapshot_of(5)
+    reads: list[str] = []
+
+    def archive(operation_id: str) -> OperationSnapshot | None:
+        reads.append(operation_id)
+        return archived if operation_id == CODEGEN else None
+
+    view = StatusView(archive=archive, archive_cache_size=1)
+    view.apply(snapshot_of(5))
+    assert view.lookup(CODEGEN) == archived and reads == [], "live: no read"
+    view.forget(CODEGEN.encode())
+    assert view.get(CODEGEN) is None and len(view) == 0
+    assert view.lookup(CODEGEN) == archived
+    assert view.lookup(CODEGEN) == archived
+    assert reads == [CODEGEN], "archived snapshots never change: read once"
+    other = "codegen_" + "f" * 32
+    assert view.lookup(other) is None and view.lookup(other) is None
+    assert reads == [CODEGEN, other, other], "an unknown id is not cached"
