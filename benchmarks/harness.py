@@ -28,26 +28,74 @@ from bulkops import localkafka  # noqa: E402
 
 
 class PeakRss(threading.Thread):
-    """Samples a process's resident set size every 100 ms and keeps the maximum."""
+    """Samples a process's resident set size every 100 ms and keeps the maximum (and the
+    latest sample)."""
 
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
         self.process = psutil.Process(pid)
         self.peak = 0
+        self.latest = 0
         self.stopped = threading.Event()
 
     def run(self) -> None:
         while not self.stopped.is_set():
             try:
-                self.peak = max(self.peak, self.process.memory_info().rss)
+                self.latest = self.process.memory_info().rss
             except psutil.NoSuchProcess:
                 return
+            self.peak = max(self.peak, self.latest)
             time.sleep(0.1)
 
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+class ServeProcess:
+    """One ``bulkops serve`` process on ``env``, which can be stopped and started again."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, base_url: str) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.base_url = base_url
+        self.process: subprocess.Popen[bytes] | None = None
+        self.rss: PeakRss | None = None
+
+    def start(self, timeout: float = 120.0) -> float:
+        """Start, wait until the API's status view has caught up; returns the seconds taken."""
+        started = time.monotonic()
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "bulkops.cli", "serve"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self.rss = PeakRss(self.process.pid)
+        self.rss.start()
+        while True:
+            try:
+                if httpx.get(f"{self.base_url}/healthz", timeout=1).json().get("statusViewReady"):
+                    return time.monotonic() - started
+            except httpx.HTTPError:
+                pass
+            if self.process.poll() is not None or time.monotonic() - started > timeout:
+                raise RuntimeError(f"server did not start:\n{self.log_path.read_text()[-3000:]}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        if self.rss is not None:
+            self.rss.stopped.set()
 
 
 @dataclass
@@ -58,6 +106,7 @@ class Running:
     broker_rss: PeakRss | None
     log_path: Path
     jwt_secret: str
+    server: ServeProcess
 
     def client_for(self, sponsor_id: int) -> httpx.Client:
         """A client of another sponsor (close it when done)."""
@@ -111,17 +160,8 @@ def bulkops_system(
         **env,
     }
     log_path = workdir / "server.log"
-    with log_path.open("ab") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "bulkops.cli", "serve"],
-            cwd=ROOT,
-            env=full_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    server_rss = PeakRss(server.pid)
-    server_rss.start()
     base = f"http://127.0.0.1:{port}"
+    server = ServeProcess(full_env, log_path, base)
     token = mint_token(
         jwt_secret,
         subject="bench",
@@ -135,24 +175,11 @@ def bulkops_system(
         timeout=120,
     )
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).json().get("statusViewReady"):
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield Running(base, client, server_rss, broker_rss, log_path, jwt_secret)
+        server.start()
+        assert server.rss is not None
+        yield Running(base, client, server.rss, broker_rss, log_path, jwt_secret, server)
     finally:
         client.close()
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        server_rss.stopped.set()
+        server.stop()
         if broker_rss is not None:
             localkafka.stop(broker_dir)

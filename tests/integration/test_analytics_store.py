@@ -332,6 +332,7 @@ def test_every_table_with_data_has_a_ttl_from_the_settings(chdb_dir: Path) -> No
         expected = {
             "operations": 500,
             "operation_requests": 500,
+            "operation_snapshots": 500,
             "items": 500,
             "codes": 500,
             "code_reservations": 500,  # + the longest validity of a code
@@ -411,6 +412,7 @@ def test_erasure_removes_an_address_from_every_table(store: AnalyticsStore) -> N
         "item_batches": 1,
         "operation_requests": 0,
         "idempotency_keys": 1,
+        "operation_snapshots": 0,
     }
     assert _rows_holding(connection, phone) == {}
     assert _rows_holding(connection, other) == {"recipients": 1}  # its batch went whole
