@@ -7,7 +7,9 @@ COPY streams streams
 COPY schemas schemas
 COPY analytics analytics
 COPY bulkops bulkops
-RUN pip install --no-cache-dir . && useradd --system bulkops
+COPY core core
+RUN pip install --no-cache-dir . && useradd --system bulkops \
+    && mkdir -p /var/lib/bulkops/worker && chown bulkops /var/lib/bulkops/worker
 USER bulkops
 EXPOSE 8000
 CMD ["bulkops", "api"]

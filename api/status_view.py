@@ -102,6 +102,8 @@ class StatusView:
                 current.last_updated,
             ):
                 self._snapshots[snapshot.operation_id] = snapshot
+            # Live again (a refused operation submitted anew): its archived copy is stale.
+            self._archived.pop(snapshot.operation_id, None)
         self._waiters.wake(snapshot.operation_id)
 
     def apply_json(self, value: bytes) -> None:
@@ -112,16 +114,28 @@ class StatusView:
         with self._lock:
             self._snapshots.pop(key.decode(errors="replace"), None)
 
+    def known(self, operation_id: str) -> OperationSnapshot | None:
+        """The live snapshot, or an archived one read lately; never blocks."""
+        with self._lock:
+            snapshot = self._snapshots.get(operation_id)
+            if snapshot is None and operation_id in self._archived:
+                self._archived.move_to_end(operation_id)
+                snapshot = self._archived[operation_id]
+        return snapshot
+
+    async def find(self, operation_id: str) -> OperationSnapshot | None:
+        """:meth:`lookup` for coroutines: from memory on the loop, from ClickHouse in a thread."""
+        snapshot = self.known(operation_id)
+        if snapshot is None and self._archive is not None:
+            snapshot = await asyncio.to_thread(self.lookup, operation_id)
+        return snapshot
+
     def lookup(self, operation_id: str) -> OperationSnapshot | None:
         """The live snapshot, or else the archived one (blocking: a ClickHouse read on a
-        cache miss; call it off the event loop)."""
-        snapshot = self.get(operation_id)
+        cache miss; call it off the event loop, after :meth:`known`)."""
+        snapshot = self.known(operation_id)
         if snapshot is not None or self._archive is None:
             return snapshot
-        with self._lock:
-            if operation_id in self._archived:
-                self._archived.move_to_end(operation_id)
-                return self._archived[operation_id]
         snapshot = self._archive(operation_id)
         if snapshot is not None:
             with self._lock:

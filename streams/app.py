@@ -91,7 +91,7 @@ def build_worker(
         settings=settings,
         writer=writer,
         state=state,
-        tables=tables.declare(app, settings.partitions),
+        tables=tables.declare(app, settings.partitions, settings.table_store),
         out=out,
         providers=providers,
         pacer=WorkerContext.pacer_for(settings),

@@ -35,10 +35,17 @@ _RECENT_SERIALS_KEPT = 256
 
 
 class Operations:
-    """Operation states by operation id."""
+    """Operation states by operation id, and an index of the ones the timers watch.
+
+    The table also holds finished operations until they are evicted (an hour by default); the
+    timers run several times a second and look only at the *watched* ones (not finished, or
+    with a completion webhook still pending). The index follows every save and is rebuilt by
+    one scan when unknown: at start, and after every rebalance (:meth:`rescan`).
+    """
 
     def __init__(self, table: MutableMapping[str, Any]) -> None:
         self._table = table
+        self._watched: set[str] | None = None
 
     def load(self, operation_id: str) -> OperationState | None:
         value = self._table.get(operation_id)
@@ -46,6 +53,25 @@ class Operations:
 
     def save(self, state: OperationState) -> None:
         self._table[state.operation_id] = state.model_dump(mode="json")
+        if self._watched is not None:
+            if state.status.is_terminal and state.webhook_state != "pending":
+                self._watched.discard(state.operation_id)
+            else:
+                self._watched.add(state.operation_id)
+
+    def watched(self) -> list[str]:
+        """Ids of operations not finished, or whose completion webhook is pending."""
+        if self._watched is None:
+            self._watched = set()
+            for op_id in self.ids():
+                value = self._table.get(op_id)
+                if value is not None and _watched(value):
+                    self._watched.add(op_id)
+        return list(self._watched)
+
+    def rescan(self) -> None:
+        """Forget the index (the partitions held changed): the next :meth:`watched` scans."""
+        self._watched = None
 
     def peek(self, operation_id: str) -> dict[str, Any] | None:
         """The stored document itself, for timers that only look at a field or two."""
@@ -57,6 +83,8 @@ class Operations:
 
     def drop(self, operation_id: str) -> None:
         self._table.pop(operation_id, None)
+        if self._watched is not None:
+            self._watched.discard(operation_id)
 
     def finished_before(self, moment: datetime) -> list[tuple[str, int]]:
         """(operation id, sponsor id) of the operations :meth:`finished_by` ``moment``."""
@@ -72,6 +100,10 @@ class Operations:
         completion webhook still being delivered)."""
         value = self._table.get(operation_id)
         return value is not None and _finished_by(value, moment)
+
+
+def _watched(value: dict[str, Any]) -> bool:
+    return not OperationStatus(value["status"]).is_terminal or value.get(WEBHOOK_STATE) == "pending"
 
 
 def _finished_by(value: dict[str, Any], moment: datetime) -> bool:
@@ -192,8 +224,22 @@ class Tables:
         )
 
 
-def declare(app: faust.App, partitions: int) -> Tables:
+_MIB = 1024 * 1024
+# One RocksDB per table and partition: Faust's defaults (64 MiB write buffers × 3, a 2 GiB
+# block cache each) would let 16 small databases grow a process by gigabytes. Table values
+# are a few KiB and the hot set is the running operations.
+ROCKSDB_OPTIONS = {
+    "write_buffer_size": 2 * _MIB,
+    "max_write_buffer_number": 2,
+    "target_file_size_base": 8 * _MIB,
+    "block_cache_size": 4 * _MIB,
+    "block_cache_compressed_size": 0,
+}
+
+
+def declare(app: faust.App, partitions: int, store: str) -> Tables:
     """The worker's Faust tables (changelog partitions equal to the source topics')."""
+    options = ROCKSDB_OPTIONS if store == "rocksdb" else None
 
     def table(name: str) -> Any:
         return app.Table(
@@ -201,6 +247,7 @@ def declare(app: faust.App, partitions: int) -> Tables:
             default=None,
             partitions=partitions,
             schema=faust.Schema(key_serializer="json", value_serializer="json"),
+            options=options,
         )
 
     operations, serials, early_controls, quotas = (table(name) for name in WORKER_TABLES)

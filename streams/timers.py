@@ -13,7 +13,7 @@ what must change goes as a message to the explode agent, which owns the sponsor'
 from __future__ import annotations
 
 import asyncio
-from typing import cast
+from typing import Any, cast
 
 import faust
 from faust.types import TP
@@ -33,7 +33,7 @@ async def release_due(ctx: WorkerContext) -> None:
     """Ask for a release when an operation has held batches that are due."""
     operations = ctx.tables.operations
     moment = now()
-    for op_id in operations.ids():
+    for op_id in operations.watched():
         value = operations.peek(op_id)
         if not value or not value.get(HELD_COUNT):
             continue
@@ -51,7 +51,7 @@ async def publish_running(ctx: WorkerContext) -> None:
     key, so a stale one must never be sent after a newer one.
     """
     operations = ctx.tables.operations
-    for op_id in operations.ids():
+    for op_id in {*operations.watched(), *ctx.registry.dirty}:
         value = operations.peek(op_id)
         if value is None:
             continue
@@ -71,7 +71,7 @@ async def find_stalls(
     assigned = consumer.assignment()
     clock = asyncio.get_running_loop().time()
     watched: list[str] = []
-    for op_id in operations.ids():
+    for op_id in operations.watched():
         value = operations.peek(op_id)
         if value is None or OperationStatus(value["status"]).is_terminal:
             continue
@@ -110,6 +110,12 @@ def declare(app: faust.App, ctx: WorkerContext) -> None:
 
     async def evictions() -> None:
         await ask_for_evictions(ctx)
+
+    # Receivers get (sender, **kwargs); the tables hold other partitions now.
+    async def rebalanced(*_: Any, **__: Any) -> None:
+        ctx.tables.operations.rescan()
+
+    app.on_rebalance_complete.connect(cast(Any, rebalanced))
 
     app.timer(settings.stall_check_interval_seconds, name="find-stalls")(stalls)
     app.timer(settings.eviction_interval_seconds, name="evict-finished")(evictions)

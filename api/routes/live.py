@@ -69,7 +69,7 @@ async def follow(view: StatusView, operation_id: str) -> AsyncIterator[dict[str,
     """Current state first, then every change (rate-limited), then the completion."""
     seen: tuple[int, datetime] | None = None
     while True:
-        snapshot = view.get(operation_id) or await asyncio.to_thread(view.lookup, operation_id)
+        snapshot = await view.find(operation_id)
         if snapshot is not None:
             key = (snapshot.version, snapshot.last_updated)
             if key != seen:
@@ -105,7 +105,7 @@ async def websocket_progress(
     except ApiError as exc:
         await _refuse(websocket, 4401, exc)
         return
-    snapshot = await asyncio.to_thread(view.lookup, operationId)
+    snapshot = await view.find(operationId)
     if snapshot is None or not principal.can_see(snapshot.sponsor_id):
         await _refuse(websocket, 4404, not_found(operationId))
         return
@@ -155,7 +155,7 @@ async def sse_progress(
 ) -> StreamingResponse:
     """``event: progress_update`` … ``event: operation_completed``, same data as the WebSocket."""
     view: StatusView = request.app.state.status_view
-    snapshot = await asyncio.to_thread(view.lookup, operationId)
+    snapshot = await view.find(operationId)
     if snapshot is None or not principal.can_see(snapshot.sponsor_id):
         raise not_found(operationId)
 

@@ -147,10 +147,7 @@ async def once(
     async def unused() -> bool:
         if operation_id is None:
             return False
-        view = view_of(request)
-        return view.get(operation_id) is None and (
-            await asyncio.to_thread(view.lookup, operation_id) is None
-        )
+        return await view_of(request).find(operation_id) is None
 
     async with _guarded(request, claim, unused) as replay:
         if replay is not None:

@@ -137,7 +137,7 @@ async def already_submitted(
     if claim is None:
         return None
     view = view_of(request)
-    snapshot = view.get(operation_id) or await asyncio.to_thread(view.lookup, operation_id)
+    snapshot = await view.find(operation_id)
     if snapshot is None or snapshot.sponsor_id != sponsor_id:
         return None
     if snapshot.stop_reason == "QUOTA_EXCEEDED":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import yaml
@@ -23,3 +24,26 @@ def test_compose_declares_the_four_services_with_health_checks() -> None:
         assert env["BULKOPS_ENV"] == "prod"
         assert "${BULKOPS_JWT_SECRET" in env["BULKOPS_JWT_SECRET"]
         assert set(services[name]["depends_on"]) == {"kafka", "clickhouse"}
+
+
+def test_the_image_copies_every_package_it_installs() -> None:
+    """The image was built without ``core`` once: ``pip install .`` then installs a package
+    that cannot import."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = {
+        pattern.rstrip("*")
+        for pattern in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    }
+    copied = {
+        line.split()[1]
+        for line in (ROOT / "Dockerfile").read_text().splitlines()
+        if line.startswith("COPY ")
+    }
+    assert packages <= copied, packages - copied
+
+
+def test_the_worker_keeps_its_table_state_on_a_volume_with_a_stable_id() -> None:
+    worker = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["worker"]
+    data_dir = worker["environment"]["BULKOPS_WORKER_DATA_DIR"]
+    assert any(volume.endswith(f":{data_dir}") for volume in worker["volumes"])
+    assert worker["environment"]["BULKOPS_INSTANCE_ID"]

@@ -195,9 +195,41 @@ def test_the_status_view_forgets_a_tombstoned_operation_and_reads_its_archive() 
     assert view.lookup(CODEGEN) == archived and reads == [], "live: no read"
     view.forget(CODEGEN.encode())
     assert view.get(CODEGEN) is None and len(view) == 0
+    assert view.known(CODEGEN) is None, "known() never reads"
     assert view.lookup(CODEGEN) == archived
+    assert view.known(CODEGEN) == archived
     assert view.lookup(CODEGEN) == archived
     assert reads == [CODEGEN], "archived snapshots never change: read once"
     other = "codegen_" + "f" * 32
     assert view.lookup(other) is None and view.lookup(other) is None
     assert reads == [CODEGEN, other, other], "an unknown id is not cached"
+
+
+async def test_find_reads_the_archive_off_the_loop_only_on_a_miss() -> None:
+    archived = snapshot_of(3)
+    view = StatusView(archive=lambda operation_id: archived)
+    assert await view.find(CODEGEN) == archived
+    live = snapshot_of(4, status="Processing")
+    view.apply(live)
+    assert await view.find(CODEGEN) == live, "the live snapshot wins"
+
+
+async def test_the_timers_watch_only_unfinished_operations_and_pending_webhooks() -> None:
+    worker = fake_worker()
+    operations = worker.ctx.tables.operations
+    assert operations.watched() == []
+    await handle_operations(worker, codes_request(total=100, batch_size=50))
+    assert operations.watched() == [CODEGEN]
+    await run_batches_through(worker)
+    assert operations.watched() == [], "finished: no longer watched"
+    state = operations.load(CODEGEN)
+    assert state is not None
+    state.webhook_state = "pending"
+    operations.save(state)
+    assert operations.watched() == [CODEGEN], "its completion webhook still to deliver"
+
+    operations.rescan()  # e.g. after a rebalance: rebuilt by one scan of the table
+    assert operations.watched() == [CODEGEN]
+    worker.tables["operations"].clear()
+    operations.rescan()
+    assert operations.watched() == []
