@@ -10,7 +10,7 @@ an hour) before they are archived and evicted.
 
 Prints: operations/s; the server's RSS after the warm-up (the first ``--warmup`` operations),
 at the end and its peak after the warm-up; status latency at ``--rate`` requests/s (open
-loop) for running operations (link sends spread over minutes, served from the live view) and
+loop, ``--settle`` seconds after the soak) for running operations (link sends spread over minutes, served from the live view) and
 for old ones (archived, served from ClickHouse); and the restart: from the process start
 until the status view caught up, until ``/readyz`` (the worker holds its partitions) and until
 a new operation completed.
@@ -231,6 +231,7 @@ def main() -> None:
     parser.add_argument("--table-store", choices=["rocksdb", "memory"], default="rocksdb")
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--status-seconds", type=float, default=10.0)
+    parser.add_argument("--settle", type=float, default=30.0, help="seconds before measuring")
     args = parser.parse_args()
     console = Console()
     retention = 30 * 86_400 if args.no_eviction else args.retention
@@ -250,6 +251,7 @@ def main() -> None:
             result = soak(console, system, args)
             state: Soak = result["state"]
             running = running_sends(system, 1, 20)
+            time.sleep(args.settle)  # the soak's last evictions and ClickHouse merges
             cutoff = time.monotonic() - retention - 2 * 5  # evicted by now (5-s ticks)
             old = [op for when, op in state.finished if when < cutoff][: args.operations // 2]
             admin = mint_token(

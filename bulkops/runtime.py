@@ -13,6 +13,7 @@ from api.app import create_api
 from api.producer import KafkaMessageSink
 from api.services.submission import delivery_timeout
 from api.status_view import KafkaViewFollower, QuotaView, StatusView
+from core import heap
 from core.settings import ApiSettings, WorkerSettings
 from core.topics import Topics
 from streams.app import build_worker
@@ -63,6 +64,7 @@ def combined_app(api_settings: ApiSettings, worker_settings: WorkerSettings) -> 
         app.state.worker = worker
         await worker.start()
         await _start_api_parts(app, api_settings)
+        heap.settle()
 
     async def stop(app: FastAPI) -> None:
         await _stop_api_parts(app)
@@ -80,6 +82,7 @@ def api_only_app(settings: ApiSettings) -> FastAPI:
     async def start(app: FastAPI) -> None:
         app.state.store = await asyncio.to_thread(AnalyticsStore.from_settings, settings)
         await _start_api_parts(app, settings)
+        heap.settle()
 
     async def stop(app: FastAPI) -> None:
         await _stop_api_parts(app)

@@ -8,7 +8,7 @@ import logging
 import faust
 
 from analytics.store import AnalyticsStore
-from core import kafkalog
+from core import heap, kafkalog
 from core.settings import WorkerSettings
 from streams.app import build_worker
 from streams.providers.factory import build_providers
@@ -26,6 +26,7 @@ def run(settings: WorkerSettings) -> None:
     """Run the worker until it is stopped, with Faust's own signal handling and shutdown."""
     store = AnalyticsStore.from_settings(settings)
     app = build_worker(settings, store.writer, store.state, build_providers(settings))
+    heap.settle()
     try:
         _Worker(app, loglevel=settings.log_level).execute_from_commandline()
     finally:
