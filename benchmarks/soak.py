@@ -10,8 +10,9 @@ an hour) before they are archived and evicted.
 
 Prints: operations/s; the server's RSS after the warm-up (the first ``--warmup`` operations),
 at the end and its peak after the warm-up; status latency at ``--rate`` requests/s (open
-loop, ``--settle`` seconds after the soak) for running operations (link sends spread over minutes, served from the live view) and
-for old ones (archived, served from ClickHouse); and the restart: from the process start
+loop, ``--settle`` seconds after the soak) for running operations (link sends spread over
+minutes, served from the live view) and for old ones (archived, served from ClickHouse); and
+the restart: from the process start
 until the status view caught up, until ``/readyz`` (the worker holds its partitions) and until
 a new operation completed.
 
