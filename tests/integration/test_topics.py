@@ -4,12 +4,14 @@ and a changed retention applied to topics that already exist."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
 from bulkops.cli import _ensure_topics
 from core.settings import ApiSettings
 from core.topics import HOUR_MS, Topics
+from tests.support import wait_for
 
 
 def configs_of(bootstrap: str, names: list[str]) -> dict[str, dict[str, str]]:
@@ -19,6 +21,18 @@ def configs_of(bootstrap: str, names: list[str]) -> dict[str, dict[str, str]]:
         resource.name: {key: entry.value for key, entry in future.result().items()}
         for resource, future in futures.items()
     }
+
+
+def configs_once(
+    bootstrap: str, names: list[str], applied: Callable[[dict[str, dict[str, str]]], bool]
+) -> dict[str, dict[str, str]]:
+    """The topics' configuration once ``applied`` holds for it (within 30 s)."""
+
+    def probe() -> dict[str, dict[str, str]] | None:
+        configs = configs_of(bootstrap, names)
+        return configs if applied(configs) else None
+
+    return wait_for(probe, timeout=30, message="the topics' configuration applied")
 
 
 def test_topics_get_their_retention_and_a_change_reaches_existing_ones(
@@ -31,7 +45,10 @@ def test_topics_get_their_retention_and_a_change_reaches_existing_ones(
     )
     _ensure_topics(settings)
     names = [spec.name for spec in topics.all()]
-    found = configs_of(kafka_bootstrap, names)
+    # The broker applies a new topic's configuration from the metadata log a moment later.
+    found = configs_once(
+        kafka_bootstrap, names, lambda c: c[topics.status.name]["cleanup.policy"] == "compact"
+    )
     for spec in (topics.operations, topics.items, topics.results, topics.progress, topics.control):
         assert found[spec.name]["cleanup.policy"] == "delete"
         assert found[spec.name]["retention.ms"] == str(168 * HOUR_MS)
@@ -42,7 +59,11 @@ def test_topics_get_their_retention_and_a_change_reaches_existing_ones(
 
     shorter = settings.model_copy(update={"topic_retention_hours": 6})
     _ensure_topics(shorter)
-    again = configs_of(kafka_bootstrap, names)
+    again = configs_once(
+        kafka_bootstrap,
+        names,
+        lambda c: c[topics.items.name]["retention.ms"] == str(6 * HOUR_MS),
+    )
     assert again[topics.items.name]["retention.ms"] == str(6 * HOUR_MS)
     assert again[topics.dead_letter.name]["retention.ms"] == str(720 * HOUR_MS)
     assert again[topics.status.name]["cleanup.policy"] == "compact"
