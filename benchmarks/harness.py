@@ -108,6 +108,15 @@ class Running:
     jwt_secret: str
     server: ServeProcess
 
+    def admin_token(self) -> str:
+        return mint_token(
+            self.jwt_secret,
+            subject="bench-admin",
+            role=Role.ADMIN,
+            sponsor_id=None,
+            ttl=timedelta(hours=2),
+        )
+
     def client_for(self, sponsor_id: int) -> httpx.Client:
         """A client of another sponsor (close it when done)."""
         token = mint_token(

@@ -29,7 +29,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 import aiohttp
@@ -39,7 +38,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from api.auth import Role, mint_token
 from bulkops.localkafka import free_port
 from bulkops.simulator import ProviderSimulator, SimulatorConfig, SimulatorThread
 
@@ -255,13 +253,7 @@ def main() -> None:
             time.sleep(args.settle)  # the soak's last evictions and ClickHouse merges
             cutoff = time.monotonic() - retention - 2 * 5  # evicted by now (5-s ticks)
             old = [op for when, op in state.finished if when < cutoff][: args.operations // 2]
-            admin = mint_token(
-                system.jwt_secret,
-                subject="soak-admin",
-                role=Role.ADMIN,
-                sponsor_id=None,
-                ttl=timedelta(hours=1),
-            )
+            admin = system.admin_token()
             latency = {
                 name: (
                     len(ids),

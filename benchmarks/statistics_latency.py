@@ -26,7 +26,6 @@ from rich.table import Table
 
 from analytics.store import AnalyticsStore
 from analytics.synthetic import SyntheticHistory
-from api.auth import Role, mint_token
 
 
 def fill(
@@ -82,13 +81,7 @@ def main() -> None:
     for column in ("caller", "p50 ms", "p95 ms", "p99 ms", "max ms"):
         table.add_column(column, justify="right")
     with bulkops_system(partitions=2, env=env, sponsor_id=1) as system:
-        admin = mint_token(
-            system.jwt_secret,
-            subject="bench-admin",
-            role=Role.ADMIN,
-            sponsor_id=None,
-            ttl=timedelta(hours=1),
-        )
+        admin = system.admin_token()
         callers = {
             "sponsor 1": system.client,
             "admin (all)": httpx.Client(

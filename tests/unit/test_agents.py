@@ -229,6 +229,7 @@ async def test_a_cancel_before_its_request_is_applied_when_the_request_comes() -
     await handle_operations(worker, codes_request())
     state = worker.ctx.tables.operations.load(CODEGEN)
     assert state is not None and state.stop_reason == "CANCELLED"
+    assert worker.ctx.tables.early_controls.get(CODEGEN) is None, "applied: dropped"
 
 
 async def test_a_link_send_waits_for_all_its_chunks() -> None:

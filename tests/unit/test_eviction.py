@@ -145,19 +145,6 @@ async def test_an_early_control_whose_request_never_came_expires(
     assert worker.out["status"].tombstones() == [], "no operation, nothing to unpublish"
 
 
-async def test_an_early_control_is_dropped_once_its_request_applies_it() -> None:
-    worker = fake_worker()
-    cancel = ControlCommand(
-        operation_id=CODEGEN, sponsor_id=7, action=ControlAction.CANCEL, requested_by="u",
-        requested_at=NOW,
-    )  # fmt: skip
-    await guarded(worker.ctx, event(cancel, topic="unit.control"), control.handle)
-    await handle_operations(worker, codes_request())
-    assert worker.ctx.tables.early_controls.get(CODEGEN) is None
-    state = worker.ctx.tables.operations.load(CODEGEN)
-    assert state is not None and state.stop_reason == "CANCELLED"
-
-
 def test_an_early_control_kept_by_an_older_version_still_reads() -> None:
     worker = fake_worker()
     worker.tables["early_controls"][CODEGEN] = "cancel"
