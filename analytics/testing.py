@@ -97,6 +97,10 @@ class MemoryWriter:
         self.tables.apply(items)
         return len(items)
 
+    def write(self, tables: Sequence[TableRows]) -> None:
+        for table in tables:
+            self.tables.apply(table)
+
     def record_request(self, request: OperationRequested) -> None:
         self.tables.apply(rows.request_row(request))
 

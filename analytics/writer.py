@@ -30,6 +30,11 @@ class ResultWriter:
         self._write(items)
         return len(items)
 
+    def write(self, tables: Sequence[TableRows]) -> None:
+        """Store rows of any tables, one insert per table (rows of one table are merged)."""
+        for table in _merged(tables):
+            self._write(table)
+
     def record_request(self, request: OperationRequested) -> None:
         """Keep the request as submitted, once per operation (replays collapse on merge)."""
         self._write(rows.request_row(request))

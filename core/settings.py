@@ -158,6 +158,8 @@ class WorkerSettings(BulkopsSettings):
     """The Faust worker: explode, process, progress, sink."""
 
     status_interval_seconds: float = Field(default=1.0, gt=0, le=10)
+    # A running operation that did not change is re-published this often (lastUpdated, ETA).
+    status_refresh_seconds: float = Field(default=10.0, gt=0, le=300)
     # How often held batches (paused, scheduled, spread) are checked for being due, and how
     # many are released per check and operation.
     release_interval_seconds: float = Field(default=0.25, gt=0, le=10)
@@ -169,6 +171,10 @@ class WorkerSettings(BulkopsSettings):
     stall_seconds: float = Field(default=30.0, ge=1, le=3600)
     sink_max_messages: int = Field(default=200, ge=1, le=10000)
     sink_within_seconds: float = Field(default=0.25, gt=0, le=10)
+    # Operation rows and requests wait this long (or for this many rows) to go to ClickHouse
+    # in one insert per table: streams/writebehind.py. 0 writes each at once.
+    write_behind_seconds: float = Field(default=0.1, ge=0, le=5)
+    write_behind_max_rows: int = Field(default=5000, ge=1, le=100_000)
     max_errors_in_status: int = Field(default=50, ge=0, le=1000)
     # Static group membership: a worker restarted with the same id takes its partitions back
     # at once instead of waiting for the broker to time the old member out. Give every worker

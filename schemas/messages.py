@@ -269,12 +269,20 @@ class OperationEvict(WireModel):
     been kept long enough; archive it and let it go".
 
     Tables are written from stream events only, so the eviction timer asks the explode agent,
-    which owns the sponsor's partition, to do it.
+    which owns the sponsor's partition, to do it. The agent archives the last snapshot with
+    the next write-behind flush and, once it is stored, sends itself this message again with
+    ``archived_version``: then it lets the operation go.
     """
 
     kind: Literal["evict"] = "evict"
     operation_id: str = Field(pattern=OPERATION_ID_PATTERN)
     sponsor_id: int = Field(ge=1, le=2**63 - 1)
+    archived_version: int | None = Field(
+        default=None,
+        ge=0,
+        description="Set on the second message: the snapshot of this version is stored, "
+        "so the operation may go if it has not changed since.",
+    )
 
 
 class Redrive(WireModel):

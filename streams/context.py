@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
@@ -19,7 +19,9 @@ from typing import Any, Protocol, TypeVar
 from faust.types import EventT
 from pydantic import BaseModel
 
+from analytics import rows
 from analytics.interfaces import KeptState, ResultSink
+from analytics.rows import TableRows
 from core.settings import WorkerSettings
 from core.topics import sponsor_key
 from schemas.messages import DeadLetter, OperationRequested
@@ -29,6 +31,7 @@ from streams.progress import OperationState
 from streams.providers.base import Provider
 from streams.tables import Tables
 from streams.webhooks import WebhookLauncher
+from streams.writebehind import WriteBehind
 
 log = logging.getLogger("bulkops.worker")
 T = TypeVar("T")
@@ -74,6 +77,7 @@ class Registry:
     in_flight: dict[str, AdjustableLimit] = field(default_factory=dict)
     turns: dict[str, asyncio.Semaphore] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)
+    published: dict[str, float] = field(default_factory=dict)  # loop time of the last snapshot
     ticking: dict[str, float] = field(default_factory=dict)
     # Code requests, so a release in the window's turn plans from memory, not a read.
     requests: dict[str, OperationRequested] = field(default_factory=dict)
@@ -84,6 +88,7 @@ class Registry:
         self.in_flight.pop(operation_id, None)
         self.turns.pop(operation_id, None)
         self.dirty.discard(operation_id)
+        self.published.pop(operation_id, None)
         self.ticking.pop(operation_id, None)
         self.requests.pop(operation_id, None)
 
@@ -104,6 +109,18 @@ class WorkerContext:
     minter: CodeMinter
     webhooks: WebhookLauncher
     registry: Registry = field(default_factory=Registry)
+    behind: WriteBehind = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.behind = WriteBehind(
+            self._store_rows,
+            interval=self.settings.write_behind_seconds,
+            max_rows=self.settings.write_behind_max_rows,
+        )
+
+    async def _store_rows(self, tables: Sequence[TableRows]) -> None:
+        count = sum(len(t) for t in tables)
+        await self.with_retry(f"storing {count} operation rows", self.writer.write, tables)
 
     @classmethod
     def pacer_for(cls, settings: WorkerSettings) -> Pacer:
@@ -123,6 +140,10 @@ class WorkerContext:
             value=state.snapshot().model_dump_json().encode(),
         )
         self.registry.dirty.discard(state.operation_id)
+        if state.status.is_terminal:
+            self.registry.published.pop(state.operation_id, None)
+        else:
+            self.registry.published[state.operation_id] = asyncio.get_running_loop().time()
 
     async def unpublish(self, operation_id: str) -> None:
         """A tombstone on the status topic: compaction drops the operation's snapshots."""
@@ -169,16 +190,20 @@ class WorkerContext:
                 delay = min(delay * 2, _CLICKHOUSE_RETRY_MAX_SECONDS)
 
     async def record_operation(self, state: OperationState) -> None:
-        """Write the operation's row (history reads it) as it is now."""
-        await self.with_retry(
-            f"operation {state.operation_id}: storing its row",
-            self.writer.upsert_operation,
-            state.snapshot(),
-            subscription_tier_id=state.subscription_tier_id,
-            code_prefix=state.code_prefix,
-            channel=state.channel.value if state.channel else None,
-            total_cost=state.total_cost,
+        """Write the operation's row (history reads it) as it is now, with the next flush."""
+        await self.behind.later(
+            rows.operation_row(
+                state.snapshot(),
+                subscription_tier_id=state.subscription_tier_id,
+                code_prefix=state.code_prefix,
+                channel=state.channel.value if state.channel else None,
+                total_cost=state.total_cost,
+            )
         )
+
+    async def record_request(self, request: OperationRequested) -> None:
+        """Keep the request as submitted (replays collapse on merge), with the next flush."""
+        await self.behind.later(rows.request_row(request))
 
 
 def check_key(event: EventT[bytes], sponsor_id: int) -> None:

@@ -39,39 +39,60 @@ class Operations:
 
     The table also holds finished operations until they are evicted (an hour by default); the
     timers run several times a second and look only at the *watched* ones (not finished, or
-    with a completion webhook still pending). The index follows every save and is rebuilt by
-    one scan when unknown: at start, and after every rebalance (:meth:`rescan`).
+    with a completion webhook still pending), the release timer only at those *holding*
+    batches back. The indexes follow every save and are rebuilt by one scan when unknown: at
+    start, and after every rebalance (:meth:`rescan`).
     """
 
     def __init__(self, table: MutableMapping[str, Any]) -> None:
         self._table = table
         self._watched: set[str] | None = None
+        self._holding: set[str] = set()
 
     def load(self, operation_id: str) -> OperationState | None:
         value = self._table.get(operation_id)
         return None if value is None else OperationState.model_validate(value)
 
     def save(self, state: OperationState) -> None:
-        self._table[state.operation_id] = state.model_dump(mode="json")
+        value = state.model_dump(mode="json")
+        self._table[state.operation_id] = value
         if self._watched is not None:
-            if state.status.is_terminal and state.webhook_state != "pending":
-                self._watched.discard(state.operation_id)
-            else:
-                self._watched.add(state.operation_id)
+            self._index(state.operation_id, value)
 
     def watched(self) -> list[str]:
         """Ids of operations not finished, or whose completion webhook is pending."""
-        if self._watched is None:
-            self._watched = set()
-            for op_id in self.ids():
-                value = self._table.get(op_id)
-                if value is not None and _watched(value):
-                    self._watched.add(op_id)
-        return list(self._watched)
+        return list(self._scanned())
+
+    def holding(self) -> list[str]:
+        """Ids of watched operations with batches held back (paused, scheduled, paced or
+        waiting their turn): what the release timer looks at."""
+        self._scanned()
+        return list(self._holding)
 
     def rescan(self) -> None:
-        """Forget the index (the partitions held changed): the next :meth:`watched` scans."""
+        """Forget the index (the partitions held changed): the next look scans."""
         self._watched = None
+
+    def _scanned(self) -> set[str]:
+        if self._watched is None:
+            self._watched = set()
+            self._holding = set()
+            for op_id in self.ids():
+                value = self._table.get(op_id)
+                if value is not None:
+                    self._index(op_id, value)
+        return self._watched
+
+    def _index(self, op_id: str, value: dict[str, Any]) -> None:
+        assert self._watched is not None
+        if _watched(value):
+            self._watched.add(op_id)
+        else:
+            self._watched.discard(op_id)
+        if value.get(HELD_COUNT) and not OperationStatus(value["status"]).is_terminal:
+            self._holding.add(op_id)
+        else:
+            self._holding.discard(op_id)
 
     def peek(self, operation_id: str) -> dict[str, Any] | None:
         """The stored document itself, for timers that only look at a field or two."""
@@ -85,6 +106,7 @@ class Operations:
         self._table.pop(operation_id, None)
         if self._watched is not None:
             self._watched.discard(operation_id)
+        self._holding.discard(operation_id)
 
     def finished_before(self, moment: datetime) -> list[tuple[str, int]]:
         """(operation id, sponsor id) of the operations :meth:`finished_by` ``moment``."""

@@ -86,6 +86,8 @@ def worker_settings(**overrides: Any) -> WorkerSettings:
         "quota_max_concurrent_operations": 0,
         "quota_max_operations_per_day": 0,
         "quota_max_items_per_day": 0,
+        # Rows written at once: a handler's effects are visible when it returns.
+        "write_behind_seconds": 0,
         **overrides,
     }
     return WorkerSettings(**values)

@@ -13,6 +13,7 @@ what must change goes as a message to the explode agent, which owns the sponsor'
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any, cast
 
 import faust
@@ -33,7 +34,7 @@ async def release_due(ctx: WorkerContext) -> None:
     """Ask for a release when an operation has held batches that are due."""
     operations = ctx.tables.operations
     moment = now()
-    for op_id in operations.watched():
+    for op_id in operations.holding():
         value = operations.peek(op_id)
         if not value or not value.get(HELD_COUNT):
             continue
@@ -44,20 +45,27 @@ async def release_due(ctx: WorkerContext) -> None:
 
 
 async def publish_running(ctx: WorkerContext) -> None:
-    """Every running operation gets a fresh snapshot at least once per interval.
+    """Changed operations get a fresh snapshot once per interval, unchanged running ones
+    every ``status_refresh_seconds`` (a backlog of queued operations would otherwise cost a
+    snapshot each per second).
 
     Each value is read again right before it is sent: an agent may have moved the operation
     on while an earlier send awaited, and the compacted topic keeps the last snapshot per
     key, so a stale one must never be sent after a newer one.
     """
     operations = ctx.tables.operations
-    for op_id in {*operations.watched(), *ctx.registry.dirty}:
+    dirty = ctx.registry.dirty
+    published = ctx.registry.published
+    stale_before = asyncio.get_running_loop().time() - ctx.settings.status_refresh_seconds
+    for op_id in {*operations.watched(), *dirty}:
+        if op_id not in dirty and published.get(op_id, -math.inf) > stale_before:
+            continue
         value = operations.peek(op_id)
         if value is None:
             continue
         if value.get(WEBHOOK_STATE) == "pending":  # e.g. after a restart
             ctx.webhooks.start(OperationState.model_validate(value), "operation_completed")
-        if op_id in ctx.registry.dirty or not OperationStatus(value["status"]).is_terminal:
+        if op_id in dirty or not OperationStatus(value["status"]).is_terminal:
             state = OperationState.model_validate(value)
             state.last_updated = now()
             await ctx.publish(state)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 
 import faust
 from faust.types import EventT, StreamT, TopicT
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 
 from streams.agents import control, count, explode, process, sink
 from streams.context import WorkerContext
+from streams.writebehind import WriteBehind
 
 log = logging.getLogger("bulkops.worker")
 
@@ -34,19 +36,23 @@ class Sources:
     control: TopicT
 
 
-async def acked_when_handled(stream: StreamT[bytes]) -> AsyncIterator[EventT[bytes]]:
-    """Events acknowledged as soon as the handler is done with them.
+async def acked_when_stored(
+    stream: StreamT[bytes], behind: WriteBehind
+) -> AsyncIterator[EventT[bytes]]:
+    """Events acknowledged as soon as the handler is done with them and the rows buffered
+    so far are stored (:mod:`streams.writebehind`): a crash before then replays them.
 
-    Faust acks an event only when its actor pulls the next one, so with several actors per
-    agent the last event of each stays unacknowledged while a topic is quiet: offsets stop
-    being committed, shutdowns wait on them and a restart replays everything after them.
+    Acknowledged by hand, not by Faust: Faust acks an event only when its actor pulls the
+    next one, so with several actors per agent the last event of each stays unacknowledged
+    while a topic is quiet: offsets stop being committed, shutdowns wait on them and a
+    restart replays everything after them.
     """
     manual = stream.noack()  # type: ignore[attr-defined]  # on Stream, not on StreamT
     async for event in manual.events():
         try:
             yield event
         finally:
-            await manual.ack(event)
+            await behind.release(partial(manual.ack, event))
 
 
 async def guarded(ctx: WorkerContext, event: EventT[bytes], handle: Handler) -> None:
@@ -65,11 +71,11 @@ async def guarded(ctx: WorkerContext, event: EventT[bytes], handle: Handler) -> 
 
 
 def declare(app: faust.App, ctx: WorkerContext, sources: Sources) -> None:
-    """Declare the five agents on ``app``."""
+    """Declare the five agents on ``app``, and the write-behind flusher they ack through."""
 
     def one_by_one(source: TopicT, handle: Handler, name: str, concurrency: int = 1) -> None:
         async def agent(stream: StreamT[bytes]) -> AsyncIterator[None]:
-            async for event in acked_when_handled(stream):
+            async for event in acked_when_stored(stream, ctx.behind):
                 await guarded(ctx, event, handle)
                 yield None
 
@@ -89,3 +95,4 @@ def declare(app: faust.App, ctx: WorkerContext, sources: Sources) -> None:
                 yield None
 
     app.agent(sources.results, name="sink")(store_results)
+    app.task(ctx.behind.run)

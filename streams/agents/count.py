@@ -67,6 +67,8 @@ async def on_batch_sunk(ctx: WorkerContext, sunk: BatchSunk) -> None:
     if state is None:
         raise InvalidMessage(f"unknown operation {sunk.operation_id}")
     if not apply_batch(state, sunk, now=now(), max_errors=ctx.settings.max_errors_in_status):
+        if state.status.is_terminal:  # a replay: the final row may not have been stored
+            await ctx.record_operation(state)
         return
     state.recent_results = [*state.recent_results, *sunk.recent][-MAX_RECENT_RESULTS:]
     if state.status.is_terminal and state.callback_url:

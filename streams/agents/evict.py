@@ -8,13 +8,17 @@ go after ``early_control_retention_seconds``.
 
 The timer only reads the tables; it asks the explode agent, which owns the sponsor's
 partition, with an :class:`OperationEvict` message (tables are written from stream events).
+The agent archives with the next write-behind flush (many snapshots in one insert) and, once
+stored, asks itself again with the archived version: only then does the operation go.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from functools import partial
 
+from analytics import rows
 from core.topics import sponsor_key
 from schemas.messages import OperationEvict
 from streams.context import WorkerContext, now
@@ -48,16 +52,29 @@ async def on_evict(ctx: WorkerContext, evict: OperationEvict) -> None:
             ctx.tables.early_controls.drop(op_id)
             log.info("operation %s: early control forgotten: its request never came", op_id)
         return
+    if evict.archived_version is not None:
+        await _let_go(ctx, op_id, evict.archived_version)
+        return
     cutoff = now() - timedelta(seconds=ctx.settings.finished_retention_seconds)
     if not operations.finished_by(op_id, cutoff):
         return  # a replayed ask, or the operation was judged afresh meanwhile
     snapshot = state.snapshot()
-    await ctx.with_retry(
-        f"operation {op_id}: archiving its last snapshot", ctx.writer.archive_snapshot, snapshot
+    archived = OperationEvict(
+        operation_id=op_id, sponsor_id=evict.sponsor_id, archived_version=snapshot.version
     )
-    current = operations.load(op_id)
-    if current is None or current.version != snapshot.version:
-        return  # it changed during the write: the next tick archives the newer one
+    key = sponsor_key(evict.sponsor_id)
+    await ctx.behind.later(
+        rows.snapshot_row(snapshot), then=partial(ctx.send, ctx.out.operations, key, archived)
+    )
+
+
+async def _let_go(ctx: WorkerContext, op_id: str, archived_version: int) -> None:
+    """The snapshot of ``archived_version`` is stored: the operation leaves the tables and
+    the status topic, unless it changed since (the next tick archives the newer one)."""
+    operations = ctx.tables.operations
+    state = operations.load(op_id)
+    if state is None or state.version != archived_version:
+        return
     operations.drop(op_id)
     ctx.tables.early_controls.drop(op_id)
     ctx.registry.forget(op_id)
@@ -65,7 +82,7 @@ async def on_evict(ctx: WorkerContext, evict: OperationEvict) -> None:
     log.info(
         "operation %s: %s with %d/%d items; archived, left the worker's tables",
         op_id,
-        snapshot.status.value,
-        snapshot.processed_items,
-        snapshot.total_items,
+        state.status.value,
+        state.processed_items,
+        state.total_items,
     )

@@ -86,6 +86,10 @@ async def on_request(ctx: WorkerContext, event: EventT[bytes], request: Operatio
             state.submission_id,
         )
         return
+    if state is not None:
+        # A replay: what the first pass wrote may not have been stored before a crash.
+        await ctx.record_request(request)
+        await ctx.record_operation(state)
     if state is not None and state.status.is_terminal:
         log.info("operation %s: replayed request ignored, already %s", op_id, state.status)
         return
@@ -129,9 +133,7 @@ async def _register(
         pause(state, now())
     ctx.tables.operations.save(state)
     await ctx.publish(state)  # first: a submit under a quota waits for this verdict
-    await ctx.with_retry(
-        f"operation {op_id}: storing its request", ctx.writer.record_request, request
-    )
+    await ctx.record_request(request)
     await ctx.record_operation(state)
     log.info(
         "operation %s: %s of %d items for sponsor %d in %d batches",

@@ -4,6 +4,7 @@ answers from the archive."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,6 +19,7 @@ from schemas.messages import (
     OperationsMessage,
     OperationSnapshot,
 )
+from streams import timers
 from streams.agents import control, evict, guarded
 from streams.testing import FakeWorker, event, fake_worker
 from tests.unit.test_agents import (
@@ -51,9 +53,11 @@ def evictions(worker: FakeWorker) -> list[OperationEvict]:
 
 
 async def deliver_evictions(worker: FakeWorker) -> None:
-    for message in evictions(worker):
-        await handle_operations(worker, message)
-    worker.out["operations"].clear()
+    """Handle the asks, then the confirmations they send once archived, until none is left."""
+    while pending := evictions(worker):
+        worker.out["operations"].clear()
+        for message in pending:
+            await handle_operations(worker, message)
 
 
 async def test_a_finished_operation_is_archived_then_leaves_after_the_retention(
@@ -88,10 +92,15 @@ async def test_a_replayed_eviction_and_one_for_a_running_operation_change_nothin
     assert worker.store.tables.rows("operation_snapshots") == []
 
     await run_batches_through(worker)
+    worker.out["operations"].clear()
     await handle_operations(worker, running)
     await handle_operations(worker, running)  # replayed
-    assert worker.store.tables.inserts.count("operation_snapshots") == 1, "archived once"
+    confirmations = evictions(worker)
+    assert [e.archived_version for e in confirmations] == [confirmations[0].archived_version] * 2
+    await deliver_evictions(worker)
+    assert len(worker.store.tables.rows("operation_snapshots")) == 1, "replays collapse"
     assert worker.out["status"].tombstones() == [CODEGEN.encode()]
+    assert worker.ctx.tables.operations.load(CODEGEN) is None
 
 
 async def test_an_operation_with_its_completion_webhook_pending_is_kept(
@@ -112,18 +121,15 @@ async def test_an_operation_that_changed_while_it_was_archived_stays_for_the_nex
 ) -> None:
     worker = fake_worker(finished_retention_seconds=RETENTION)
     await completed(worker)
-    archive = worker.ctx.writer.archive_snapshot
-
-    def archive_while_it_changes(snapshot: OperationSnapshot) -> None:
-        archive(snapshot)
-        state = worker.ctx.tables.operations.load(CODEGEN)
-        assert state is not None
-        state.version += 1
-        worker.ctx.tables.operations.save(state)
-
-    monkeypatch.setattr(worker.ctx.writer, "archive_snapshot", archive_while_it_changes)
+    worker.out["operations"].clear()
     later(monkeypatch, RETENTION + 1)
     await handle_operations(worker, OperationEvict(operation_id=CODEGEN, sponsor_id=7))
+    [archived] = evictions(worker)
+    state = worker.ctx.tables.operations.load(CODEGEN)
+    assert state is not None and archived.archived_version == state.version
+    state.version += 1  # e.g. a webhook attempt counted between the ask and the confirmation
+    worker.ctx.tables.operations.save(state)
+    await handle_operations(worker, archived)
     assert worker.ctx.tables.operations.load(CODEGEN) is not None
     assert worker.out["status"].tombstones() == []
 
@@ -220,3 +226,42 @@ async def test_the_timers_watch_only_unfinished_operations_and_pending_webhooks(
     worker.tables["operations"].clear()
     operations.rescan()
     assert operations.watched() == []
+
+
+async def test_the_release_timer_looks_only_at_operations_holding_batches() -> None:
+    worker = fake_worker()
+    operations = worker.ctx.tables.operations
+    await handle_operations(worker, codes_request(total=100, batch_size=50))
+    assert operations.holding() == []
+    state = operations.load(CODEGEN)
+    assert state is not None
+    state.held_count = 1  # e.g. paused with a batch bounced back
+    operations.save(state)
+    assert operations.holding() == [CODEGEN]
+    operations.rescan()
+    assert operations.holding() == [CODEGEN], "rebuilt by the scan"
+    state.held_count = 0
+    operations.save(state)
+    assert operations.holding() == []
+
+
+async def test_unchanged_running_operations_are_republished_only_every_refresh(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    worker = fake_worker(status_refresh_seconds=30)
+    await handle_operations(worker, codes_request(total=100, batch_size=50))
+    status = worker.out["status"]
+    status.clear()
+    await timers.publish_running(worker.ctx)
+    assert status.sent == [], "published when registered: not stale yet"
+
+    worker.ctx.registry.dirty.add(CODEGEN)
+    await timers.publish_running(worker.ctx)
+    assert len(status.sent) == 1, "changed: published at the next tick"
+    await timers.publish_running(worker.ctx)
+    assert len(status.sent) == 1
+
+    clock = asyncio.get_running_loop().time() + 31
+    monkeypatch.setattr(asyncio.get_running_loop(), "time", lambda: clock)
+    await timers.publish_running(worker.ctx)
+    assert len(status.sent) == 2, "unchanged for the refresh interval: refreshed"
