@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
@@ -189,8 +189,11 @@ class WorkerContext:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _CLICKHOUSE_RETRY_MAX_SECONDS)
 
-    async def record_operation(self, state: OperationState) -> None:
-        """Write the operation's row (history reads it) as it is now, with the next flush."""
+    async def record_operation(
+        self, state: OperationState, then: Callable[[], Awaitable[Any]] | None = None
+    ) -> None:
+        """Write the operation's row (history reads it) as it is now, with the next flush;
+        ``then`` runs once it is stored, and makes that flush come at once."""
         await self.behind.later(
             rows.operation_row(
                 state.snapshot(),
@@ -198,7 +201,9 @@ class WorkerContext:
                 code_prefix=state.code_prefix,
                 channel=state.channel.value if state.channel else None,
                 total_cost=state.total_cost,
-            )
+            ),
+            then=then,
+            soon=then is not None,
         )
 
     async def record_request(self, request: OperationRequested) -> None:

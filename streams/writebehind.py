@@ -51,8 +51,15 @@ class WriteBehind:
         """Rows not yet written."""
         return self._rows
 
-    async def later(self, table: TableRows, then: Then | None = None) -> None:
-        """Write ``table``'s rows with the next flush; ``then`` runs once they are stored."""
+    async def later(
+        self, table: TableRows, then: Then | None = None, *, soon: bool = False
+    ) -> None:
+        """Write ``table``'s rows with the next flush; ``then`` runs once they are stored.
+
+        ``soon``: someone waits for these rows (a final snapshot is held back until its row
+        is stored), so the flush comes at once; rows added while an insert runs still
+        share the next one.
+        """
         if self.interval <= 0:
             await self._store([table])
             if then is not None:
@@ -62,7 +69,7 @@ class WriteBehind:
         self._rows += len(table)
         if then is not None:
             self._after.append(then)
-        if self._rows >= self.max_rows:
+        if soon or self._rows >= self.max_rows:
             self._full.set()
 
     async def release(self, ack: Then) -> None:

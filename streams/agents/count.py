@@ -8,6 +8,7 @@ items are stored; a batch counts when its bit in the operation's bitmap flips, n
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 from faust.types import EventT
 
@@ -67,8 +68,8 @@ async def on_batch_sunk(ctx: WorkerContext, sunk: BatchSunk) -> None:
     if state is None:
         raise InvalidMessage(f"unknown operation {sunk.operation_id}")
     if not apply_batch(state, sunk, now=now(), max_errors=ctx.settings.max_errors_in_status):
-        if state.status.is_terminal:  # a replay: the final row may not have been stored
-            await ctx.record_operation(state)
+        if state.status.is_terminal:  # a replay: the end may not have been stored
+            await ctx.record_operation(state, then=partial(_announce_end, ctx, state.operation_id))
         return
     state.recent_results = [*state.recent_results, *sunk.recent][-MAX_RECENT_RESULTS:]
     if state.status.is_terminal and state.callback_url:
@@ -92,9 +93,19 @@ async def on_batch_sunk(ctx: WorkerContext, sunk: BatchSunk) -> None:
     ctx.pacer.set_operation_rate(state.operation_id, None)
     if quotas.release(ctx, state.sponsor_id, state.operation_id):
         await quotas.publish(ctx, str(state.sponsor_id))
+    await ctx.record_operation(state, then=partial(_announce_end, ctx, state.operation_id))
+
+
+async def _announce_end(ctx: WorkerContext, operation_id: str) -> None:
+    """Once the operation's final row is stored: its final snapshot (the latest state, read
+    again: a webhook attempt may have moved it on), the completion webhook, the log line.
+    Whoever sees it finished finds it in history and statistics too."""
+    state = ctx.tables.operations.load(operation_id)
+    if state is None:
+        return
     await ctx.publish(state)
-    await ctx.record_operation(state)
-    ctx.webhooks.start(state, "operation_completed")
+    if state.webhook_state == "pending":
+        ctx.webhooks.start(state, "operation_completed")
     log.info(
         "operation %s: %s (%d succeeded, %d failed, %d skipped)",
         state.operation_id,
