@@ -4,13 +4,12 @@ in-memory fakes of :mod:`analytics.testing` both implement."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from analytics.rows import TableRows
 from schemas.messages import (
     ItemBatch,
     OperationRequested,
-    OperationSnapshot,
     RecipientChunk,
     ResultBatch,
 )
@@ -24,12 +23,6 @@ class ResultSink(Protocol):
     ) -> int: ...
 
     def write(self, tables: Sequence[TableRows]) -> None: ...
-
-    def record_request(self, request: OperationRequested) -> None: ...
-
-    def upsert_operation(self, snapshot: OperationSnapshot, **columns: Any) -> None: ...
-
-    def archive_snapshot(self, snapshot: OperationSnapshot) -> None: ...
 
 
 class KeptState(Protocol):

@@ -25,7 +25,6 @@ from schemas.messages import (
     ItemBatch,
     ItemError,
     OperationRequested,
-    OperationSnapshot,
     RecipientChunk,
     ResultBatch,
 )
@@ -100,15 +99,6 @@ class MemoryWriter:
     def write(self, tables: Sequence[TableRows]) -> None:
         for table in tables:
             self.tables.apply(table)
-
-    def record_request(self, request: OperationRequested) -> None:
-        self.tables.apply(rows.request_row(request))
-
-    def upsert_operation(self, snapshot: OperationSnapshot, **extra: Any) -> None:
-        self.tables.apply(rows.operation_row(snapshot, **extra))
-
-    def archive_snapshot(self, snapshot: OperationSnapshot) -> None:
-        self.tables.apply(rows.snapshot_row(snapshot))
 
 
 class MemoryWorkerState:

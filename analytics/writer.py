@@ -47,11 +47,6 @@ class ResultWriter:
         """
         self._write(rows.operation_row(snapshot, **columns))
 
-    def archive_snapshot(self, snapshot: OperationSnapshot) -> None:
-        """Keep a finished operation's last snapshot: the API answers from it once the
-        operation has left the status topic."""
-        self._write(rows.snapshot_row(snapshot))
-
     def _write(self, table: TableRows) -> None:
         if len(table):
             self._connection.insert(
