@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from analytics import rows
 from analytics.connection import Connection
 from analytics.rows import TableRows
+from core.metrics import CLICKHOUSE_ROWS_WRITTEN, CLICKHOUSE_WRITE_ERRORS, CLICKHOUSE_WRITE_SECONDS
 from schemas.messages import OperationRequested, OperationSnapshot, ResultBatch
 
 
@@ -48,10 +50,18 @@ class ResultWriter:
         self._write(rows.operation_row(snapshot, **columns))
 
     def _write(self, table: TableRows) -> None:
-        if len(table):
+        if not len(table):
+            return
+        started = time.perf_counter()
+        try:
             self._connection.insert(
                 table.table, table.rows, table.columns, column_oriented=table.column_oriented
             )
+        except Exception:
+            CLICKHOUSE_WRITE_ERRORS.labels(table.table).inc()
+            raise
+        CLICKHOUSE_WRITE_SECONDS.labels(table.table).observe(time.perf_counter() - started)
+        CLICKHOUSE_ROWS_WRITTEN.labels(table.table).inc(len(table))
 
 
 def _merged(tables: Sequence[TableRows]) -> list[TableRows]:

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.deps import ERRORS, refuse_unknown_query
 from api.errors import install_error_handlers
+from api.observability import RequestMetrics
 from api.routes.admin import router as admin_router
 from api.routes.dashboard import router as dashboard_router
 from api.routes.dealers import DEALER_PREFIX, inventory_router
@@ -151,4 +152,5 @@ def create_api(
             f"{DEALER_PREFIX}/invite-bulk": settings.dealer_max_file_bytes + 65_536,
         },
     )
+    app.add_middleware(RequestMetrics)  # outermost: a 413 is timed too
     return app

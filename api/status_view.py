@@ -17,7 +17,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from typing import Protocol
 
@@ -171,6 +171,13 @@ class StatusView:
     def __len__(self) -> int:
         with self._lock:
             return len(self._snapshots)
+
+    def counts(self) -> Counter[tuple[str, str]]:
+        """Live operations per (operation type, status)."""
+        with self._lock:
+            return Counter(
+                (s.operation_type.value, s.status.value) for s in self._snapshots.values()
+            )
 
 
 class QuotaView:

@@ -8,24 +8,26 @@ import logging
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bulkops import localkafka
 from bulkops.client import BulkopsClient, BulkopsError
-from core import kafkalog
+from core import logs
 from core.settings import ApiSettings, ClientSettings, WorkerSettings
 from core.topics import Topics
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 log = logging.getLogger("bulkops")
 BROKER_DIR = Path(".data/kafka")
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    kafkalog.install()
+def _run_http(app: FastAPI, settings: ApiSettings) -> None:
+    """uvicorn, its own log lines going through the root logger in ``BULKOPS_LOG_FORMAT``."""
+    import uvicorn
+
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", log_config=None)
 
 
 def _ensure_topics(settings: ApiSettings | WorkerSettings) -> None:
@@ -71,8 +73,6 @@ def cmd_simulator(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Broker (started here unless one already answers) + topics + API and worker in one process."""
-    import uvicorn
-
     from bulkops.runtime import combined_app
 
     api_settings = ApiSettings()
@@ -95,7 +95,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             f"docs at http://{api_settings.host}:{api_settings.port}/docs",
             flush=True,
         )
-        uvicorn.run(app, host=api_settings.host, port=api_settings.port, log_level="info")
+        _run_http(app, api_settings)
     finally:
         if started_broker and not args.keep_broker:
             localkafka.stop(args.broker_dir)
@@ -104,24 +104,15 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_serve(_: argparse.Namespace) -> int:
     """API + worker in one process against an existing broker (what ``up`` runs)."""
-    import uvicorn
-
     from bulkops.runtime import combined_app
 
     api_settings = ApiSettings()
     _ensure_topics(api_settings)
-    uvicorn.run(
-        combined_app(api_settings, WorkerSettings()),
-        host=api_settings.host,
-        port=api_settings.port,
-        log_level="info",
-    )
+    _run_http(combined_app(api_settings, WorkerSettings()), api_settings)
     return 0
 
 
 def cmd_api(_: argparse.Namespace) -> int:
-    import uvicorn
-
     from bulkops.runtime import api_only_app
 
     settings = ApiSettings()
@@ -131,7 +122,7 @@ def cmd_api(_: argparse.Namespace) -> int:
             "(embedded chDB is single-process: use `serve`)"
         )
         return 2
-    uvicorn.run(api_only_app(settings), host=settings.host, port=settings.port, log_level="info")
+    _run_http(api_only_app(settings), settings)
     return 0
 
 
@@ -397,7 +388,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    configure_logging(ApiSettings().log_level)
+    settings = ApiSettings()
+    logs.configure(settings.log_level, settings.log_format)
     return int(args.func(args))
 
 

@@ -10,10 +10,12 @@ from fastapi import FastAPI
 
 from analytics.store import AnalyticsStore
 from api.app import create_api
+from api.observability import LiveOperations
 from api.producer import KafkaMessageSink
 from api.services.submission import delivery_timeout
 from api.status_view import KafkaViewFollower, QuotaView, StatusView
 from core import heap
+from core.lag import worker_lag
 from core.settings import ApiSettings, WorkerSettings
 from core.topics import Topics
 from streams.app import build_worker
@@ -35,6 +37,7 @@ async def _start_api_parts(app: FastAPI, settings: ApiSettings) -> None:
     app.state.status_view = view
     app.state.quota_view = quotas
     app.state.status_follower = follower
+    app.state.metrics_collectors = [LiveOperations(view), worker_lag(settings)]
     app.state.message_sink = KafkaMessageSink(
         settings.kafka_bootstrap, delivery_timeout=delivery_timeout(settings)
     )

@@ -65,6 +65,8 @@ class BulkopsSettings(BaseSettings):
     webhook_allow_private: bool = False
 
     log_level: str = "INFO"
+    # ``json``: one JSON object per line, with operation_id/sponsor_id fields (core/logs.py).
+    log_format: Literal["text", "json"] = "text"
     # The seed's quota is 5,000 items per operation; raise it for bulk code runs of millions.
     max_items_per_operation: int = Field(default=5000, ge=1, le=50_000_000)
     max_batch_size: int = Field(default=5000, ge=1, le=20000)
@@ -204,6 +206,10 @@ class WorkerSettings(BulkopsSettings):
     # 0: no limit.
     release_window_items: int = Field(default=100_000, ge=0, le=10_000_000)
     release_window_send_seconds: float = Field(default=5.0, ge=0, le=3600)
+
+    # A worker on its own (``bulkops worker``) serves its Prometheus metrics on this port
+    # (``/metrics``; 0: not at all). Run with the API (``serve``), they are on the API's.
+    metrics_port: int = Field(default=9108, ge=0, le=65535)
 
     # Item batches processed at once (link sends wait on I/O; codes do not care).
     process_concurrency: int = Field(default=32, ge=1, le=1000)

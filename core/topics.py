@@ -91,6 +91,10 @@ class Topics:
         """The topics an operation's messages cross, in order, all keyed by sponsor."""
         return [spec.name for spec in (self.operations, self.items, self.results, self.progress)]
 
+    def consumed(self) -> list[str]:
+        """The topics the worker's consumer group reads (its lag is measured on these)."""
+        return [*self.flow(), self.control.name]
+
     def internal(self) -> list[TopicSpec]:
         """Topics only the worker produces to, never transactionally: gapless by design."""
         return [self.items, self.results, self.progress]

@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from analytics import rows
 from analytics.interfaces import KeptState, ResultSink
 from analytics.rows import TableRows
+from core.metrics import CLICKHOUSE_RETRIES, DEAD_LETTERS
 from core.settings import WorkerSettings
 from core.topics import sponsor_key
 from schemas.messages import DeadLetter, OperationRequested
@@ -154,6 +155,7 @@ class WorkerContext:
         log.warning(
             "dead-lettered %s[%d]@%d: %s", message.topic, message.partition, message.offset, reason
         )
+        DEAD_LETTERS.labels(message.topic, type(exc).__name__).inc()
         letter = DeadLetter(
             source_topic=message.topic,
             partition=message.partition,
@@ -186,6 +188,7 @@ class WorkerContext:
                 return call.result()
             except Exception:
                 log.exception("%s failed; retrying in %.1fs", what, delay)
+                CLICKHOUSE_RETRIES.inc()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _CLICKHOUSE_RETRY_MAX_SECONDS)
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+from core import metrics
 from schemas.common import ErrorCategory, ItemStatus
 from schemas.messages import ItemBatch, ItemError, PreparedRecipient, ResultBatch
 from streams.pacing import Pacer
@@ -181,14 +182,18 @@ async def _send_with_retries(
                 subject=spec.subject,
                 idempotency_key=recipient.idempotency_key or item_id,
             )
+            took = time.perf_counter() - called
+            metrics.observe_send(channel, "success", took)
             return _Outcome(
                 ItemStatus.SUCCESS,
                 result=delivery.provider_message_id,
                 attempts=attempts + 1,
-                provider_ms=provider_ms + (time.perf_counter() - called) * 1000,
+                provider_ms=provider_ms + took * 1000,
             )
         except ProviderError as exc:
-            provider_ms += (time.perf_counter() - called) * 1000
+            took = time.perf_counter() - called
+            metrics.observe_send(channel, "rate_limited" if exc.rate_limited else "error", took)
+            provider_ms += took * 1000
             if exc.rate_limited and throttled < MAX_RATE_LIMIT_WAITS:
                 throttled += 1  # a throttled request was not a delivery attempt
                 pacer.pause_sender(channel, exc.retry_after or 1.0)
@@ -210,6 +215,7 @@ async def _send_with_retries(
             delay = spec.retry_delay_seconds * (2 ** (attempts - 1))
             if exc.retry_after is not None:
                 delay = max(delay, exc.retry_after)
+            metrics.SEND_RETRIES.labels(channel).inc()
             await sleep(delay)
 
 

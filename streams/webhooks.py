@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 import orjson
 
+from core.metrics import WEBHOOK_DELIVERIES
 from core.settings import WorkerSettings
 from core.topics import sponsor_key
 from core.webhooks import UnsafeTarget, check_target, sign, sponsor_secret
@@ -140,6 +141,8 @@ class WebhookLauncher:
     async def _report(
         self, operation_id: str, sponsor_id: int, event: str, result: AttemptResult
     ) -> None:
+        outcome = "delivered" if result.delivered else "failed" if result.final else "retrying"
+        WEBHOOK_DELIVERIES.labels(event, outcome).inc()
         attempt = WebhookAttempt(
             operation_id=operation_id,
             sponsor_id=sponsor_id,

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from analytics.rows import TableRows
+from core.metrics import WRITE_BEHIND_ROWS
 
 log = logging.getLogger("bulkops.worker")
 
@@ -67,6 +68,7 @@ class WriteBehind:
             return
         self._tables.append(table)
         self._rows += len(table)
+        WRITE_BEHIND_ROWS.inc(len(table))
         if then is not None:
             self._after.append(then)
         if soon or self._rows >= self.max_rows:
@@ -88,6 +90,7 @@ class WriteBehind:
             written = sum(len(t) for t in tables)
             if tables:
                 await self._store(tables)
+                WRITE_BEHIND_ROWS.dec(written)
             for then in after:
                 try:
                     await then()

@@ -1,4 +1,5 @@
-"""``/healthz`` (the process is alive) and ``/readyz`` (it can do its job), for probes.
+"""``/healthz`` (the process is alive) and ``/readyz`` (it can do its job), for probes;
+``/metrics`` for Prometheus.
 
 Ready means: a Kafka broker answers, ClickHouse answers, the live status view has caught up
 with the status topic, and — where the worker runs in this process — the worker holds
@@ -10,10 +11,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from api.deps import sink_of, store_of
 from api.errors import ApiError
+from core import metrics
 from schemas.responses import ErrorBody
 
 router = APIRouter(tags=["ops"])
@@ -80,3 +82,17 @@ def _worker(request: Request) -> tuple[bool, str]:
     if assigned == 0:
         return False, "holds no partitions (starting or rebalancing)"
     return True, f"holds {assigned} topic partitions"
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (text exposition format)",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "docs/operations.md"}},
+)
+async def prometheus_metrics(request: Request) -> Response:
+    """No operation or sponsor id appears in any label, so this is safe to scrape without a
+    token; keep it on the internal network all the same (it shows load and error rates)."""
+    collectors = getattr(request.app.state, "metrics_collectors", ())
+    text = await asyncio.to_thread(metrics.render, collectors)
+    return Response(content=text, media_type=metrics.CONTENT_TYPE)

@@ -10,6 +10,7 @@ import logging
 
 from faust.types import EventT
 
+from core import logs
 from schemas.messages import ControlAction, ControlCommand
 from streams.context import WorkerContext, check_key, now
 from streams.gates import apply_throttle
@@ -73,4 +74,5 @@ async def handle(ctx: WorkerContext, event: EventT[bytes]) -> None:
         f": {state.throttle.model_dump(exclude_none=True)}"
         if action is ControlAction.RETHROTTLE and state.throttle
         else "",
+        extra=logs.about(op_id, state.sponsor_id),
     )

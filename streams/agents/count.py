@@ -12,6 +12,7 @@ from functools import partial
 
 from faust.types import EventT
 
+from core import logs, metrics
 from schemas.messages import BatchSunk, ProgressMessage, WebhookAttempt
 from streams import quotas
 from streams.agents.release import ask_for_release
@@ -71,6 +72,7 @@ async def on_batch_sunk(ctx: WorkerContext, sunk: BatchSunk) -> None:
         if state.status.is_terminal:  # a replay: the end may not have been stored
             await ctx.record_operation(state, then=partial(_announce_end, ctx, state.operation_id))
         return
+    metrics.count_batch(state.operation_type.value, sunk.succeeded, sunk.failed, sunk.skipped)
     state.recent_results = [*state.recent_results, *sunk.recent][-MAX_RECENT_RESULTS:]
     if state.status.is_terminal and state.callback_url:
         state.webhook_state = "pending"
@@ -91,6 +93,7 @@ async def on_batch_sunk(ctx: WorkerContext, sunk: BatchSunk) -> None:
         return
     ctx.registry.forget(state.operation_id)
     ctx.pacer.set_operation_rate(state.operation_id, None)
+    metrics.OPERATIONS_FINISHED.labels(state.operation_type.value, state.status.value).inc()
     if quotas.release(ctx, state.sponsor_id, state.operation_id):
         await quotas.publish(ctx, str(state.sponsor_id))
     await ctx.record_operation(state, then=partial(_announce_end, ctx, state.operation_id))
@@ -113,6 +116,7 @@ async def _announce_end(ctx: WorkerContext, operation_id: str) -> None:
         state.successful_items,
         state.failed_items,
         state.skipped_items,
+        extra=logs.about(state.operation_id, state.sponsor_id),
     )
 
 
@@ -125,6 +129,7 @@ async def _paused_itself(ctx: WorkerContext, state: OperationState, reason: str)
         state.processed_items,
         state.total_items,
         reason,
+        extra=logs.about(state.operation_id, state.sponsor_id),
     )
 
 

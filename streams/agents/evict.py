@@ -19,6 +19,7 @@ from datetime import timedelta
 from functools import partial
 
 from analytics import rows
+from core import logs
 from core.topics import sponsor_key
 from schemas.messages import OperationEvict
 from streams.context import WorkerContext, now
@@ -85,4 +86,5 @@ async def _let_go(ctx: WorkerContext, op_id: str, archived_version: int) -> None
         state.status.value,
         state.processed_items,
         state.total_items,
+        extra=logs.about(op_id, state.sponsor_id),
     )

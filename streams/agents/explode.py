@@ -12,6 +12,7 @@ import logging
 
 from faust.types import EventT
 
+from core import logs, metrics
 from core.topics import DEFAULTS_KEY, sponsor_key
 from schemas.messages import (
     BatchHold,
@@ -142,6 +143,7 @@ async def _register(
         request.total_items,
         request.sponsor_id,
         state.batches_total,
+        extra=logs.about(op_id, request.sponsor_id),
     )
     return state
 
@@ -151,6 +153,7 @@ async def _refuse(
 ) -> None:
     state = refused(request, refusal, now=now(), partition=event.message.partition)
     ctx.tables.operations.save(state)
+    metrics.OPERATIONS_FINISHED.labels(state.operation_type.value, state.status.value).inc()
     await ctx.publish(state)
     await ctx.record_operation(state)
     log.info(
@@ -158,6 +161,7 @@ async def _refuse(
         request.operation_id,
         request.sponsor_id,
         refusal.message(),
+        extra=logs.about(request.operation_id, request.sponsor_id),
     )
 
 
@@ -193,7 +197,12 @@ async def on_abort(ctx: WorkerContext, abort: OperationAbort) -> None:
     state.stop_reason = "SUBMISSION_INCOMPLETE"
     ctx.registry.stops[state.operation_id] = state.stop_reason
     operations.save(state)
-    log.warning("operation %s: aborted: %s", state.operation_id, abort.reason)
+    log.warning(
+        "operation %s: aborted: %s",
+        state.operation_id,
+        abort.reason,
+        extra=logs.about(state.operation_id, state.sponsor_id),
+    )
     size = state.link.batch_size if state.link else 1
     for index in range(state.batches_total):
         if bit(state.exploded, index) or is_batch_done(state, index):

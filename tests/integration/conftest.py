@@ -205,6 +205,7 @@ def make_server(
             "BULKOPS_SMS_AUTH_TOKEN": secrets.token_urlsafe(16),
             "BULKOPS_WHATSAPP_TOKEN": secrets.token_urlsafe(16),
             "BULKOPS_LOG_LEVEL": "INFO",
+            "BULKOPS_METRICS_PORT": str(localkafka.free_port()),  # a worker on its own
             # The seed's quotas would refuse most tests' operations: test_quotas.py sets them.
             "BULKOPS_QUOTA_MAX_CONCURRENT_OPERATIONS": "0",
             "BULKOPS_QUOTA_MAX_OPERATIONS_PER_DAY": "0",
