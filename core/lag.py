@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
@@ -54,13 +55,12 @@ class ConsumerLag:
         timeout: float = 3.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._admin = AdminClient(
-            {
-                "bootstrap.servers": bootstrap,
-                "socket.connection.setup.timeout.ms": 2000,
-                "logger": client_logger("lag"),
-            }
-        )
+        config: dict[str, Any] = {
+            "bootstrap.servers": bootstrap,
+            "socket.connection.setup.timeout.ms": 2000,
+            "logger": client_logger("lag"),
+        }
+        self._admin = AdminClient(config)
         self.group = group
         self.topics = list(topics)
         self._cache_seconds = cache_seconds
