@@ -97,6 +97,20 @@ HTTP_REQUEST_SECONDS = Histogram(
 )
 
 
+ALERTS = Counter(
+    "bulkops_operation_alerts_total",
+    "Alerts raised about operations, by kind (failure_rate, stalled).",
+    ["kind"],
+)
+
+
+def count_webhook_attempt(event: str, *, delivered: bool, final: bool) -> None:
+    """One webhook delivery attempt: delivered, failed for good, or to be retried."""
+    WEBHOOK_DELIVERIES.labels(
+        event, "delivered" if delivered else "failed" if final else "retrying"
+    ).inc()
+
+
 def count_batch(operation_type: str, succeeded: int, failed: int, skipped: int) -> None:
     """A batch counted into its operation's progress (once: replays are not counted)."""
     for outcome, items in (("success", succeeded), ("failed", failed), ("skipped", skipped)):

@@ -207,6 +207,16 @@ class WorkerSettings(BulkopsSettings):
     release_window_items: int = Field(default=100_000, ge=0, le=10_000_000)
     release_window_send_seconds: float = Field(default=5.0, ge=0, le=3600)
 
+    # Operator alerts (streams/alerts.py): an operation whose failed share of judged items
+    # reaches ``alert_failure_rate`` (once ``alert_min_items`` are judged), or that runs
+    # without an item counted for ``alert_stalled_seconds`` (0: never), raises a metric, a
+    # WARNING line and, with a URL, a signed ``operation_alert`` webhook to the operators.
+    alert_failure_rate: float = Field(default=0.25, gt=0, le=1)
+    alert_min_items: int = Field(default=100, ge=1, le=10_000_000)
+    alert_stalled_seconds: float = Field(default=600.0, ge=0, le=7 * 86_400)
+    alert_check_interval_seconds: float = Field(default=15.0, gt=0, le=300)
+    alert_webhook_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+
     # A worker on its own (``bulkops worker``) serves its Prometheus metrics on this port
     # (``/metrics``; 0: not at all). Run with the API (``serve``), they are on the API's.
     metrics_port: int = Field(default=9108, ge=0, le=65535)

@@ -25,13 +25,18 @@ class UnsafeTarget(ValueError):
 
 def sponsor_secret(master: str, sponsor_id: int) -> str:
     """The sponsor's signing secret: derived, so nothing per sponsor needs storing."""
+    return _derived(master, f"bulkops/webhook/{sponsor_id}")
+
+
+def operators_secret(master: str) -> str:
+    """The secret of the operators' alert webhooks (``operation_alert``), derived apart from
+    every sponsor's."""
+    return _derived(master, "bulkops/webhook/operators")
+
+
+def _derived(master: str, info: str) -> str:
     return (
-        HKDF(
-            algorithm=hashes.SHA256(),
-            length=32,
-            salt=None,
-            info=f"bulkops/webhook/{sponsor_id}".encode(),
-        )
+        HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info.encode())
         .derive(master.encode())
         .hex()
     )

@@ -26,6 +26,7 @@ from core.metrics import CLICKHOUSE_RETRIES, DEAD_LETTERS
 from core.settings import WorkerSettings
 from core.topics import sponsor_key
 from schemas.messages import DeadLetter, OperationRequested
+from streams.alerts import Alerts
 from streams.codes import CodeMinter
 from streams.pacing import AdjustableLimit, Pacer
 from streams.progress import OperationState
@@ -111,8 +112,10 @@ class WorkerContext:
     webhooks: WebhookLauncher
     registry: Registry = field(default_factory=Registry)
     behind: WriteBehind = field(init=False)
+    alerts: Alerts = field(init=False)
 
     def __post_init__(self) -> None:
+        self.alerts = Alerts(self.settings)
         self.behind = WriteBehind(
             self._store_rows,
             interval=self.settings.write_behind_seconds,

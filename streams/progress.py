@@ -97,6 +97,8 @@ class OperationState(OperationSnapshot):
     # Auto-pause on errors: the rule, and [judged, failed] of the latest batches counted.
     auto_pause: AutoPauseRule | None = None
     outcome_window: list[tuple[int, int]] = Field(default_factory=list)
+    # Operator alerts already raised about it (streams/alerts.py), so each is raised once.
+    alerts: list[str] = Field(default_factory=list)
 
     @field_serializer(*_BITMAPS, when_used="json")
     def _bitmap_as_base64(self, value: bytes) -> str:

@@ -7,7 +7,9 @@ what must change goes as a message to the explode agent, which owns the sponsor'
 * :func:`find_stalls` drives on operations whose batches stopped moving
   (see :mod:`streams.watchdog`);
 * ``evict-finished`` lets finished operations and stale early controls go
-  (see :mod:`streams.agents.evict`).
+  (see :mod:`streams.agents.evict`);
+* :func:`alert_stalled` raises an alert about running operations that stopped making
+  progress (see :mod:`streams.alerts`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from core.topics import Topics, sponsor_key
 from schemas.common import OperationStatus
 from streams.agents.evict import ask_for_evictions
 from streams.agents.release import ask_for_release
+from streams.alerts import STALLED
 from streams.context import WorkerContext, now
 from streams.delivery import InFlightSafeConsumer
 from streams.progress import OperationState, due_batches
@@ -69,6 +72,19 @@ async def publish_running(ctx: WorkerContext) -> None:
             state = OperationState.model_validate(value)
             state.last_updated = now()
             await ctx.publish(state)
+
+
+async def alert_stalled(ctx: WorkerContext) -> None:
+    """Running operations that stopped making progress raise an alert (streams/alerts.py)."""
+    operations = ctx.tables.operations
+    running = [
+        OperationState.model_validate(value)
+        for op_id in operations.watched()
+        if (value := operations.peek(op_id)) is not None
+        and value["status"] == OperationStatus.PROCESSING.value
+    ]
+    for state, message in ctx.alerts.stalled(running):
+        ctx.alerts.raise_alert(state, STALLED, message)
 
 
 async def find_stalls(
@@ -127,3 +143,9 @@ def declare(app: faust.App, ctx: WorkerContext) -> None:
 
     app.timer(settings.stall_check_interval_seconds, name="find-stalls")(stalls)
     app.timer(settings.eviction_interval_seconds, name="evict-finished")(evictions)
+
+    async def stalled() -> None:
+        await alert_stalled(ctx)
+
+    if settings.alert_stalled_seconds:
+        app.timer(settings.alert_check_interval_seconds, name="alert-stalled")(stalled)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 import orjson
 
-from core.metrics import WEBHOOK_DELIVERIES
+from core.metrics import count_webhook_attempt
 from core.settings import WorkerSettings
 from core.topics import sponsor_key
 from core.webhooks import UnsafeTarget, check_target, sign, sponsor_secret
@@ -118,7 +118,7 @@ class WebhookLauncher:
             deliver(
                 url=state.callback_url,
                 event=event,
-                payload=_payload(state, event),
+                payload=payload(state, event),
                 secret=sponsor_secret(settings.webhook_secret, state.sponsor_id),
                 allow_private=settings.webhook_allow_private,
                 request_timeout=settings.webhook_timeout_seconds,
@@ -141,8 +141,7 @@ class WebhookLauncher:
     async def _report(
         self, operation_id: str, sponsor_id: int, event: str, result: AttemptResult
     ) -> None:
-        outcome = "delivered" if result.delivered else "failed" if result.final else "retrying"
-        WEBHOOK_DELIVERIES.labels(event, outcome).inc()
+        count_webhook_attempt(event, delivered=result.delivered, final=result.final)
         attempt = WebhookAttempt(
             operation_id=operation_id,
             sponsor_id=sponsor_id,
@@ -159,7 +158,7 @@ class WebhookLauncher:
         )
 
 
-def _payload(state: OperationState, event: str) -> dict[str, object]:
+def payload(state: OperationState, event: str) -> dict[str, object]:
     return {
         "type": event,
         "operationId": state.operation_id,

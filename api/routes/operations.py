@@ -21,7 +21,7 @@ from api.deps import (
 from api.errors import ApiError, not_found
 from api.services import exports
 from api.services.presenters import API_PREFIX, history_entry, status_out, status_url, timespan
-from core.webhooks import sponsor_secret
+from core.webhooks import operators_secret, sponsor_secret
 from schemas.analytics import ExportFormat
 from schemas.common import ItemStatus, OperationStatus, OperationType
 from schemas.responses import (
@@ -276,13 +276,22 @@ def get_aggregates(
 @router.get("/webhook-secret", summary="The secret your webhooks are signed with")
 def webhook_secret(request: Request, principal: CurrentPrincipal) -> dict[str, Any]:
     """Verify ``X-Bulkops-Signature`` as ``sha256=HMAC_SHA256(secret, timestamp + "." + body)``
-    with ``timestamp`` from ``X-Bulkops-Timestamp``; refuse stale timestamps (replay)."""
-    if principal.sponsor_id is None:
-        raise ApiError(403, "FORBIDDEN", "Webhook secrets belong to a sponsor: use a Sponsor token")
+    with ``timestamp`` from ``X-Bulkops-Timestamp``; refuse stale timestamps (replay).
+
+    A Sponsor gets the secret of its operations' webhooks; an Admin the secret of the
+    operators' ``operation_alert`` webhooks (``BULKOPS_ALERT_WEBHOOK_URL``)."""
+    master = settings_of(request).webhook_secret
+    if principal.sponsor_id is not None:
+        secret, used_for = sponsor_secret(master, principal.sponsor_id), "operation webhooks"
+    elif principal.is_admin:
+        secret, used_for = operators_secret(master), "operation_alert webhooks"
+    else:
+        raise ApiError(403, "FORBIDDEN", "Webhook secrets belong to a sponsor or the operators")
     return {
         "success": True,
         "data": {
-            "secret": sponsor_secret(settings_of(request).webhook_secret, principal.sponsor_id),
+            "secret": secret,
+            "usedFor": used_for,
             "algorithm": "HMAC-SHA256",
             "signedPayload": "{X-Bulkops-Timestamp}.{raw body}",
             "headers": [

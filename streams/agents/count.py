@@ -14,7 +14,7 @@ from faust.types import EventT
 
 from core import logs, metrics
 from schemas.messages import BatchSunk, ProgressMessage, WebhookAttempt
-from streams import quotas
+from streams import alerts, quotas
 from streams.agents.release import ask_for_release
 from streams.context import InvalidMessage, WorkerContext, check_key, now
 from streams.progress import (
@@ -80,7 +80,12 @@ async def on_batch_sunk(ctx: WorkerContext, sunk: BatchSunk) -> None:
     if milestone:
         state.milestones_notified = milestone
     paused = judge_errors(state, sunk, now())
+    alert = alerts.failure_rate_alert(state, ctx.settings)
+    if alert is not None:
+        state.alerts = [*state.alerts, alerts.FAILURE_RATE]
     operations.save(state)
+    if alert is not None:
+        ctx.alerts.raise_alert(state, alerts.FAILURE_RATE, alert)
     if milestone:
         ctx.webhooks.start(state, "progress_update", milestone=milestone)
     if not state.status.is_terminal:

@@ -266,12 +266,18 @@ def test_callback_urls_into_private_networks_are_refused(
     assert sink.sent == []
 
 
-def test_webhook_secret_is_per_sponsor(client: TestClient) -> None:
+def test_webhook_secret_is_per_sponsor_and_the_operators_have_their_own(
+    client: TestClient,
+) -> None:
     url = "/api/v1/bulk-operations/webhook-secret"
-    seven = client.get(url, headers=auth(7)).json()["data"]["secret"]
-    eight = client.get(url, headers=auth(8)).json()["data"]["secret"]
-    assert len(seven) == 64 and seven != eight
-    assert client.get(url, headers=auth(None, Role.ADMIN)).status_code == 403
+    seven = client.get(url, headers=auth(7)).json()["data"]
+    eight = client.get(url, headers=auth(8)).json()["data"]
+    assert len(seven["secret"]) == 64 and seven["secret"] != eight["secret"]
+    assert seven["usedFor"] == "operation webhooks"
+    operators = client.get(url, headers=auth(None, Role.ADMIN)).json()["data"]
+    assert operators["usedFor"] == "operation_alert webhooks"
+    assert operators["secret"] not in (seven["secret"], eight["secret"])
+    assert client.get(url).status_code == 401
 
 
 @pytest.mark.parametrize(
