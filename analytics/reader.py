@@ -71,7 +71,9 @@ class Reader:
         offset: int,
         status: str | None = None,
         operation_type: str | None = None,
+        search: str | None = None,
     ) -> list[HistoryRow]:
+        """A page of operations, newest first; ``search``: part of the name, any case."""
         rows = self._query(
             "history",
             {
@@ -80,6 +82,7 @@ class Reader:
                 "offset": offset,
                 "status": status,
                 "kind": operation_type,
+                "search": search,
             },
         )
         result = []
@@ -91,9 +94,18 @@ class Reader:
         return result
 
     def history_count(
-        self, sponsor_id: int | None, status: str | None = None, operation_type: str | None = None
+        self,
+        sponsor_id: int | None,
+        status: str | None = None,
+        operation_type: str | None = None,
+        search: str | None = None,
     ) -> int:
-        parameters = {"sponsor": sponsor_id, "status": status, "kind": operation_type}
+        parameters = {
+            "sponsor": sponsor_id,
+            "status": status,
+            "kind": operation_type,
+            "search": search,
+        }
         return int(self._query("history_count", parameters)[0][0])
 
     def items_page(

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.deps import ERRORS, refuse_unknown_query
 from api.errors import install_error_handlers
 from api.observability import RequestMetrics
+from api.routes import webui
 from api.routes.admin import router as admin_router
 from api.routes.dashboard import router as dashboard_router
 from api.routes.dealers import DEALER_PREFIX, inventory_router
@@ -142,6 +143,7 @@ def create_api(
         app.include_router(router, responses=ERRORS, dependencies=[Depends(refuse_unknown_query)])
 
     app.include_router(health_router)
+    webui.install(app)
 
     app.add_middleware(
         BodySizeLimit,

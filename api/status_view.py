@@ -172,6 +172,15 @@ class StatusView:
         with self._lock:
             return len(self._snapshots)
 
+    def visible(self, sponsor_id: int | None) -> list[OperationSnapshot]:
+        """The live snapshots of one sponsor's operations (None: every sponsor's)."""
+        with self._lock:
+            return [
+                s
+                for s in self._snapshots.values()
+                if sponsor_id is None or s.sponsor_id == sponsor_id
+            ]
+
     def counts(self) -> Counter[tuple[str, str]]:
         """Live operations per (operation type, status)."""
         with self._lock:

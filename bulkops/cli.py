@@ -90,9 +90,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         _ensure_topics(api_settings)
         app = combined_app(api_settings, worker_settings)
+        base = f"http://{api_settings.host}:{api_settings.port}"
         print(
-            f"Bulkops API on http://{api_settings.host}:{api_settings.port} — "
-            f"docs at http://{api_settings.host}:{api_settings.port}/docs",
+            f"Bulkops API on {base} — dashboard at {base}/dashboard — docs at {base}/docs\n"
+            "Sign in to the dashboard with a token: bulkops token --sponsor-id 7",
             flush=True,
         )
         _run_http(app, api_settings)

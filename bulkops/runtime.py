@@ -37,7 +37,8 @@ async def _start_api_parts(app: FastAPI, settings: ApiSettings) -> None:
     app.state.status_view = view
     app.state.quota_view = quotas
     app.state.status_follower = follower
-    app.state.metrics_collectors = [LiveOperations(view), worker_lag(settings)]
+    app.state.lag_probe = worker_lag(settings)
+    app.state.metrics_collectors = [LiveOperations(view), app.state.lag_probe]
     app.state.message_sink = KafkaMessageSink(
         settings.kafka_bootstrap, delivery_timeout=delivery_timeout(settings)
     )

@@ -117,6 +117,21 @@ class ConsumerLag:
         )
         return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
 
+    def retained(self, topic: str) -> int | None:
+        """Messages ``topic`` holds now (end minus earliest offsets); None if the broker did
+        not answer (blocking)."""
+        try:
+            metadata = self._admin.list_topics(topic, timeout=self._timeout)
+            if metadata.topics[topic].error is not None:
+                return None
+            partitions = [TopicPartition(topic, p) for p in metadata.topics[topic].partitions]
+            ends = self._offsets(partitions, OffsetSpec.latest())
+            starts = self._offsets(partitions, OffsetSpec.earliest())
+        except KafkaException as exc:
+            log.warning("size of %s not read: %s", topic, exc)
+            return None
+        return sum(ends[key] - starts[key] for key in ends)
+
     def collect(self) -> Iterator[Metric]:
         lags = self.read()
         up = GaugeMetricFamily(

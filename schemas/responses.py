@@ -334,3 +334,47 @@ class DryRunResult(OutModel):
         default=None, description="When the last batch would go out (spread sends)."
     )
     estimated_completion_time: datetime | None = None
+
+
+class PartitionLagOut(OutModel):
+    topic: str
+    partition: int
+    lag: int = Field(description="Messages the worker group has not consumed yet.")
+
+
+class ConsumerLagOut(OutModel):
+    group: str
+    probe_ok: bool = Field(description="False when no broker answered the probe.")
+    total_lag: int
+    partitions: list[PartitionLagOut]
+
+
+class DeadLettersOut(OutModel):
+    topic: str
+    retained: int | None = Field(
+        description="Messages on the dead-letter topic within its retention (None: the broker "
+        "did not answer)."
+    )
+
+
+class StatusCount(OutModel):
+    operation_type: str
+    status: str
+    count: int
+
+
+class SponsorActivity(OutModel):
+    sponsor_id: int
+    running: int = Field(description="Operations not finished (queued, running, paused).")
+    live: int = Field(description="Operations in the live view (running and recently ended).")
+
+
+class AdminOverview(OutModel):
+    """What an operator looks at first: is the worker keeping up, is anything dead-lettered,
+    who is running what."""
+
+    consumer_lag: ConsumerLagOut
+    dead_letters: DeadLettersOut
+    operations: list[StatusCount]
+    sponsors: list[SponsorActivity]
+    as_of: datetime

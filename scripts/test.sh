@@ -1,9 +1,22 @@
 #!/usr/bin/env bash
 # Run the whole test suite: installs what is missing, and the tests start and stop their own
-# Kafka broker (set BULKOPS_TEST_KAFKA_BOOTSTRAP to use a running one instead).
+# Kafka broker (set BULKOPS_TEST_KAFKA_BOOTSTRAP to use a running one instead). The
+# dashboard's browser tests need Debian's Chromium; as root it is installed here, otherwise
+# they skip (under CI=true they fail). Their screenshots go to artifacts/screenshots/.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh || exit 1
+if ! command -v chromium > /dev/null || ! command -v chromedriver > /dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+    echo "==> Chromium for the dashboard's browser tests (Debian: chromium, chromium-driver)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q chromium chromium-driver > /dev/null 2>&1 \
+      || { apt-get update -q > /dev/null && apt-get install -y -q chromium chromium-driver > /dev/null; } \
+      || echo "could not install Chromium: the browser tests will fail under CI=true" >&2
+  else
+    echo "==> no chromium/chromedriver: the browser tests skip (apt-get install chromium chromium-driver)"
+  fi
+fi
 .venv/bin/python -m pytest -p no:cacheprovider "$@"
 status=$?
 if [ "$status" -eq 5 ]; then

@@ -14,6 +14,8 @@ FROM operations FINAL
 WHERE ({sponsor:Nullable(UInt64)} IS NULL OR sponsor_id = {sponsor:Nullable(UInt64)})
   AND ({status:Nullable(String)} IS NULL OR status = {status:Nullable(String)})
   AND ({kind:Nullable(String)} IS NULL OR operation_type = {kind:Nullable(String)})
+  AND ({search:Nullable(String)} IS NULL
+       OR positionCaseInsensitiveUTF8(operation_name, assumeNotNull({search:Nullable(String)})) > 0)
 ORDER BY created_at DESC, operation_id DESC
 LIMIT {limit:UInt32} OFFSET {offset:UInt64}
 
@@ -22,6 +24,8 @@ SELECT count() FROM operations FINAL
 WHERE ({sponsor:Nullable(UInt64)} IS NULL OR sponsor_id = {sponsor:Nullable(UInt64)})
   AND ({status:Nullable(String)} IS NULL OR status = {status:Nullable(String)})
   AND ({kind:Nullable(String)} IS NULL OR operation_type = {kind:Nullable(String)})
+  AND ({search:Nullable(String)} IS NULL
+       OR positionCaseInsensitiveUTF8(operation_name, assumeNotNull({search:Nullable(String)})) > 0)
 
 -- name: items_page
 SELECT item_index, item_id, status, result_data, error_code, error_message, error_category,

@@ -1,4 +1,5 @@
-"""``/api/v1/admin``: what only an Admin may do across sponsors: read-only SQL, erasure."""
+"""``/api/v1/admin``: what only an Admin may do across sponsors: read-only SQL, erasure,
+the overview."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from fastapi import APIRouter, Body, Request, Response
 
 from api.auth import CurrentPrincipal, Principal
 from api.errors import ApiError
-from api.services import analyst, erasure
+from api.services import analyst, erasure, overview
 from schemas.analytics import ErasureRequest, ErasureResult, ResultFormat, SqlQuery, SqlResult
-from schemas.responses import Envelope, ErrorBody
+from schemas.responses import AdminOverview, Envelope, ErrorBody
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
@@ -84,6 +85,19 @@ async def erase_address(
     address."""
     _admin(principal, "Only an Admin erases personal data")
     return Envelope(data=await erasure.erase(request, body.address, by=principal.subject))
+
+
+@router.get(
+    "/overview",
+    response_model=Envelope[AdminOverview],
+    summary="The worker's consumer lag, dead letters and live operations by sponsor (Admin)",
+    responses={403: {"model": ErrorBody}},
+)
+async def admin_overview(request: Request, principal: CurrentPrincipal) -> Envelope[AdminOverview]:
+    """Read from the broker (lag, dead-letter topic size) and the live status view; the
+    dashboard's admin page polls it."""
+    _admin(principal, "Only an Admin sees every sponsor's operations")
+    return Envelope(data=await overview.build(request))
 
 
 def _admin(principal: Principal, message: str) -> None:

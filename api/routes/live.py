@@ -28,6 +28,7 @@ from core.settings import ApiSettings
 from schemas.messages import OperationSnapshot
 
 LIVE_INTERVAL = 0.25
+LIST_INTERVAL = 1.0
 SEND_TIMEOUT = 5.0
 
 router = APIRouter(tags=["live"])
@@ -79,6 +80,25 @@ async def follow(view: StatusView, operation_id: str) -> AsyncIterator[dict[str,
                     yield operation_completed(snapshot)
                     return
         await asyncio.sleep(LIVE_INTERVAL)
+
+
+async def follow_all(view: StatusView, sponsor_id: int | None) -> AsyncIterator[dict[str, Any]]:
+    """Every live operation of ``sponsor_id`` (None: of every sponsor) first, then each
+    change, at most every :data:`LIST_INTERVAL`; never ends."""
+    seen: dict[str, tuple[int, datetime]] = {}
+    while True:
+        current: dict[str, tuple[int, datetime]] = {}
+        for snapshot in view.visible(sponsor_id):
+            key = (snapshot.version, snapshot.last_updated)
+            current[snapshot.operation_id] = key
+            if seen.get(snapshot.operation_id) != key:
+                yield progress_update(snapshot)
+        seen = current
+        await asyncio.sleep(LIST_INTERVAL)
+
+
+def _sse(message: dict[str, Any]) -> bytes:
+    return b"event: " + message["type"].encode() + b"\ndata: " + orjson.dumps(message) + b"\n\n"
 
 
 def _authorise(token: str | None, settings: ApiSettings) -> Principal:
@@ -163,16 +183,37 @@ async def sse_progress(
         async for message in follow(view, operationId):
             if await request.is_disconnected():
                 return
-            yield (
-                b"event: "
-                + message["type"].encode()
-                + b"\ndata: "
-                + orjson.dumps(message)
-                + b"\n\n"
-            )
+            yield _sse(message)
 
+    return _event_stream(events())
+
+
+@router.get(
+    f"{API_PREFIX}/events",
+    summary="Live progress of all your operations as Server-Sent Events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def sse_all_progress(request: Request, principal: CurrentPrincipal) -> StreamingResponse:
+    """``event: progress_update`` for each of the caller's operations in the live view
+    (running, and finished within the retention; an Admin's: every sponsor's), then for each
+    change, at most once a second per operation. Dashboards follow lists with it."""
+    view: StatusView = request.app.state.status_view
+    scope = principal.sponsor_scope
+
+    async def events() -> AsyncIterator[bytes]:
+        yield b": following\n\n"  # headers and a first byte at once
+        async for message in follow_all(view, scope):
+            if await request.is_disconnected():
+                return
+            yield _sse(message)
+
+    return _event_stream(events())
+
+
+def _event_stream(events: AsyncIterator[bytes]) -> StreamingResponse:
     return StreamingResponse(
-        events(),
+        events,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -77,16 +77,27 @@ def get_history(
     page_size: Annotated[int, Query(alias="pageSize", ge=1, le=200)] = 50,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     operation_status: Annotated[OperationStatus | None, Query(alias="status")] = None,
+    operation_type: Annotated[OperationType | None, Query(alias="operationType")] = None,
+    search: Annotated[
+        str | None,
+        Query(min_length=1, max_length=100, description="Part of the operation name, any case."),
+    ] = None,
 ) -> HistoryPage:
-    """From ClickHouse, optionally filtered by ``status``; a running operation's counts come
-    from the live view."""
+    """From ClickHouse, optionally filtered by ``status``, ``operationType`` and a part of
+    the name; a running operation's counts come from the live view."""
     store = store_of(request)
     scope = principal.sponsor_scope
     wanted = operation_status.value if operation_status else None
+    kind = operation_type.value if operation_type else None
     rows = store.reader.history(
-        scope, limit=page_size, offset=(page - 1) * page_size, status=wanted
+        scope,
+        limit=page_size,
+        offset=(page - 1) * page_size,
+        status=wanted,
+        operation_type=kind,
+        search=search,
     )
-    total = store.reader.history_count(scope, wanted)
+    total = store.reader.history_count(scope, wanted, kind, search)
     view = view_of(request)
     return HistoryPage(
         data=[history_entry(row, view.get(row.operation_id)) for row in rows],

@@ -187,6 +187,30 @@ def test_history_keeps_the_newest_version_pages_newest_first_and_isolates_sponso
     assert [r.operation_id for r in store.reader.history(8, limit=10, offset=0)] == [ops[4]]
 
 
+def test_history_filters_by_type_and_a_part_of_the_name_in_any_case(
+    store: AnalyticsStore,
+) -> None:
+    ops = [op_id() for _ in range(3)]
+    names = ["Antalya Bayileri", "İzmir kampanyası", "antalya yaz"]
+    for i, (op, name) in enumerate(zip(ops, names, strict=True)):
+        state = snapshot(op, 7, OperationStatus.COMPLETED, 2, NOW + timedelta(minutes=i))
+        state.operation_name = name
+        if i == 1:
+            state.operation_type = OperationType.LINK_SEND
+        store.writer.upsert_operation(state)
+
+    def found(**filters: str) -> list[str]:
+        return [r.operation_id for r in store.reader.history(7, limit=10, offset=0, **filters)]
+
+    assert found(search="ANTALYA") == [ops[2], ops[0]]
+    assert store.reader.history_count(7, search="antalya") == 2
+    assert found(search="kampanya") == [ops[1]]
+    assert found(operation_type="BulkLinkSend") == [ops[1]]
+    assert found(operation_type="BulkCodeGeneration", search="yaz") == [ops[2]]
+    assert found(search="x' OR 1=1 --") == []
+    assert store.reader.history(8, limit=10, offset=0, search="antalya") == []
+
+
 def test_user_strings_are_bound_not_spliced(store: AnalyticsStore) -> None:
     hostile = "x' OR 1=1 --"
     assert store.reader.codes_page(7, hostile, after_index=0, limit=10) == []
