@@ -157,9 +157,11 @@ def test_an_early_control_kept_by_an_older_version_still_reads() -> None:
     assert worker.ctx.tables.early_controls.get(CODEGEN) is ControlAction.CANCEL
 
 
-def snapshot_of(version: int, status: str = "Completed") -> OperationSnapshot:
+def snapshot_of(
+    version: int, status: str = "Completed", operation_id: str = CODEGEN
+) -> OperationSnapshot:
     values: dict[str, Any] = {
-        "operationId": CODEGEN,
+        "operationId": operation_id,
         "sponsorId": 7,
         "operationType": "BulkCodeGeneration",
         "operationName": "n",

@@ -20,6 +20,7 @@ from streams.testing import event, fake_worker
 from streams.writebehind import WriteBehind
 from tests.unit.conftest import auth
 from tests.unit.test_agents import CODEGEN, codes_request, handle_operations, run_batches_through
+from tests.unit.test_eviction import snapshot_of
 from tests.unit.test_sending import FakeGate, FakeProvider, batch, run, throttled, transient
 
 NOW = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
@@ -108,21 +109,7 @@ async def test_the_write_behind_gauge_follows_the_buffer() -> None:
 
 
 def snapshot(operation_id: str, status: str) -> OperationSnapshot:
-    return OperationSnapshot.model_validate(
-        {
-            "operationId": operation_id,
-            "sponsorId": 7,
-            "operationType": "BulkCodeGeneration",
-            "operationName": "n",
-            "requestedBy": "u",
-            "status": status,
-            "totalItems": 10,
-            "createdAt": NOW,
-            "lastUpdated": NOW,
-            "currentPhase": "p",
-            "statusMessage": "m",
-        }
-    )
+    return snapshot_of(0, status, operation_id)
 
 
 def test_metrics_endpoint_has_route_templates_and_live_operations(client: TestClient) -> None:
