@@ -201,11 +201,13 @@ class Reader:
         scope = {"sponsor": sponsor_id}
         totals = self._query("stat_totals", scope)[0]
         recent = self._query("stat_recent", {**scope, "since": since})[0]
+        days = self._query("stat_days", {**scope, "since": since})
         channels = self._query("stat_channels", scope)
         hours = self._query("stat_hours", {**scope, "tz": tz})
         return {
             "totals": totals,
             "recent": recent,
+            "days": days,
             "channels": channels,
             "hours": hours,
             "as_of": utc(self._query("stat_as_of", {})[0][0]),

@@ -96,6 +96,13 @@ FROM statistics_daily
 WHERE ({sponsor:Nullable(UInt64)} IS NULL OR sponsor_id = {sponsor:Nullable(UInt64)})
   AND day >= toDate({since:DateTime64(3, 'UTC')})
 
+-- name: stat_days
+SELECT day, sum(operations), sum(processed_items), sum(successful_items)
+FROM statistics_daily
+WHERE ({sponsor:Nullable(UInt64)} IS NULL OR sponsor_id = {sponsor:Nullable(UInt64)})
+  AND day >= toDate({since:DateTime64(3, 'UTC')})
+GROUP BY day ORDER BY day
+
 -- name: stat_channels
 SELECT channel, sum(processed_items), sum(successful_items), sum(total_cost)
 FROM statistics_daily

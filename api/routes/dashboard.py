@@ -150,6 +150,16 @@ def get_statistics(
                 "codes_generated": codes,
                 "success_rate": _rate(recent_successful, recent_processed),
             },
+            # Per UTC day of submission, oldest first; days without operations are absent.
+            "daily_last_30_days": [
+                {
+                    "date": day.isoformat(),
+                    "operations_count": n,
+                    "items_processed": items,
+                    "success_rate": _rate(ok, items),
+                }
+                for day, n, items, ok in raw["days"]
+            ],
             "channel_breakdown": {
                 str(channel).lower(): {
                     "count": count,

@@ -47,6 +47,9 @@ CHECKS = [
 ]
 # Path parameters that name real things, so the fuzzer reaches past the 404.
 ID_PARAMETERS = ("operationId", "jobId")
+# Streams that never end by design (like the WebSocket, which is not in the document):
+# a generated request would only wait for its read timeout. Covered by their own tests.
+ENDLESS = {"GET /api/v1/bulk-operations/events"}
 
 
 def seed_operations(server: Server) -> dict[str, list[str]]:
@@ -154,7 +157,11 @@ def test_generated_requests_get_documented_answers_and_no_server_errors(
         except (Exception, BaseExceptionGroup) as failure:  # collected, reported below
             failures[label] = str(failure)[:3000]
 
-    operations = [result.ok() for result in schema.get_all_operations()]
+    operations = [
+        operation
+        for operation in (result.ok() for result in schema.get_all_operations())
+        if f"{operation.method.upper()} {operation.path}" not in ENDLESS
+    ]
     assert len(operations) >= 20
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):

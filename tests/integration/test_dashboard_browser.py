@@ -158,9 +158,9 @@ def test_sign_in_submit_five_thousand_codes_and_watch_them_complete(
 
     find(browser, "a[href='#/statistics']").click()
     wait_for(
-        lambda: len(browser.find_elements(By.CSS_SELECTOR, "figure.chart canvas")) == 4,
+        lambda: len(browser.find_elements(By.CSS_SELECTOR, "figure.chart canvas")) == 5,
         timeout=20,
-        message="four charts",
+        message="five charts",
     )
     shot(browser, "05-statistics")
 

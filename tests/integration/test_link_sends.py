@@ -279,6 +279,13 @@ def test_statistics_are_counted_from_real_rows(
         "codes_generated": 30,
         "success_rate": round((130 + ok) / 180 * 100, 1),
     }
+    daily = stats["daily_last_30_days"]
+    assert [d["date"] for d in daily] == sorted(d["date"] for d in daily)
+    assert client.get(f"/status/{sms}").json()["data"]["createdAt"][:10] in {
+        d["date"] for d in daily
+    }
+    assert sum(d["operations_count"] for d in daily) == 3
+    assert sum(d["items_processed"] for d in daily) == 180
     breakdown = stats["channel_breakdown"]
     assert breakdown["sms"]["count"] == 100 and breakdown["sms"]["success_rate"] == 100.0
     assert breakdown["whatsapp"]["count"] == 50

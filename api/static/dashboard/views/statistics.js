@@ -3,7 +3,6 @@
 import { formatNumber, formatTime, t } from "../i18n.js";
 import { api, h, notify, table } from "../lib.js";
 
-const HOURS = Array.from({ length: 24 }, (_, hour) => hour);
 const OUTCOME_COLOURS = ["#2da44e", "#bf8700", "#cf222e", "#6e7781"];
 const BAR_COLOUR = "#1f6feb";
 
@@ -24,6 +23,8 @@ export async function viewStatistics(main, { signal }) {
     [t("totalCost"), stats.total_cost.toFixed(2)],
   ];
   const recent = stats.last_30_days;
+  const busiest = stats.popular_times.slice().sort((a, b) => a.hour - b.hour); // the top hours
+  const days = lastDays(stats.daily_last_30_days);
   main.replaceChildren(
     h("h1", {}, t("statisticsTitle")),
     h("p", { class: "muted" }, t("asOf", { time: formatTime(stats.as_of) })),
@@ -42,6 +43,7 @@ export async function viewStatistics(main, { signal }) {
     h(
       "div",
       { class: "charts" },
+      chart(t("perDay"), "bar", days.map((d) => d.date.slice(5)), days.map((d) => d.operations_count)),
       chart(t("outcomes"), "doughnut", [t("Completed"), t("PartiallyCompleted"), t("Failed"), t("Cancelled")], [
         stats.successful_operations,
         stats.partially_completed_operations,
@@ -52,8 +54,8 @@ export async function viewStatistics(main, { signal }) {
       chart(
         t("popularHours"),
         "bar",
-        HOURS.map((hour) => `${String(hour).padStart(2, "0")}:00`),
-        HOURS.map((hour) => stats.popular_times.find((p) => p.hour === hour)?.operations ?? 0),
+        busiest.map((p) => `${String(p.hour).padStart(2, "0")}:00`),
+        busiest.map((p) => p.operations),
       ),
       chart(
         t("successRate"),
@@ -68,6 +70,17 @@ export async function viewStatistics(main, { signal }) {
       Object.entries(stats.channel_breakdown).map(([channel, c]) => [channel, formatNumber(c.count), `${c.success_rate}%`, c.cost.toFixed(2)]),
     ),
   );
+}
+
+/** The last 30 UTC days, oldest first, days without operations as zeros. */
+function lastDays(daily) {
+  const byDate = new Map(daily.map((d) => [d.date, d]));
+  const today = new Date();
+  return Array.from({ length: 30 }, (_, back) => {
+    const day = new Date(Date.UTC(today.getUTCFullYear(), today.getUTCMonth(), today.getUTCDate() - 29 + back));
+    const date = day.toISOString().slice(0, 10);
+    return byDate.get(date) || { date, operations_count: 0 };
+  });
 }
 
 /** A chart on a canvas, with the same figures as text for screen readers. */
