@@ -76,16 +76,22 @@ def _route_query_names(route: APIRoute) -> frozenset[str]:
 
 
 async def refuse_unknown_query(connection: HTTPConnection) -> None:
-    """Refuse query parameters a route does not declare, as unknown body fields are refused.
+    """Refuse query parameters a route does not declare, as unknown body fields are refused,
+    and a parameter given twice (every declared one takes one value).
 
     A misspelt ``pagesize=500`` would otherwise be ignored without a word and the caller would
-    page through 50 at a time wondering why. ``async``: a plain function would cost every
-    request a hop through the thread pool.
+    page through 50 at a time wondering why; ``status=Failed&status=Paused`` would filter by
+    the last one only. ``async``: a plain function would cost every request a hop through the
+    thread pool.
     """
     route = connection.scope.get("route")
     if not isinstance(route, APIRoute):  # a WebSocket route declares what it reads itself
         return
     known = _route_query_names(route)
-    for name in connection.query_params:
+    seen: set[str] = set()
+    for name, _ in connection.query_params.multi_items():
         if name not in known:
             raise validation_error(f"query.{name}", "unknown query parameter")
+        if name in seen:
+            raise validation_error(f"query.{name}", "given more than once; give it once")
+        seen.add(name)

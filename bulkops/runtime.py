@@ -24,7 +24,9 @@ from streams.providers.factory import build_providers
 log = logging.getLogger("bulkops")
 
 
-async def _start_api_parts(app: FastAPI, settings: ApiSettings) -> None:
+def _start_api_parts(app: FastAPI, settings: ApiSettings) -> None:
+    """Start following the status and quota topics (and what else the routes use); the
+    views catch up meanwhile: :func:`_api_parts_ready` waits for them."""
     view = StatusView(archive=app.state.store.reader.archived_snapshot)
     quotas = QuotaView()
     topics = Topics(settings.topic_prefix)
@@ -42,6 +44,10 @@ async def _start_api_parts(app: FastAPI, settings: ApiSettings) -> None:
     app.state.message_sink = KafkaMessageSink(
         settings.kafka_bootstrap, delivery_timeout=delivery_timeout(settings)
     )
+
+
+async def _api_parts_ready(app: FastAPI, settings: ApiSettings) -> None:
+    view: StatusView = app.state.status_view
     caught_up = await asyncio.to_thread(view.ready.wait, settings.status_view_ready_timeout_seconds)
     if not caught_up:
         log.warning(
@@ -66,8 +72,9 @@ def combined_app(api_settings: ApiSettings, worker_settings: WorkerSettings) -> 
             worker_settings, store.writer, store.state, app.state.providers
         )
         app.state.worker = worker
+        _start_api_parts(app, api_settings)  # the views catch up while the worker starts
         await worker.start()
-        await _start_api_parts(app, api_settings)
+        await _api_parts_ready(app, api_settings)
         heap.settle()
 
     async def stop(app: FastAPI) -> None:
@@ -85,7 +92,8 @@ def api_only_app(settings: ApiSettings) -> FastAPI:
 
     async def start(app: FastAPI) -> None:
         app.state.store = await asyncio.to_thread(AnalyticsStore.from_settings, settings)
-        await _start_api_parts(app, settings)
+        _start_api_parts(app, settings)
+        await _api_parts_ready(app, settings)
         heap.settle()
 
     async def stop(app: FastAPI) -> None:

@@ -307,8 +307,17 @@ def test_template_retry_attempts_must_be_a_number(client: TestClient) -> None:
     assert_invalid(response, "processingOptions.retryAttempts")
 
 
-@pytest.mark.parametrize("query", ["pagesize=500", "=", "page=1&pageSize=5&extra=1"])
-def test_unknown_query_parameters_are_refused(client: TestClient, query: str) -> None:
+@pytest.mark.parametrize(
+    "query",
+    [
+        "pagesize=500",
+        "=",
+        "page=1&pageSize=5&extra=1",
+        "status=Failed&status=Paused",  # found by fuzzing: the last one used to win
+        "search=a&search=b",
+    ],
+)
+def test_unknown_or_repeated_query_parameters_are_refused(client: TestClient, query: str) -> None:
     response = client.get(f"/api/v1/bulk-operations/history?{query}", headers=auth())
     assert response.status_code == 422, response.text
     assert response.json()["details"]["errors"][0]["field"].startswith("query.")
