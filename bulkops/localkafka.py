@@ -418,7 +418,7 @@ def create_topics(
 ) -> list[str]:
     """Create the missing topics of ``configs`` (name → topic configuration) and set the
     configuration of the existing ones (so a changed retention applies); return the names
-    created."""
+    created, once the broker's metadata shows each with a leader for every partition."""
     config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": client_logger("admin")}
     admin = AdminClient(config)
     existing = set(admin.list_topics(timeout=10).topics)
@@ -442,7 +442,31 @@ def create_topics(
                 if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise
     _set_configs(admin, {name: c for name, c in configs.items() if name in existing})
+    _wait_usable(admin, created)
     return created
+
+
+def _wait_usable(admin: AdminClient, names: list[str], timeout: float = 30.0) -> None:
+    """Wait until every topic of ``names`` has a leader for each partition in the metadata.
+
+    A created topic reaches the brokers' metadata a moment later; a client asking in that
+    moment (the API's status view, Faust's assignor) was told it does not exist."""
+    deadline = time.monotonic() + timeout
+    pending = set(names)
+    while pending:
+        topics = admin.list_topics(timeout=10).topics
+        pending = {
+            name
+            for name in pending
+            if name not in topics
+            or topics[name].error is not None
+            or any(p.leader < 0 for p in topics[name].partitions.values())
+        }
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise KafkaException(f"topics not usable after {timeout:.0f} s: {sorted(pending)}")
+        time.sleep(0.1)
 
 
 def _set_configs(admin: AdminClient, configs: dict[str, dict[str, str]]) -> None:

@@ -59,6 +59,12 @@ export class ApiError extends Error {
   }
 }
 
+/** A fresh idempotency key (randomUUID exists only on https or localhost pages). */
+function newKey() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 function headers(token, extra = {}) {
   return { Authorization: `Bearer ${token}`, ...extra };
 }
@@ -76,7 +82,7 @@ export async function api(path, { method = "GET", body, form, token, signal, que
     init.body = JSON.stringify(body);
     init.headers["Content-Type"] = "application/json";
   }
-  if (method === "POST" && !form) init.headers["Idempotency-Key"] = crypto.randomUUID();
+  if (method === "POST" && !form) init.headers["Idempotency-Key"] = newKey();
   const response = await fetch(url, init);
   const type = response.headers.get("content-type") || "";
   const payload = type.includes("json") ? await response.json() : null;
