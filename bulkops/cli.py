@@ -10,7 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bulkops import localkafka
+from bulkops import localkafka, topicadmin
 from bulkops.client import BulkopsClient, BulkopsError
 from core import logs
 from core.settings import ApiSettings, ClientSettings, WorkerSettings
@@ -38,7 +38,7 @@ def _ensure_topics(settings: ApiSettings | WorkerSettings) -> None:
         )
         for spec in Topics(settings.topic_prefix).all()
     }
-    created = localkafka.create_topics(
+    created = topicadmin.create_topics(
         settings.kafka_bootstrap,
         configs,
         partitions=settings.partitions,
