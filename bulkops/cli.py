@@ -24,10 +24,17 @@ BROKER_DIR = Path(".data/kafka")
 
 
 def _run_http(app: FastAPI, settings: ApiSettings) -> None:
-    """uvicorn, its own log lines going through the root logger in ``BULKOPS_LOG_FORMAT``."""
+    """uvicorn, its own log lines going through the root logger in ``BULKOPS_LOG_FORMAT`` and
+    at ``BULKOPS_LOG_LEVEL`` (the access log is INFO: one line per request)."""
     import uvicorn
 
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", log_config=None)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        log_config=None,
+    )
 
 
 def _ensure_topics(settings: ApiSettings | WorkerSettings) -> None:
