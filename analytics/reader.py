@@ -5,7 +5,7 @@ Every query is a named statement of ``sql/reads.sql``; values are bound, never s
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -58,10 +58,14 @@ class Reader:
         """Raises unless ClickHouse answers a trivial query."""
         self._query("ping", {})
 
-    def archived_snapshot(self, operation_id: str) -> OperationSnapshot | None:
-        """The last snapshot of an operation that has left the status topic, if any."""
-        found = self._query("archived_snapshot", {"operation_id": operation_id})
-        return OperationSnapshot.model_validate_json(found[0][0]) if found else None
+    def archived_snapshots(self, operation_ids: Sequence[str]) -> dict[str, OperationSnapshot]:
+        """The last snapshots of operations that have left the status topic, by id (ids
+        never archived are missing)."""
+        found = self._query("archived_snapshots", {"operation_ids": list(operation_ids)})
+        return {
+            operation_id: OperationSnapshot.model_validate_json(snapshot)
+            for operation_id, snapshot in found
+        }
 
     def history(
         self,

@@ -8,7 +8,8 @@ worker's verdict on its quota): the follower's thread wakes them on their own lo
 
 The status topic holds running and recently finished operations only: the worker archives a
 finished operation's last snapshot in ClickHouse and then sends a tombstone, and the view
-lets it go. :meth:`StatusView.lookup` answers for such an operation from the archive.
+lets it go. :meth:`StatusView.find` answers for such an operation from the archive
+(:mod:`api.archive`).
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ import asyncio
 import logging
 import threading
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable
 from typing import Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from pydantic import ValidationError
 
+from api.archive import ArchiveReads, ReadMany
 from core.kafkalog import client_logger
 from schemas.messages import OperationSnapshot
 from schemas.quotas import QuotaSnapshot
@@ -78,18 +80,15 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-Archive = Callable[[str], OperationSnapshot | None]
-
-
 class StatusView:
-    """In-memory latest snapshot per live operation id, and a bounded cache of archived ones
-    (they never change); thread-safe."""
+    """In-memory latest snapshot per live operation id, in front of the archive of those that
+    left the status topic; thread-safe."""
 
-    def __init__(self, archive: Archive | None = None, archive_cache_size: int = 4096) -> None:
+    def __init__(self, archive: ReadMany | None = None, archive_cache_size: int = 4096) -> None:
         self._snapshots: dict[str, OperationSnapshot] = {}
-        self._archived: OrderedDict[str, OperationSnapshot] = OrderedDict()
-        self._archive = archive
-        self._archive_cache_size = archive_cache_size
+        self._archive = (
+            None if archive is None else ArchiveReads(archive, cache_size=archive_cache_size)
+        )
         self._lock = threading.Lock()
         self._waiters = Waiters()
         self.ready = threading.Event()
@@ -102,8 +101,8 @@ class StatusView:
                 current.last_updated,
             ):
                 self._snapshots[snapshot.operation_id] = snapshot
-            # Live again (a refused operation submitted anew): its archived copy is stale.
-            self._archived.pop(snapshot.operation_id, None)
+        if self._archive is not None:
+            self._archive.drop(snapshot.operation_id)
         self._waiters.wake(snapshot.operation_id)
 
     def apply_json(self, value: bytes) -> None:
@@ -118,30 +117,24 @@ class StatusView:
         """The live snapshot, or an archived one read lately; never blocks."""
         with self._lock:
             snapshot = self._snapshots.get(operation_id)
-            if snapshot is None and operation_id in self._archived:
-                self._archived.move_to_end(operation_id)
-                snapshot = self._archived[operation_id]
+        if snapshot is None and self._archive is not None:
+            snapshot = self._archive.cached(operation_id)
         return snapshot
 
     async def find(self, operation_id: str) -> OperationSnapshot | None:
-        """:meth:`lookup` for coroutines: from memory on the loop, from ClickHouse in a thread."""
+        """:meth:`lookup` for coroutines: from memory on the loop; misses of the moment share
+        one ClickHouse read, in a thread."""
         snapshot = self.known(operation_id)
         if snapshot is None and self._archive is not None:
-            snapshot = await asyncio.to_thread(self.lookup, operation_id)
+            snapshot = await self._archive.find(operation_id)
         return snapshot
 
     def lookup(self, operation_id: str) -> OperationSnapshot | None:
         """The live snapshot, or else the archived one (blocking: a ClickHouse read on a
-        cache miss; call it off the event loop, after :meth:`known`)."""
+        cache miss; call it off the event loop)."""
         snapshot = self.known(operation_id)
-        if snapshot is not None or self._archive is None:
-            return snapshot
-        snapshot = self._archive(operation_id)
-        if snapshot is not None:
-            with self._lock:
-                self._archived[operation_id] = snapshot
-                while len(self._archived) > self._archive_cache_size:
-                    self._archived.popitem(last=False)
+        if snapshot is None and self._archive is not None:
+            snapshot = self._archive.read(operation_id)
         return snapshot
 
     async def registered(self, operation_id: str, seconds: float) -> OperationSnapshot | None:

@@ -27,7 +27,7 @@ log = logging.getLogger("bulkops")
 def _start_api_parts(app: FastAPI, settings: ApiSettings) -> None:
     """Start following the status and quota topics (and what else the routes use); the
     views catch up meanwhile: :func:`_api_parts_ready` waits for them."""
-    view = StatusView(archive=app.state.store.reader.archived_snapshot)
+    view = StatusView(archive=app.state.store.reader.archived_snapshots)
     quotas = QuotaView()
     topics = Topics(settings.topic_prefix)
     follower = KafkaViewFollower(

@@ -190,7 +190,8 @@ SYSTEM WAIT VIEW statistics_daily
 -- name: wait_statistics_hourly
 SYSTEM WAIT VIEW statistics_hourly
 
--- name: archived_snapshot
-SELECT snapshot_json FROM operation_snapshots FINAL
-WHERE operation_id = {operation_id:String}
-LIMIT 1
+-- name: archived_snapshots
+-- The newest version of each; argMax reads only the parts holding these ids (no FINAL).
+SELECT operation_id, argMax(snapshot_json, version) FROM operation_snapshots
+WHERE operation_id IN {operation_ids:Array(String)}
+GROUP BY operation_id

@@ -5,6 +5,9 @@ answers from the archive."""
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -179,11 +182,11 @@ def snapshot_of(
 
 def test_the_status_view_forgets_a_tombstoned_operation_and_reads_its_archive() -> None:
     archived = snapshot_of(5)
-    reads: list[str] = []
+    reads: list[list[str]] = []
 
-    def archive(operation_id: str) -> OperationSnapshot | None:
-        reads.append(operation_id)
-        return archived if operation_id == CODEGEN else None
+    def archive(operation_ids: Sequence[str]) -> dict[str, OperationSnapshot]:
+        reads.append(list(operation_ids))
+        return {CODEGEN: archived} if CODEGEN in operation_ids else {}
 
     view = StatusView(archive=archive, archive_cache_size=1)
     view.apply(snapshot_of(5))
@@ -194,19 +197,68 @@ def test_the_status_view_forgets_a_tombstoned_operation_and_reads_its_archive() 
     assert view.lookup(CODEGEN) == archived
     assert view.known(CODEGEN) == archived
     assert view.lookup(CODEGEN) == archived
-    assert reads == [CODEGEN], "archived snapshots never change: read once"
+    assert reads == [[CODEGEN]], "archived snapshots never change: read once"
     other = "codegen_" + "f" * 32
     assert view.lookup(other) is None and view.lookup(other) is None
-    assert reads == [CODEGEN, other, other], "an unknown id is not cached"
+    assert reads == [[CODEGEN], [other], [other]], "an unknown id is not cached"
 
 
 async def test_find_reads_the_archive_off_the_loop_only_on_a_miss() -> None:
     archived = snapshot_of(3)
-    view = StatusView(archive=lambda operation_id: archived)
+    view = StatusView(archive=lambda ids: {i: archived for i in ids})
     assert await view.find(CODEGEN) == archived
     live = snapshot_of(4, status="Processing")
     view.apply(live)
     assert await view.find(CODEGEN) == live, "the live snapshot wins"
+
+
+async def until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.005)
+
+
+async def test_concurrent_archive_misses_share_one_read() -> None:
+    """Ids asked for while a read runs wait for the next one, together; a cancelled caller
+    does not cancel the answer for the others."""
+    ids = [f"codegen_{i:032x}" for i in range(60)]
+    reads: list[list[str]] = []
+    release = threading.Event()
+
+    def archive(operation_ids: Sequence[str]) -> dict[str, OperationSnapshot]:
+        reads.append(list(operation_ids))
+        release.wait(5)
+        return {i: snapshot_of(2).model_copy(update={"operation_id": i}) for i in operation_ids}
+
+    view = StatusView(archive=archive)
+    first = asyncio.create_task(view.find(ids[0]))
+    await until(lambda: len(reads) == 1)
+    rest = [asyncio.create_task(view.find(i)) for i in ids[1:] + ids[1:]]
+    given_up = asyncio.create_task(view.find(ids[1]))
+    await asyncio.sleep(0)
+    given_up.cancel()
+    release.set()
+    found = await asyncio.gather(first, *rest)
+    assert [s.operation_id for s in found] == ids + ids[1:]
+    assert reads == [ids[:1], ids[1:]], "one read for the first, one for all that waited"
+    assert view.known(ids[30]) is not None, "kept for the next poll"
+
+
+async def test_a_failed_archive_read_fails_its_waiters_and_the_next_read_retries() -> None:
+    calls = 0
+
+    def archive(operation_ids: Sequence[str]) -> dict[str, OperationSnapshot]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionError("ClickHouse is away")
+        return {CODEGEN: snapshot_of(2)}
+
+    view = StatusView(archive=archive)
+    with pytest.raises(ConnectionError):
+        await view.find(CODEGEN)
+    assert await view.find(CODEGEN) == snapshot_of(2)
 
 
 async def test_the_timers_watch_only_unfinished_operations_and_pending_webhooks() -> None:
