@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
 from pydantic import ValidationError
 
-from api.auth import Role, decode_token, mint_token
+from api.auth import Principal, Role, VerifiedTokens, decode_token, mint_token
 from api.errors import ApiError
 from core.settings import DEV_JWT_SECRET, ApiSettings, WorkerSettings
 
@@ -112,3 +113,40 @@ def test_release_windows_in_batches() -> None:
     assert settings.release_window(10_000, 100, "SMS") == 5  # 5 s at 100/s, batches of 100
     assert settings.release_window(1_000_000, 10, None) == 4  # never fewer than 4 batches
     assert WorkerSettings(release_window_items=0).release_window(1000, 10, None) == 0
+
+
+def test_a_verified_token_is_kept_until_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Polling with one token verifies it once; another secret, an expired entry or a
+    refusal are never answered from the cache."""
+    verifications = 0
+    real_decode = jwt.decode
+
+    def counting(*args: object, **kwargs: object) -> object:
+        nonlocal verifications
+        verifications += 1
+        return real_decode(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(jwt, "decode", counting)
+    token = mint_token(SECRET, subject="poller", role=Role.SPONSOR, sponsor_id=9)
+    for _ in range(5):
+        assert decode_token(token, SECRET).sponsor_id == 9
+    assert verifications == 1
+    with pytest.raises(ApiError) as info:
+        decode_token(token, "t" * 40)
+    assert info.value.status_code == 401 and verifications == 2
+    forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    for _ in range(2):
+        with pytest.raises(ApiError):
+            decode_token(forged, SECRET)
+    assert verifications == 4, "refusals are verified every time"
+
+
+def test_the_token_cache_drops_expired_entries_and_stays_bounded() -> None:
+    cache = VerifiedTokens(size=2)
+    someone = Principal(subject="u", role=Role.SPONSOR, sponsor_id=1)
+    cache.put(("a", SECRET, 0), someone, time.time() - 1)
+    assert cache.get(("a", SECRET, 0)) is None and len(cache) == 0
+    for token in ("b", "c", "d"):
+        cache.put((token, SECRET, 0), someone, time.time() + 60)
+    assert len(cache) == 2 and cache.get(("b", SECRET, 0)) is None
+    assert cache.get(("d", SECRET, 0)) == someone
