@@ -22,7 +22,14 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Protocol
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 from pydantic import ValidationError
 
 from api.archive import ArchiveReads, ReadMany
@@ -278,33 +285,47 @@ class KafkaViewFollower:
 
     def _run(self) -> None:
         started = time.monotonic()
+        # Until the views have caught up, only the last message of each key is kept, and
+        # applied once at the end: a status topic holds many versions of each operation
+        # (its active segment is never compacted), and parsing only the last ones makes a
+        # restart after a busy day take seconds instead of minutes.
+        backlog: dict[tuple[str, bytes], Message] | None = {}
         while not self._stop.is_set():
-            message = self._consumer.poll(0.2)
-            if message is None:
-                continue
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
+            for message in self._consumer.consume(500, 0.2):
+                error = message.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        log.warning("status view: %s", error)
+                        continue
                     self._pending_eof.discard((message.topic() or "", message.partition() or 0))
-                    if not self._pending_eof and not self._ready.is_set():
+                    if not self._pending_eof and backlog is not None:
+                        for kept in backlog.values():
+                            self._apply(kept)
+                        backlog = None
                         log.info("views caught up in %.2fs", time.monotonic() - started)
                         self._ready.set()
-                else:
-                    log.warning("status view: %s", error)
-                continue
-            feed, value = self._feeds[message.topic() or ""], message.value()
-            try:
-                if value is None:
-                    feed.forget(message.key() or b"")
-                else:
-                    feed.apply_json(value)
-            except ValidationError as exc:
-                log.warning(
-                    "%s: skipping malformed message at offset %s: %s",
-                    message.topic(),
-                    message.offset(),
-                    exc,
-                )
+                    continue
+                key = message.key()
+                if backlog is None or key is None:
+                    self._apply(message)
+                else:  # moved to the end: applied in the order of each key's last write
+                    backlog.pop((message.topic() or "", key), None)
+                    backlog[(message.topic() or "", key)] = message
+
+    def _apply(self, message: Message) -> None:
+        feed, value = self._feeds[message.topic() or ""], message.value()
+        try:
+            if value is None:
+                feed.forget(message.key() or b"")
+            else:
+                feed.apply_json(value)
+        except ValidationError as exc:
+            log.warning(
+                "%s: skipping malformed message at offset %s: %s",
+                message.topic(),
+                message.offset(),
+                exc,
+            )
 
     def close(self) -> None:
         self._stop.set()

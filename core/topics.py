@@ -11,6 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 HOUR_MS = 3_600_000
+# Segments roll at least this often, so that retention and compaction reach recent data:
+# Kafka deletes and compacts closed segments only, and its default (7 days or 1 GiB) would
+# keep a quiet topic's messages twice their retention and its status history uncompacted.
+DELETE_SEGMENT_MS = 6 * HOUR_MS
+COMPACT_SEGMENT_MS = HOUR_MS
 # The worker's Faust tables (streams/tables.py): their changelogs are created with the topics.
 WORKER_TABLES = ("operations", "serials", "early-controls", "quotas")
 
@@ -26,9 +31,18 @@ class TopicSpec:
         """The topic's Kafka configuration: compacted topics keep the latest value per key
         (a tombstone for a day); the rest delete by age (docs/operations.md, "Topics")."""
         if self.compacted:
-            return {"cleanup.policy": "compact", "delete.retention.ms": str(24 * HOUR_MS)}
+            return {
+                "cleanup.policy": "compact",
+                "delete.retention.ms": str(24 * HOUR_MS),
+                "segment.ms": str(COMPACT_SEGMENT_MS),
+            }
         hours = dead_letter_retention_hours if self.inspected else retention_hours
-        return {"cleanup.policy": "delete", "retention.ms": str(hours * HOUR_MS)}
+        retention_ms = hours * HOUR_MS
+        return {
+            "cleanup.policy": "delete",
+            "retention.ms": str(retention_ms),
+            "segment.ms": str(min(DELETE_SEGMENT_MS, retention_ms)),
+        }
 
 
 @dataclass(frozen=True)

@@ -52,10 +52,12 @@ def test_topics_get_their_retention_and_a_change_reaches_existing_ones(
     for spec in (topics.operations, topics.items, topics.results, topics.progress, topics.control):
         assert found[spec.name]["cleanup.policy"] == "delete"
         assert found[spec.name]["retention.ms"] == str(168 * HOUR_MS)
+        assert found[spec.name]["segment.ms"] == str(6 * HOUR_MS), "rolled for the retention"
     assert found[topics.dead_letter.name]["retention.ms"] == str(720 * HOUR_MS)
-    for spec in (topics.status, topics.quotas):
+    for spec in (topics.status, topics.quotas, *topics.changelogs()):
         assert found[spec.name]["cleanup.policy"] == "compact"
         assert found[spec.name]["delete.retention.ms"] == str(24 * HOUR_MS)
+        assert found[spec.name]["segment.ms"] == str(HOUR_MS), "rolled to be compacted"
 
     shorter = settings.model_copy(update={"topic_retention_hours": 6})
     _ensure_topics(shorter)
