@@ -11,8 +11,7 @@ history work on the job like on any operation: its ``jobId`` is its operation id
 from __future__ import annotations
 
 import asyncio
-import logging
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile, status
@@ -33,7 +32,6 @@ from api.services.submission import (
     dry_run_answer,
     operation_id_for,
     planned_send,
-    queue_link_send,
     sponsor_for_submit,
 )
 from core.settings import ApiSettings
@@ -47,8 +45,6 @@ from schemas.responses import (
     ErrorBody,
     TierInventory,
 )
-
-log = logging.getLogger("bulkops.api")
 
 router = APIRouter(prefix=DEALER_PREFIX, tags=["dealer-invitations"])
 
@@ -149,30 +145,18 @@ async def invite_bulk(
         if known is not None:
             response.headers[idempotency.REPLAYED_HEADER] = "true"
             return _accepted(known.operation_id, known.total_items, known.created_at)
-        now = datetime.now(UTC)
-        recipients = dealer_jobs.invitations(parsed.dealers, invitation_type, settings)
-        await queue_link_send(
+        invited, now = await dealer_jobs.queue_invitations(
             request,
             principal,
-            sponsor_id=sponsor,
-            operation_id=operation_id,
-            name=f"Dealer invitations: {name}"[:200],
+            sponsor,
+            operation_id,
+            file_name=name,
+            dealers=parsed.dealers,
+            invitation_type=invitation_type,
             spec=spec,
-            recipients=recipients,
-            now=now,
-            operation_type=OperationType.DEALER_INVITATION,
             request_hash=keyed.request_hash if keyed else None,
         )
-        log.info(
-            "operation %s: %d dealer invitations (%s, sms=%s) for sponsor %d by %s",
-            operation_id,
-            len(recipients),
-            invitation_type,
-            send_sms,
-            sponsor,
-            principal.subject,
-        )
-        return _accepted(operation_id, len(recipients), now)
+        return _accepted(operation_id, invited, now)
 
     return await idempotency.once(
         request, keyed, status.HTTP_202_ACCEPTED, submit, operation_id=operation_id

@@ -3,19 +3,28 @@ job is presented in the seed's ``bulk-status`` shape."""
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections import Counter
 from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from fastapi import Request
 
 from analytics.interfaces import SubmitLookups
 from analytics.inventory import InventoryReader
+from api.auth import Principal
+from api.deps import settings_of
 from api.errors import ApiError
 from api.services import workbook
 from api.services.presenters import status_url
+from api.services.submission import queue_link_send
 from core.settings import ApiSettings
-from schemas.common import Channel, OperationStatus
+from schemas.common import Channel, OperationStatus, OperationType
 from schemas.messages import DealerRow, LinkSendSpec, OperationSnapshot, PreparedRecipient
 from schemas.responses import BulkInvitationStatus, DealerError, ErrorSummary
+
+log = logging.getLogger("bulkops.api")
 
 DEALER_PREFIX = "/api/v1/sponsorship/dealer"
 
@@ -164,3 +173,43 @@ def job_status(inventory: InventoryReader, snapshot: OperationSnapshot) -> BulkI
         report_url=f"{DEALER_PREFIX}/bulk-status/{snapshot.operation_id}/report.xlsx",
         operation_status_url=status_url(snapshot.operation_id),
     )
+
+
+async def queue_invitations(
+    request: Request,
+    principal: Principal,
+    sponsor_id: int,
+    operation_id: str,
+    *,
+    file_name: str,
+    dealers: Sequence[workbook.DealerInput],
+    invitation_type: str,
+    spec: LinkSendSpec,
+    request_hash: str | None,
+) -> tuple[int, datetime]:
+    """Queue the workbook's invitations as one dealer-invitation operation (a link send to
+    each dealer); returns how many and when it was queued."""
+    now = datetime.now(UTC)
+    recipients = invitations(dealers, invitation_type, settings_of(request))
+    await queue_link_send(
+        request,
+        principal,
+        sponsor_id=sponsor_id,
+        operation_id=operation_id,
+        name=f"Dealer invitations: {file_name}"[:200],
+        spec=spec,
+        recipients=recipients,
+        now=now,
+        operation_type=OperationType.DEALER_INVITATION,
+        request_hash=request_hash,
+    )
+    log.info(
+        "operation %s: %d dealer invitations (%s, sms=%s) for sponsor %d by %s",
+        operation_id,
+        len(recipients),
+        invitation_type,
+        spec.deliver,
+        sponsor_id,
+        principal.subject,
+    )
+    return len(recipients), now
