@@ -37,6 +37,7 @@ def _run_http(app: FastAPI, settings: ApiSettings) -> None:
         host=settings.host,
         port=settings.port,
         http="httptools",
+        timeout_keep_alive=settings.http_keep_alive_seconds,
         log_level=settings.log_level.lower(),
         log_config=None,
     )

@@ -269,6 +269,10 @@ class ApiSettings(BulkopsSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    # Idle keep-alive connections are closed after this. Longer than clients' and proxies'
+    # pools (httpx 5 s, nginx 60 s): with uvicorn's 5 s, a pooled connection reused at the
+    # moment the server closed it reset a submit (seen in the 20,000-operation soak).
+    http_keep_alive_seconds: int = Field(default=75, ge=1, le=3600)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     # send-links bodies carry the recipients: 100,000 of them are about 20 MB of JSON.
     max_link_send_body_bytes: int = Field(default=32 * 1_048_576, ge=1024)
