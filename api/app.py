@@ -25,6 +25,7 @@ from api.routes.dashboard import router as dashboard_router
 from api.routes.dealers import DEALER_PREFIX, inventory_router
 from api.routes.dealers import router as dealers_router
 from api.routes.health import router as health_router
+from api.routes.job_types import router as job_types_router
 from api.routes.lifecycle import router as lifecycle_router
 from api.routes.live import router as live_router
 from api.routes.operations import router as operations_router
@@ -138,6 +139,7 @@ def create_api(
         dealers_router,
         inventory_router,
         quotas_router,
+        job_types_router,
         admin_router,
     ):
         app.include_router(router, responses=ERRORS, dependencies=[Depends(refuse_unknown_query)])

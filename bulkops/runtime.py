@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 
 import faust
 from fastapi import FastAPI
 
 from analytics.store import AnalyticsStore
 from api.app import create_api
+from api.job_types_view import JobTypeView
 from api.observability import LiveOperations
 from api.producer import KafkaMessageSink
 from api.services.submission import delivery_timeout
 from api.status_view import KafkaViewFollower, QuotaView, StatusView
+from bulkops import topicadmin
 from core import heap
 from core.lag import worker_lag
 from core.settings import ApiSettings, WorkerSettings
-from core.topics import Topics
+from core.topics import Topics, TopicSpec
 from streams.app import build_worker
 from streams.providers.factory import build_providers
 
@@ -25,24 +28,42 @@ log = logging.getLogger("bulkops")
 
 
 def _start_api_parts(app: FastAPI, settings: ApiSettings) -> None:
-    """Start following the status and quota topics (and what else the routes use); the
+    """Start following the status, quota and job-type topics (and what else the routes use); the
     views catch up meanwhile: :func:`_api_parts_ready` waits for them."""
     view = StatusView(archive=app.state.store.reader.archived_snapshots)
     quotas = QuotaView()
+    job_types = JobTypeView()
     topics = Topics(settings.topic_prefix)
     follower = KafkaViewFollower(
         settings.kafka_bootstrap,
-        {topics.status.name: view, topics.quotas.name: quotas},
+        {topics.status.name: view, topics.quotas.name: quotas, topics.job_types.name: job_types},
         view.ready,
     )
     follower.start()
     app.state.status_view = view
     app.state.quota_view = quotas
+    app.state.job_type_view = job_types
     app.state.status_follower = follower
     app.state.lag_probe = worker_lag(settings)
     app.state.metrics_collectors = [LiveOperations(view), app.state.lag_probe]
     app.state.message_sink = KafkaMessageSink(
         settings.kafka_bootstrap, delivery_timeout=delivery_timeout(settings)
+    )
+    app.state.create_topic = partial(_create_topic, settings)
+
+
+def _create_topic(settings: ApiSettings, spec: TopicSpec) -> None:
+    """A topic made at run time (a job type's), configured like those made on start."""
+    topicadmin.create_topics(
+        settings.kafka_bootstrap,
+        {
+            spec.name: spec.config(
+                retention_hours=settings.topic_retention_hours,
+                dead_letter_retention_hours=settings.dead_letter_retention_hours,
+            )
+        },
+        partitions=settings.partitions,
+        replication_factor=settings.replication_factor,
     )
 
 

@@ -86,6 +86,22 @@ class Topics:
         return TopicSpec(f"{self.prefix}.sponsor-quotas", compacted=True)
 
     @property
+    def job_types(self) -> TopicSpec:
+        """Registered job types (``JobTypeRecord``), compacted; keyed by the type's name."""
+        return TopicSpec(f"{self.prefix}.job-types", compacted=True)
+
+    def jobs(self, job_type: str) -> TopicSpec:
+        """Batches of one job type for the owning system's workers: ``ticket:update_status``
+        goes to ``<prefix>.jobs.ticket.update_status`` (Kafka names have no ``:``)."""
+        return TopicSpec(f"{self.prefix}.jobs.{job_type.replace(':', '.')}")
+
+    @property
+    def job_results(self) -> TopicSpec:
+        """Outcomes of job batches from the owning systems' workers (``JobResult``), keyed by
+        sponsor id like the batches they answer."""
+        return TopicSpec(f"{self.prefix}.job-results")
+
+    @property
     def dead_letter(self) -> TopicSpec:
         """Messages the worker could not use (``DeadLetter``)."""
         return TopicSpec(f"{self.prefix}.dead-letter", inspected=True)
@@ -122,6 +138,8 @@ class Topics:
             self.control,
             self.status,
             self.quotas,
+            self.job_types,
+            self.job_results,
             self.dead_letter,
             *self.changelogs(),
         ]

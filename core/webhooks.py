@@ -47,20 +47,21 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return f"sha256={digest.hexdigest()}"
 
 
-def check_target(url: str, *, allow_private: bool) -> None:
-    """Refuse URLs that resolve to addresses a server must not call on a client's behalf."""
+def check_target(url: str, *, allow_private: bool, field: str = "callbackUrl") -> None:
+    """Refuse URLs that resolve to addresses a server must not call on a client's behalf;
+    ``field`` names the URL in the refusal."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UnsafeTarget("callbackUrl must be an http(s) URL with a host")
+        raise UnsafeTarget(f"{field} must be an http(s) URL with a host")
     if allow_private:
         return
     try:
         infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
     except socket.gaierror as exc:
-        raise UnsafeTarget(f"callbackUrl host {parts.hostname!r} does not resolve") from exc
+        raise UnsafeTarget(f"{field} host {parts.hostname!r} does not resolve") from exc
     for info in infos:
         address = ipaddress.ip_address(info[4][0])
         if not address.is_global:
             raise UnsafeTarget(
-                f"callbackUrl resolves to {address}, a loopback/private/reserved address"
+                f"{field} resolves to {address}, a loopback/private/reserved address"
             )

@@ -16,10 +16,11 @@ from fastapi.testclient import TestClient
 from analytics.testing import MemoryStore
 from api.app import create_api
 from api.auth import Role, mint_token
+from api.job_types_view import JobTypeView
 from api.producer import ProduceError
 from api.status_view import QuotaView, StatusView
 from core.settings import ApiSettings
-from core.topics import Topics
+from core.topics import Topics, TopicSpec
 from streams.agents import control, explode, guarded
 from streams.testing import FakeWorker
 
@@ -43,6 +44,8 @@ class FakeMessageSink:
         self._queued: list[asyncio.Future[None]] = []
         # Called with each message written: a test's stand-in for the worker's answer.
         self.on_written: Callable[[str, bytes, bytes], None] | None = None
+        # Topics the API created at run time (a job type's), as ``create_topic`` would.
+        self.created_topics: list[TopicSpec] = []
 
     def produce(
         self, topic: str, key: bytes, value: bytes, partition: int | None = None
@@ -129,6 +132,8 @@ def api_client(sink: FakeMessageSink, **overrides: Any) -> Iterator[TestClient]:
         app.state.status_view = StatusView()
         app.state.status_view.ready.set()
         app.state.quota_view = QuotaView()
+        app.state.job_type_view = JobTypeView()
+        app.state.create_topic = sink.created_topics.append
         app.state.store = memory_store()
 
     async def stop(_: FastAPI) -> None:
