@@ -1,7 +1,8 @@
 """Write the versioned JSON Schemas of the REST bodies and Kafka messages to one file.
 
 Another system can validate against ``schemas/jsonschema/v1.json`` and produce an
-``OperationRequested`` straight to the operations topic (key: the sponsor id as a string).
+``OperationRequested`` straight to the operations topic (key: the sponsor id as a string), or
+run a job type's worker in any language: consume ``JobBatch``, produce ``JobResult``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from schemas import SCHEMA_VERSION
+from schemas.jobs import JobBatch, JobResult, JobTypeSpec
 from schemas.messages import (
     BatchSunk,
     ControlCommand,
@@ -36,6 +38,9 @@ MODELS: dict[str, type[BaseModel]] = {
     "DeadLetter": DeadLetter,
     "QuotaUpdate": QuotaUpdate,
     "QuotaSnapshot": QuotaSnapshot,
+    "JobTypeSpec": JobTypeSpec,
+    "JobBatch": JobBatch,
+    "JobResult": JobResult,
 }
 DEFAULT_PATH = Path(__file__).parent / "jsonschema" / f"v{SCHEMA_VERSION}.json"
 
