@@ -279,25 +279,15 @@ def _check_answers_every_item(batch: JobBatch, outcomes: list[JobItemOutcome]) -
 
 async def _produce(producer: Producer, topic: str, key: bytes | None, result: JobResult) -> None:
     """Send ``result`` and wait until the broker has it (the batch is committed after)."""
-    loop = asyncio.get_running_loop()
-    delivered: asyncio.Future[None] = loop.create_future()
-
-    def report(err: KafkaError | None, _: Message) -> None:
-        if err is None:
-            loop.call_soon_threadsafe(_settle, delivered, None)
-        else:
-            loop.call_soon_threadsafe(_settle, delivered, KafkaException(err))
-
-    producer.produce(topic, key=key, value=result.model_dump_json().encode(), on_delivery=report)
-    while not delivered.done():
-        await asyncio.to_thread(producer.poll, 0.1)
-    await delivered
-
-
-def _settle(future: asyncio.Future[None], error: Exception | None) -> None:
-    if future.done():
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)
+    reports: list[KafkaError | None] = []
+    producer.produce(
+        topic,
+        key=key,
+        value=result.model_dump_json().encode(),
+        on_delivery=lambda error, _: reports.append(error),
+    )
+    left = await asyncio.to_thread(producer.flush, 60)
+    if left or not reports:
+        raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT, "result not delivered"))
+    if reports[0] is not None:
+        raise KafkaException(reports[0])

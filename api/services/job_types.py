@@ -121,15 +121,7 @@ async def replace(
         return current
     await _check_handler(spec)
     await _ensure_topic(request, spec)
-    changed = current.model_copy(
-        update={
-            "spec": spec,
-            "version": current.version + 1,
-            "updated_at": datetime.now(UTC),
-            "updated_by": principal.subject,
-        }
-    )
-    return await _publish(request, changed, "changed")
+    return await _publish(request, _changed(current, principal, spec=spec), "changed")
 
 
 async def set_enabled(
@@ -142,15 +134,20 @@ async def set_enabled(
         raise unknown_type(name)
     if current.enabled == enabled:
         return current
-    changed = current.model_copy(
+    what = "enabled" if enabled else "disabled"
+    return await _publish(request, _changed(current, principal, enabled=enabled), what)
+
+
+def _changed(current: JobTypeRecord, principal: Principal, **fields: object) -> JobTypeRecord:
+    """The next version of ``current``, with ``fields`` changed by ``principal``."""
+    return current.model_copy(
         update={
-            "enabled": enabled,
+            **fields,
             "version": current.version + 1,
             "updated_at": datetime.now(UTC),
             "updated_by": principal.subject,
         }
     )
-    return await _publish(request, changed, "enabled" if enabled else "disabled")
 
 
 def _visible(principal: Principal, record: JobTypeRecord) -> bool:
