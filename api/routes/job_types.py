@@ -11,7 +11,14 @@ from api.deps import settings_of
 from api.services import job_types
 from api.services.presenters import API_PREFIX
 from core.topics import Topics
-from schemas.jobs import JOB_TYPE_NAME, SEED_JOB_TYPE_EXAMPLE, JobTypeList, JobTypeOut, JobTypeSpec
+from schemas.jobs import (
+    JOB_TYPE_NAME,
+    SEED_JOB_TYPE_EXAMPLE,
+    JobTypeList,
+    JobTypeOut,
+    JobTypeRecord,
+    JobTypeSpec,
+)
 from schemas.responses import Envelope, ErrorBody
 
 router = APIRouter(prefix=f"{API_PREFIX}/job-types", tags=["job types"])
@@ -46,7 +53,7 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 _SpecBody = Annotated[JobTypeSpec, Body(openapi_examples=_EXAMPLES)]
 
 
-def _out(request: Request, record: Any) -> JobTypeOut:
+def _out(request: Request, record: JobTypeRecord) -> JobTypeOut:
     return job_types.present(Topics(settings_of(request).topic_prefix), record)
 
 
