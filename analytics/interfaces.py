@@ -9,8 +9,8 @@ from typing import Protocol
 from analytics.rows import TableRows
 from schemas.messages import (
     ItemBatch,
+    ItemsChunk,
     OperationRequested,
-    RecipientChunk,
     ResultBatch,
 )
 
@@ -30,7 +30,7 @@ class KeptState(Protocol):
 
     def request(self, sponsor_id: int, operation_id: str) -> OperationRequested | None: ...
 
-    def record_chunk(self, chunk: RecipientChunk, batches: Sequence[ItemBatch]) -> None: ...
+    def record_chunk(self, chunk: ItemsChunk, batches: Sequence[ItemBatch]) -> None: ...
 
     def item_batches(
         self, sponsor_id: int, operation_id: str, indexes: list[int]

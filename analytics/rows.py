@@ -15,6 +15,7 @@ from typing import Any
 from schemas.common import ItemStatus
 from schemas.messages import (
     ItemBatch,
+    ItemsChunk,
     OperationRequested,
     OperationSnapshot,
     RecipientChunk,
@@ -346,6 +347,15 @@ def recipient_rows(chunk: RecipientChunk) -> TableRows:
             if r.skip is None and r.address is not None and r.message is not None
         ],
     )
+
+
+def chunk_rows(chunk: ItemsChunk, batches: Sequence[ItemBatch]) -> list[TableRows]:
+    """What a chunk of items leaves in the store: its item batches (to hold, release or
+    re-drive them later) and, for a link send, its recipients (for retries)."""
+    tables = [batch_rows(batches)]
+    if isinstance(chunk, RecipientChunk):
+        tables.insert(0, recipient_rows(chunk))
+    return tables
 
 
 def batch_rows(batches: Sequence[ItemBatch]) -> TableRows:

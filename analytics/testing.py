@@ -24,8 +24,8 @@ from schemas.messages import (
     DealerRow,
     ItemBatch,
     ItemError,
+    ItemsChunk,
     OperationRequested,
-    RecipientChunk,
     ResultBatch,
 )
 
@@ -113,9 +113,9 @@ class MemoryWorkerState:
             None if found is None else OperationRequested.model_validate_json(found["request_json"])
         )
 
-    def record_chunk(self, chunk: RecipientChunk, batches: Sequence[ItemBatch]) -> None:
-        self.tables.apply(rows.recipient_rows(chunk))
-        self.tables.apply(rows.batch_rows(batches))
+    def record_chunk(self, chunk: ItemsChunk, batches: Sequence[ItemBatch]) -> None:
+        for table in rows.chunk_rows(chunk, batches):
+            self.tables.apply(table)
 
     def item_batches(
         self, sponsor_id: int, operation_id: str, indexes: list[int]

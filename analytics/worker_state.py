@@ -10,7 +10,7 @@ from analytics import rows, sql
 from analytics.connection import Connection
 from analytics.timefix import utc
 from schemas.common import Channel, ErrorCategory, ItemStatus
-from schemas.messages import ItemBatch, ItemError, OperationRequested, RecipientChunk, ResultBatch
+from schemas.messages import ItemBatch, ItemError, ItemsChunk, OperationRequested, ResultBatch
 
 _SQL = sql.load("worker.sql")
 
@@ -25,10 +25,9 @@ class WorkerState:
         )
         return OperationRequested.model_validate_json(found[0][0]) if found else None
 
-    def record_chunk(self, chunk: RecipientChunk, batches: Sequence[ItemBatch]) -> None:
-        """A link send's recipient chunk as it arrived: its recipients (for retries) and its
-        item batches (to hold, release or re-drive them later)."""
-        for table in (rows.recipient_rows(chunk), rows.batch_rows(batches)):
+    def record_chunk(self, chunk: ItemsChunk, batches: Sequence[ItemBatch]) -> None:
+        """A chunk of items as it arrived (:func:`analytics.rows.chunk_rows`)."""
+        for table in rows.chunk_rows(chunk, batches):
             if table.rows:
                 self._connection.insert(table.table, table.rows, table.columns)
 

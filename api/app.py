@@ -26,6 +26,7 @@ from api.routes.dealers import DEALER_PREFIX, inventory_router
 from api.routes.dealers import router as dealers_router
 from api.routes.health import router as health_router
 from api.routes.job_types import router as job_types_router
+from api.routes.jobs import router as jobs_router
 from api.routes.lifecycle import router as lifecycle_router
 from api.routes.live import router as live_router
 from api.routes.operations import router as operations_router
@@ -140,6 +141,7 @@ def create_api(
         inventory_router,
         quotas_router,
         job_types_router,
+        jobs_router,
         admin_router,
     ):
         app.include_router(router, responses=ERRORS, dependencies=[Depends(refuse_unknown_query)])
@@ -152,6 +154,7 @@ def create_api(
         max_bytes=settings.max_body_bytes,
         per_path={
             f"{API_PREFIX}/send-links": settings.max_link_send_body_bytes,
+            f"{API_PREFIX}/jobs": settings.max_job_body_bytes,
             # the file plus the multipart envelope; the route checks the file's own size
             f"{DEALER_PREFIX}/invite-bulk": settings.dealer_max_file_bytes + 65_536,
         },

@@ -63,6 +63,12 @@ WEBHOOK_DELIVERIES = Counter(
     "Webhook delivery attempts, by event and result (delivered, retrying, failed).",
     ["event", "result"],
 )
+JOB_RESULTS = Counter(
+    "bulkops_job_results_total",
+    "Answers of other systems' workers to job batches: taken, or ignored (late, repeated, "
+    "for an unknown batch, or from another sponsor's or type's worker).",
+    ["result"],
+)
 DEAD_LETTERS = Counter(
     "bulkops_dead_letters_total",
     "Messages the worker could not use, by source topic and reason (the error's class).",

@@ -276,6 +276,8 @@ class ApiSettings(BulkopsSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     # send-links bodies carry the recipients: 100,000 of them are about 20 MB of JSON.
     max_link_send_body_bytes: int = Field(default=32 * 1_048_576, ge=1024)
+    # jobs bodies carry the items (each as large as its type's schema allows).
+    max_job_body_bytes: int = Field(default=32 * 1_048_576, ge=1024)
     token_leeway_seconds: int = Field(default=10, ge=0, le=300)
     produce_timeout_seconds: float = Field(default=15.0, gt=0)
     # How long POST /cancel waits for the worker to confirm that no new item will start.

@@ -60,6 +60,7 @@ class OperationType(StrEnum):
     CODE_GENERATION = "BulkCodeGeneration"
     LINK_SEND = "BulkLinkSend"
     DEALER_INVITATION = "BulkDealerInvitation"
+    JOB = "BulkJob"
 
 
 class ApiModel(BaseModel):

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 import jsonschema_rs
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import AnyHttpUrl, Field, ValidationInfo, field_validator, model_validator
 
 from schemas.common import ApiModel, ErrorCategory, ItemStatus, WireModel
+from schemas.job_wire import JobExecutor, JobItem, JobRun
+from schemas.requests import BoundedMetadata, SchedulingOptions
 from schemas.responses import OutModel
 
 #: ``system:action``, lower case: also the suffix of the type's Kafka topic.
@@ -47,13 +48,6 @@ KNOWN_DRAFTS = frozenset(
 )
 MAX_ALLOWED_SPONSORS = 10_000
 ANY_OBJECT: dict[str, Any] = {"type": "object"}
-
-
-class JobExecutor(StrEnum):
-    """Who does the work on each item."""
-
-    KAFKA = "kafka"
-    HTTP = "http"
 
 
 class JobTypeSpec(ApiModel):
@@ -180,6 +174,26 @@ class JobTypeRecord(WireModel):
     updated_at: datetime
     updated_by: str = Field(description="The Admin (token subject) who made the last change.")
 
+    def run(self, data: dict[str, Any]) -> JobRun:
+        """How an operation submitted now runs: this version of the type, with ``data``."""
+        spec = self.spec
+        return JobRun(
+            job_type=spec.name,
+            type_version=self.version,
+            executor=spec.executor,
+            handler_url=spec.handler_url,
+            allow_private_handler=spec.allow_private_handler,
+            batch_size=spec.batch_size,
+            timeout_seconds=spec.timeout_seconds,
+            max_retries=spec.max_retries,
+            backoff_seconds=spec.backoff_seconds,
+            backoff_multiplier=spec.backoff_multiplier,
+            max_backoff_seconds=spec.max_backoff_seconds,
+            rate_limit_per_second=spec.rate_limit_per_second,
+            max_concurrency=spec.max_concurrency,
+            data=data,
+        )
+
 
 class JobTypeOut(OutModel):
     """A job type as the API shows it."""
@@ -222,15 +236,6 @@ SEED_JOB_TYPE_EXAMPLE: dict[str, Any] = {
 }
 
 
-class JobItem(WireModel):
-    """One item of a job batch: its index in the operation, its id (the idempotency key a
-    worker should use: a batch can come twice) and what the caller submitted for it."""
-
-    index: int = Field(ge=0)
-    item_id: str = Field(min_length=1, max_length=200)
-    payload: dict[str, Any]
-
-
 class JobBatch(WireModel):
     """Bulkops → the owning system's workers, on ``<prefix>.jobs.<system>.<action>``; key: the
     sponsor id. Answered by one :class:`JobResult` with the same operation, batch and attempt."""
@@ -250,8 +255,9 @@ class JobBatch(WireModel):
 
 
 class JobItemOutcome(WireModel):
-    """What became of one item: ``Success`` (with ``resultData``) or ``Failed`` (with an error
-    code, a message, a category and whether trying again may help)."""
+    """What became of one item: ``Success`` (with ``resultData``), ``Failed`` (with an error
+    code, a message, a category and whether trying again may help), or ``Skipped`` (not done,
+    and why: a worker that drops the batch of a cancelled operation answers ``CANCELLED``)."""
 
     index: int = Field(ge=0)
     item_id: str = Field(min_length=1, max_length=200)
@@ -264,10 +270,10 @@ class JobItemOutcome(WireModel):
 
     @model_validator(mode="after")
     def _an_outcome(self) -> JobItemOutcome:
-        if self.status not in (ItemStatus.SUCCESS, ItemStatus.FAILED):
-            raise ValueError("status is Success or Failed")
-        if self.status is ItemStatus.FAILED and not (self.error_code and self.error_message):
-            raise ValueError("a Failed outcome has errorCode and errorMessage")
+        if self.status not in (ItemStatus.SUCCESS, ItemStatus.FAILED, ItemStatus.SKIPPED):
+            raise ValueError("status is Success, Failed or Skipped")
+        if self.status is not ItemStatus.SUCCESS and not (self.error_code and self.error_message):
+            raise ValueError(f"a {self.status.value} outcome has errorCode and errorMessage")
         return self
 
 
@@ -283,3 +289,67 @@ class JobResult(WireModel):
     worker_id: str = Field(max_length=200, description="Who answered, for the logs.")
     outcomes: list[JobItemOutcome]
     completed_at: datetime
+
+
+class JobProcessingOptions(ApiModel):
+    """How a job operation runs, where it may differ from its type's registration."""
+
+    batch_size: int | None = Field(
+        default=None, strict=True, ge=1, le=10_000, description="Items per batch (the type's)."
+    )
+    max_concurrency: int | None = Field(
+        default=None,
+        strict=True,
+        ge=1,
+        le=10_000,
+        description="Batches handed out at once: at most the type's `maxConcurrency`.",
+    )
+    pause_on_error_rate: float | None = Field(
+        default=None,
+        strict=True,
+        gt=0,
+        le=1,
+        description="Pause by itself when this share of the last `pauseOnErrorWindow` items "
+        "failed.",
+    )
+    pause_on_error_window: int = Field(strict=True, default=100, ge=10, le=100_000)
+    send_progress_notifications: bool = Field(default=False, strict=True)
+    callback_url: AnyHttpUrl | None = None
+
+
+class BulkJobRequest(ApiModel):
+    """``POST /api/v1/bulk-operations/jobs``: run a registered job type on every item."""
+
+    operation_type: str = Field(
+        pattern=JOB_TYPE_NAME,
+        description="The registered job type (`GET …/job-types`).",
+        examples=["ticket:update_status"],
+    )
+    operation_name: str = Field(default="Bulk Job", min_length=1, max_length=200)
+    sponsor_id: int | None = Field(
+        default=None,
+        strict=True,
+        ge=1,
+        le=2**63 - 1,
+        description="Only an Admin names it; a sponsor's token fixes it.",
+    )
+    items: list[dict[str, Any]] = Field(
+        min_length=1, description="One object per item, each valid against the type's itemSchema."
+    )
+    data: BoundedMetadata = Field(
+        default_factory=dict, description="What every item shares, valid against dataSchema."
+    )
+    processing: JobProcessingOptions = Field(default_factory=JobProcessingOptions)
+    scheduling: SchedulingOptions = Field(default_factory=SchedulingOptions)
+    priority: int = Field(default=5, strict=True, ge=1, le=10, description="1 (low) to 10.")
+    metadata: BoundedMetadata = Field(default_factory=dict)
+
+
+SEED_JOB_EXAMPLE: dict[str, Any] = {
+    "operationType": "ticket:update_status",
+    "operationName": "Close resolved tickets",
+    "items": [{"ticketId": 1}, {"ticketId": 2}, {"ticketId": 3}],
+    "data": {"status": "closed"},
+    "priority": 5,
+    "metadata": {"requestedFrom": "support-console"},
+}

@@ -22,6 +22,7 @@ from schemas.common import (
     OperationType,
     WireModel,
 )
+from schemas.job_wire import JobItem, JobRun
 from schemas.quotas import QuotaRefusal, QuotaUpdate
 from schemas.requests import BulkCodeGenerationRequest
 
@@ -140,6 +141,10 @@ class OperationRequested(WireModel):
     progress_notifications: bool = False
     code_generation: BulkCodeGenerationRequest | None = None
     link_send: LinkSendSpec | None = None
+    job: JobRun | None = Field(
+        default=None, description="A job operation's type as submitted, and its data."
+    )
+    priority: int = Field(default=5, ge=1, le=10, description="1 (low) to 10 (high).")
     schedule: ReleaseSchedule | None = None
     submission_id: str | None = Field(
         default=None,
@@ -173,14 +178,19 @@ class OperationRequested(WireModel):
             if self.code_generation.quantity != self.total_items:
                 raise ValueError("totalItems must equal codeGeneration.quantity")
             self.operation_name = self.code_generation.operation_name
+        elif self.operation_type is OperationType.JOB:
+            if self.job is None:
+                raise ValueError("job is required for BulkJob")
         elif self.link_send is None:
-            raise ValueError("linkSend is required for BulkLinkSend")
+            raise ValueError(f"linkSend is required for {self.operation_type.value}")
         return self
 
     @property
     def batch_size(self) -> int:
         if self.code_generation is not None:
             return self.code_generation.processing.batch_size
+        if self.job is not None:
+            return self.job.batch_size
         assert self.link_send is not None
         return self.link_send.batch_size
 
@@ -200,6 +210,22 @@ class RecipientChunk(WireModel):
         description="One per submit attempt; messages of another attempt at the same "
         "operation id are ignored, so a retried submit never runs an operation twice.",
     )
+
+
+class JobItemsChunk(WireModel):
+    """A slice of a job operation's items (whole batches); chunks keep messages under 1 MB."""
+
+    kind: Literal["job_items"] = "job_items"
+    operation_id: str = Field(pattern=OPERATION_ID_PATTERN)
+    sponsor_id: int = Field(ge=1, le=2**63 - 1)
+    chunk_index: int = Field(ge=0)
+    start_index: int = Field(ge=0)
+    items: list[JobItem] = Field(min_length=1)
+    submission_id: str | None = Field(default=None, max_length=64)
+
+
+#: The messages an operation's items come in, when they do not come with its request.
+ItemsChunk = RecipientChunk | JobItemsChunk
 
 
 class OperationAbort(WireModel):
@@ -250,6 +276,8 @@ class ItemBatch(WireModel):
     code: CodeBatchSpec | None = None
     link: LinkSendSpec | None = None
     recipients: list[PreparedRecipient] | None = None
+    job: JobRun | None = None
+    job_items: list[JobItem] | None = None
 
 
 class ReleaseTick(WireModel):
@@ -310,6 +338,7 @@ OperationsMessage = TypeAdapter(
     Annotated[
         Annotated[OperationRequested, Tag("request")]
         | Annotated[RecipientChunk, Tag("recipients")]
+        | Annotated[JobItemsChunk, Tag("job_items")]
         | Annotated[OperationAbort, Tag("abort")]
         | Annotated[ReleaseTick, Tag("release")]
         | Annotated[BatchHold, Tag("hold")]
@@ -428,6 +457,9 @@ class OperationSnapshot(WireModel):
     operation_id: str
     sponsor_id: int
     operation_type: OperationType
+    job_type: str | None = Field(
+        default=None, description="A BulkJob's registered type (`ticket:update_status`)."
+    )
     operation_name: str
     requested_by: str
     status: OperationStatus

@@ -54,6 +54,7 @@ class Metrics(OutModel):
 class OperationAccepted(OutModel):
     operation_id: str
     operation_type: OperationType
+    job_type: str | None = Field(default=None, description="A BulkJob's registered type.")
     status: OperationStatus
     total_items: int
     created_at: datetime
@@ -76,6 +77,7 @@ class RecentResultOut(OutModel):
 class OperationStatusOut(OutModel):
     operation_id: str
     operation_type: OperationType
+    job_type: str | None = Field(default=None, description="A BulkJob's registered type.")
     operation_name: str
     status: OperationStatus
     total_items: int

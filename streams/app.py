@@ -16,6 +16,8 @@ agent), :mod:`streams.kinds` (one module per operation kind), :mod:`streams.time
 
 from __future__ import annotations
 
+import functools
+
 import faust
 
 from analytics.interfaces import KeptState, ResultSink
@@ -81,6 +83,7 @@ def build_worker(
         results=topic(topics.results.name),
         progress=topic(topics.progress.name),
         control=topic(topics.control.name),
+        job_results=topic(topics.job_results.name),
     )
     out = Outboxes(
         operations=sources.operations,
@@ -90,6 +93,7 @@ def build_worker(
         status=topic(topics.status.name),
         quotas=topic(topics.quotas.name),
         dead_letter=topic(topics.dead_letter.name),
+        job_topic=functools.cache(lambda job_type: topic(topics.jobs(job_type).name)),
     )
     ctx = WorkerContext(
         settings=settings,

@@ -28,6 +28,8 @@ from core.topics import sponsor_key
 from schemas.messages import DeadLetter, OperationRequested
 from streams.alerts import Alerts
 from streams.codes import CodeMinter
+from streams.jobs.running import SlotPacer
+from streams.jobs.waits import JobWaits
 from streams.pacing import AdjustableLimit, Pacer
 from streams.progress import OperationState
 from streams.providers.base import Provider
@@ -65,6 +67,8 @@ class Outboxes:
     status: Outbox
     quotas: Outbox
     dead_letter: Outbox
+    # The topic of a job type's batches (``ticket:update_status`` → ``<prefix>.jobs.…``).
+    job_topic: Callable[[str], Outbox]
 
 
 @dataclass
@@ -83,6 +87,9 @@ class Registry:
     ticking: dict[str, float] = field(default_factory=dict)
     # Code requests, so a release in the window's turn plans from memory, not a read.
     requests: dict[str, OperationRequested] = field(default_factory=dict)
+    # Job batches handed out and waiting for their answer; each job type's pace.
+    job_waits: JobWaits = field(default_factory=JobWaits)
+    job_pacers: dict[str, SlotPacer] = field(default_factory=dict)
 
     def forget(self, operation_id: str) -> None:
         """Everything about an operation that has ended."""

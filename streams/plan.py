@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from schemas.messages import CodeBatchSpec, ItemBatch, OperationRequested, RecipientChunk
+from schemas.messages import (
+    CodeBatchSpec,
+    ItemBatch,
+    ItemsChunk,
+    JobItemsChunk,
+    OperationRequested,
+    RecipientChunk,
+)
 from schemas.requests import BulkCodeGenerationRequest
 
 if TYPE_CHECKING:
@@ -97,31 +104,61 @@ def code_item_batches(
         )
 
 
-def link_item_batches(state: OperationState, chunk: RecipientChunk) -> Iterator[ItemBatch]:
-    """The item batches of one recipient chunk; chunks hold whole batches, so a batch's
+class _Indexed(Protocol):
+    index: int
+
+
+T = TypeVar("T", bound=_Indexed)
+
+
+def _chunk_slices(
+    state: OperationState, chunk: ItemsChunk, items: Sequence[T], size: int
+) -> Iterator[tuple[int, list[T]]]:
+    """(start index, items) of each batch of a chunk; chunks hold whole batches, so a batch's
     index is its first item's index divided by the batch size."""
-    spec = state.link
-    assert spec is not None
-    size = spec.batch_size
     if chunk.start_index % size:
         raise ValueError(f"chunk {chunk.chunk_index} does not start on a batch boundary")
-    recipients = chunk.recipients
-    for offset in range(0, len(recipients), size):
-        part = recipients[offset : offset + size]
+    for offset in range(0, len(items), size):
+        part = list(items[offset : offset + size])
         start = chunk.start_index + offset
         if part[0].index != start or part[-1].index != start + len(part) - 1:
-            raise ValueError(f"chunk {chunk.chunk_index}: recipient indexes are not contiguous")
+            raise ValueError(f"chunk {chunk.chunk_index}: item indexes are not contiguous")
         if start + len(part) > state.total_items:
             raise ValueError(f"chunk {chunk.chunk_index} goes past totalItems")
         if len(part) < size and start + len(part) != state.total_items:
             raise ValueError(f"chunk {chunk.chunk_index}: a short batch that is not the last")
+        yield start, part
+
+
+def link_item_batches(state: OperationState, chunk: RecipientChunk) -> Iterator[ItemBatch]:
+    """The item batches of one recipient chunk."""
+    spec = state.link
+    assert spec is not None
+    for start, part in _chunk_slices(state, chunk, chunk.recipients, spec.batch_size):
         yield ItemBatch(
             operation_id=state.operation_id,
             sponsor_id=state.sponsor_id,
             operation_type=state.operation_type,
-            batch_index=start // size,
+            batch_index=start // spec.batch_size,
             start_index=start,
             count=len(part),
             link=spec,
             recipients=part,
+        )
+
+
+def job_item_batches(state: OperationState, chunk: JobItemsChunk) -> Iterator[ItemBatch]:
+    """The item batches of one chunk of a job operation's items."""
+    run = state.job
+    assert run is not None
+    for start, part in _chunk_slices(state, chunk, chunk.items, run.batch_size):
+        yield ItemBatch(
+            operation_id=state.operation_id,
+            sponsor_id=state.sponsor_id,
+            operation_type=state.operation_type,
+            batch_index=start // run.batch_size,
+            start_index=start,
+            count=len(part),
+            job=run,
+            job_items=part,
         )

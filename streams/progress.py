@@ -16,6 +16,7 @@ from pydantic import Field, field_serializer, field_validator
 
 from core.schedule import open_seconds, planned_start, release_limit, releases_end
 from schemas.common import OperationStatus
+from schemas.job_wire import JobRun
 from schemas.messages import (
     AutoPauseRule,
     BatchSunk,
@@ -39,6 +40,7 @@ _WORKER_ONLY = {
     "subscription_tier_id",
     "code_prefix",
     "link",
+    "job",
     "exploded",
     "reserved",
     "cost_reserved",
@@ -72,6 +74,8 @@ class OperationState(OperationSnapshot):
     # Link sends: the spec every batch carries, why the operation stopped early (if it did),
     # which batches were exploded from chunks, and the budget reserved batch by batch.
     link: LinkSendSpec | None = None
+    # Jobs: how the operation runs (its type as submitted, its data); batches come in chunks.
+    job: JobRun | None = None
     exploded: bytes = b""
     reserved: bytes = b""
     cost_reserved: float = 0.0
@@ -108,6 +112,16 @@ class OperationState(OperationSnapshot):
     @classmethod
     def _bitmap_from_base64(cls, value: object) -> object:
         return base64.b64decode(value) if isinstance(value, str) else value
+
+    @property
+    def chunk_batch_size(self) -> int | None:
+        """The batch size of an operation whose batches come in chunks (link sends, dealer
+        invitations, jobs); None for one planned from its request alone (codes)."""
+        if self.link is not None:
+            return self.link.batch_size
+        if self.job is not None:
+            return self.job.batch_size
+        return None
 
     def snapshot(self) -> OperationSnapshot:
         return OperationSnapshot.model_validate(self.model_dump(exclude=_WORKER_ONLY))
@@ -155,6 +169,8 @@ def register(
         releases_end_at=releases_end(request.schedule, batches_total),
         serial_base=serial_base,
         link=request.link_send,
+        job=request.job,
+        job_type=request.job.job_type if request.job else None,
         retry_of=request.retry_of,
         callback_url=request.callback_url,
         progress_notifications=request.progress_notifications,
@@ -179,6 +195,7 @@ def refused(
         operation_id=request.operation_id,
         sponsor_id=request.sponsor_id,
         operation_type=request.operation_type,
+        job_type=request.job.job_type if request.job else None,
         operation_name=request.operation_name,
         requested_by=request.requested_by,
         status=OperationStatus.FAILED,
@@ -230,15 +247,15 @@ def rethrottle(state: OperationState, change: Throttle, now: datetime) -> bool:
 
 
 def all_exploded(state: OperationState) -> bool:
-    """Whether every item batch exists: always for codes, once all chunks came for a link send."""
-    if state.link is None:
+    """Whether every item batch exists: always for codes, once all chunks came otherwise."""
+    if state.chunk_batch_size is None:
         return True
     return int.from_bytes(state.exploded, "little").bit_count() >= state.batches_total
 
 
 def unexploded(state: OperationState) -> list[int]:
-    """Batches of a link send whose recipient chunk has not arrived."""
-    if state.link is None:
+    """Batches of a chunked operation whose chunk has not arrived."""
+    if state.chunk_batch_size is None:
         return []
     everything = (1 << state.batches_total) - 1
     return indexes_of(everything & ~int.from_bytes(state.exploded, "little"), state.batches_total)

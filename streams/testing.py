@@ -109,7 +109,11 @@ def fake_worker(**settings: Any) -> FakeWorker:
     store = MemoryStore()
     names = ("operations", "items", "results", "progress", "status", "quotas", "dead_letter")
     out = {name: RecordingOutbox(name) for name in names}
-    outboxes = Outboxes(**out)
+
+    def job_topic(job_type: str) -> RecordingOutbox:
+        return out.setdefault(f"jobs.{job_type}", RecordingOutbox(f"jobs.{job_type}"))
+
+    outboxes = Outboxes(**out, job_topic=job_topic)
     raw: dict[str, dict[str, Any]] = {
         "operations": {},
         "serials": {},

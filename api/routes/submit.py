@@ -19,7 +19,9 @@ from api.services.presenters import API_PREFIX, metrics, status_url
 from api.services.submission import (
     DRY_RUN,
     QUOTA_EXCEEDED,
+    UNAVAILABLE,
     DryRun,
+    accepted_again,
     already_submitted,
     auto_pause_rule,
     checked_callback,
@@ -34,7 +36,7 @@ from api.services.submission import (
 from core.schedule import planned_start, releases_end
 from core.schedule import resolve as resolve_schedule
 from schemas.common import OperationType
-from schemas.messages import OperationRequested, OperationSnapshot
+from schemas.messages import OperationRequested
 from schemas.requests import (
     SEED_CODE_GENERATION_EXAMPLE,
     SEED_LINK_SEND_EXAMPLE,
@@ -55,30 +57,6 @@ router = APIRouter(prefix=API_PREFIX, tags=["bulk-operations"])
 
 # Used for the submit-time estimate only; status then reports the rate actually observed.
 ASSUMED_CODES_PER_SECOND = 20_000
-_UNAVAILABLE = {
-    "model": ErrorBody,
-    "description": "Kafka did not acknowledge the operation. `details.outcome` says whether it "
-    "will not run (`not_queued`: retry freely) or may still run (`unknown`: retry with the "
-    "same Idempotency-Key, or check the status first).",
-}
-
-
-def _accepted_again(response: Response, snapshot: OperationSnapshot) -> Envelope[OperationAccepted]:
-    """The answer to a repeated submit: the operation its idempotency key already made."""
-    response.headers[idempotency.REPLAYED_HEADER] = "true"
-    return Envelope(
-        data=OperationAccepted(
-            operation_id=snapshot.operation_id,
-            operation_type=snapshot.operation_type,
-            status=snapshot.status,
-            total_items=snapshot.total_items,
-            created_at=snapshot.created_at,
-            scheduled_start=snapshot.scheduled_start,
-            status_url=status_url(snapshot.operation_id),
-            metrics=metrics(snapshot, datetime.now(UTC)),
-        ),
-        message="Already submitted with this Idempotency-Key: this is that operation",
-    )
 
 
 @router.post(
@@ -90,7 +68,7 @@ def _accepted_again(response: Response, snapshot: OperationSnapshot) -> Envelope
         200: DRY_RUN,
         413: {"model": ErrorBody, "description": "Body over the size limit"},
         429: QUOTA_EXCEEDED,
-        503: _UNAVAILABLE,
+        503: UNAVAILABLE,
     },
 )
 async def generate_codes(
@@ -141,7 +119,7 @@ async def generate_codes(
             keyed, await already_submitted(request, keyed, operation_id, sponsor_id)
         )
         if known is not None:
-            return _accepted_again(response, known)
+            return accepted_again(response, known)
         return await _queue_codes(request, principal, sponsor_id, operation_id, body, keyed)
 
     return await idempotency.once(
@@ -228,7 +206,7 @@ async def _queue_codes(
         200: DRY_RUN,
         413: {"model": ErrorBody, "description": "Body over the size limit"},
         429: QUOTA_EXCEEDED,
-        503: _UNAVAILABLE,
+        503: UNAVAILABLE,
     },
 )
 async def send_links(
@@ -266,7 +244,7 @@ async def send_links(
             keyed, await already_submitted(request, keyed, operation_id, sponsor_id)
         )
         if known is not None:
-            return _accepted_again(response, known)
+            return accepted_again(response, known)
         return await _queue_links(request, principal, sponsor_id, operation_id, body, keyed)
 
     return await idempotency.once(

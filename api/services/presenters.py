@@ -85,6 +85,7 @@ def status_out(snapshot: OperationSnapshot, now: datetime) -> OperationStatusOut
     return OperationStatusOut(
         operation_id=snapshot.operation_id,
         operation_type=snapshot.operation_type,
+        job_type=snapshot.job_type,
         operation_name=snapshot.operation_name,
         status=snapshot.status,
         total_items=snapshot.total_items,

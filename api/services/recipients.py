@@ -19,10 +19,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-import orjson
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
-from pydantic import TypeAdapter
 
 from schemas.common import Channel, ErrorCategory
 from schemas.messages import ItemError, PreparedRecipient
@@ -192,58 +190,3 @@ def _message(
     if len(message) > MAX_MESSAGE_CHARS:
         return None, "MESSAGE_TOO_LONG"
     return message, None
-
-
-class BatchTooLarge(ValueError):
-    """One batch of recipients would not fit in a Kafka message."""
-
-
-_RECIPIENTS = TypeAdapter(list[PreparedRecipient])
-
-
-def encode_chunks(
-    *,
-    operation_id: str,
-    sponsor_id: int,
-    recipients: list[PreparedRecipient],
-    batch_size: int,
-    max_bytes: int,
-    submission_id: str | None = None,
-) -> list[bytes]:
-    """``RecipientChunk`` messages of whole batches, each at most ``max_bytes``, in order."""
-    chunks: list[bytes] = []
-    parts: list[bytes] = []
-    size = 0
-    start = 0
-
-    def flush(next_start: int) -> None:
-        nonlocal parts, size, start
-        if not parts:
-            return
-        head = orjson.dumps(
-            {
-                "kind": "recipients",
-                "operationId": operation_id,
-                "sponsorId": sponsor_id,
-                "chunkIndex": len(chunks),
-                "startIndex": start,
-                "submissionId": submission_id,
-            }
-        )
-        chunks.append(head[:-1] + b',"recipients":[' + b",".join(parts) + b"]}")
-        parts, size, start = [], 0, next_start
-
-    for offset in range(0, len(recipients), batch_size):
-        encoded = _RECIPIENTS.dump_json(recipients[offset : offset + batch_size], by_alias=True)
-        body = encoded[1:-1]
-        if len(body) + 200 > max_bytes:
-            raise BatchTooLarge(
-                f"a batch of {batch_size} recipients is {len(body)} bytes; "
-                f"Kafka messages stay under {max_bytes}: use a smaller batchSize"
-            )
-        if size + len(body) + 200 > max_bytes:
-            flush(offset)
-        parts.append(body)
-        size += len(body) + 1
-    flush(len(recipients))
-    return chunks

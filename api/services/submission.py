@@ -30,22 +30,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import Query, Request
+from fastapi import Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from api.auth import Principal
 from api.deps import settings_of, sink_of, view_of
 from api.errors import ApiError, validation_error
 from api.producer import MessageSink, ProduceError
-from api.services import quotas
+from api.services import idempotency, quotas
+from api.services.chunks import BatchTooLarge, encode_chunks
 from api.services.idempotency import Claim
-from api.services.presenters import status_url
-from api.services.recipients import BatchTooLarge, encode_chunks
+from api.services.presenters import metrics, status_url
 from core.schedule import planned_start, releases_end
 from core.settings import ApiSettings
 from core.topics import Topics, sponsor_key
 from core.webhooks import UnsafeTarget, check_target
 from schemas.common import OperationStatus, OperationType
+from schemas.jobs import JobProcessingOptions
 from schemas.messages import (
     AutoPauseRule,
     LinkSendSpec,
@@ -56,7 +57,7 @@ from schemas.messages import (
     ReleaseSchedule,
 )
 from schemas.requests import ProcessingOptions
-from schemas.responses import DryRunResult, Envelope, ErrorBody
+from schemas.responses import DryRunResult, Envelope, ErrorBody, OperationAccepted
 
 log = logging.getLogger("bulkops.api")
 
@@ -67,6 +68,12 @@ GIVE_UP_SHARE = 0.6
 #: librdkafka reports every message this long before the API stops waiting.
 REPORT_MARGIN_SECONDS = 1.0
 
+UNAVAILABLE = {
+    "model": ErrorBody,
+    "description": "Kafka did not acknowledge the operation. `details.outcome` says whether it "
+    "will not run (`not_queued`: retry freely) or may still run (`unknown`: retry with the "
+    "same Idempotency-Key, or check the status first).",
+}
 QUOTA_EXCEEDED = {
     "model": ErrorBody,
     "description": "Over a quota (`error: QUOTA_EXCEEDED`): `details` names the quota, its "
@@ -312,9 +319,10 @@ async def queue_link_send(
     submission_id = new_submission_id()
     try:
         chunks = encode_chunks(
+            kind="recipients",
             operation_id=operation_id,
             sponsor_id=sponsor_id,
-            recipients=recipients,
+            items=recipients,
             batch_size=spec.batch_size,
             max_bytes=CHUNK_BYTES,
             submission_id=submission_id,
@@ -357,7 +365,7 @@ async def queue_link_send(
     )
 
 
-def auto_pause_rule(processing: ProcessingOptions) -> AutoPauseRule | None:
+def auto_pause_rule(processing: ProcessingOptions | JobProcessingOptions) -> AutoPauseRule | None:
     """The request's pauseOnErrorRate as the worker's rule (None: never pause by itself)."""
     if processing.pause_on_error_rate is None:
         return None
@@ -406,3 +414,22 @@ async def checked_callback(request: Request, url: object | None) -> str | None:
     except UnsafeTarget as exc:
         raise validation_error("processing.callbackUrl", str(exc)) from exc
     return str(url)
+
+
+def accepted_again(response: Response, snapshot: OperationSnapshot) -> Envelope[OperationAccepted]:
+    """The answer to a repeated submit: the operation its idempotency key already made."""
+    response.headers[idempotency.REPLAYED_HEADER] = "true"
+    return Envelope(
+        data=OperationAccepted(
+            operation_id=snapshot.operation_id,
+            operation_type=snapshot.operation_type,
+            job_type=snapshot.job_type,
+            status=snapshot.status,
+            total_items=snapshot.total_items,
+            created_at=snapshot.created_at,
+            scheduled_start=snapshot.scheduled_start,
+            status_url=status_url(snapshot.operation_id),
+            metrics=metrics(snapshot, datetime.now(UTC)),
+        ),
+        message="Already submitted with this Idempotency-Key: this is that operation",
+    )

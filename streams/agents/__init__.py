@@ -16,7 +16,7 @@ import faust
 from faust.types import EventT, StreamT, TopicT
 from pydantic import ValidationError
 
-from streams.agents import control, count, explode, process, sink
+from streams.agents import control, count, explode, job_results, process, sink
 from streams.context import WorkerContext
 from streams.writebehind import WriteBehind
 
@@ -34,6 +34,7 @@ class Sources:
     results: TopicT
     progress: TopicT
     control: TopicT
+    job_results: TopicT
 
 
 async def acked_when_stored(
@@ -71,7 +72,7 @@ async def guarded(ctx: WorkerContext, event: EventT[bytes], handle: Handler) -> 
 
 
 def declare(app: faust.App, ctx: WorkerContext, sources: Sources) -> None:
-    """Declare the five agents on ``app``, and the write-behind flusher they ack through."""
+    """Declare the six agents on ``app``, and the write-behind flusher they ack through."""
 
     def one_by_one(source: TopicT, handle: Handler, name: str, concurrency: int = 1) -> None:
         async def agent(stream: StreamT[bytes]) -> AsyncIterator[None]:
@@ -85,6 +86,7 @@ def declare(app: faust.App, ctx: WorkerContext, sources: Sources) -> None:
     one_by_one(sources.operations, explode.handle, "explode")
     one_by_one(sources.items, process.handle, "process", ctx.settings.process_concurrency)
     one_by_one(sources.progress, count.handle, "count")
+    one_by_one(sources.job_results, job_results.handle, "job-results")
 
     async def store_results(stream: StreamT[bytes]) -> AsyncIterator[None]:
         """Results in bulk: up to ``sink_max_messages`` within ``sink_within_seconds``."""

@@ -18,6 +18,8 @@ from schemas.messages import (
     BatchHold,
     BatchSunk,
     ControlAction,
+    ItemsChunk,
+    JobItemsChunk,
     OperationAbort,
     OperationEvict,
     OperationRequested,
@@ -53,8 +55,8 @@ async def handle(ctx: WorkerContext, event: EventT[bytes]) -> None:
     check_key(event, message.sponsor_id)
     if isinstance(message, OperationRequested):
         await on_request(ctx, event, message)
-    elif isinstance(message, RecipientChunk):
-        await on_recipients(ctx, message)
+    elif isinstance(message, RecipientChunk | JobItemsChunk):
+        await on_chunk(ctx, message)
     elif isinstance(message, ReleaseTick):
         await release.on_release(ctx, message)
     elif isinstance(message, BatchHold):
@@ -119,11 +121,7 @@ async def _register(
         serial_base=kind_of(request.operation_type).serial_base(ctx, request),
         now=now(),
         partition=event.message.partition,
-        release_window=ctx.settings.release_window(
-            request.total_items,
-            batches_total,
-            request.link_send.channel.value if request.link_send else None,
-        ),
+        release_window=_release_window(ctx, request, batches_total),
     )
     early = ctx.tables.early_controls.get(op_id)
     if early is not None:
@@ -146,6 +144,16 @@ async def _register(
         extra=logs.about(op_id, request.sponsor_id),
     )
     return state
+
+
+def _release_window(ctx: WorkerContext, request: OperationRequested, batches_total: int) -> int:
+    """How many of the operation's batches may be out at once. A job's own bound, capped at
+    half the process agent's actors: each batch out holds one until it is answered, and a
+    stuck job type must not take every actor from the other operations."""
+    if request.job is not None:
+        return min(request.job.max_concurrency, max(1, ctx.settings.process_concurrency // 2))
+    channel = request.link_send.channel.value if request.link_send else None
+    return ctx.settings.release_window(request.total_items, batches_total, channel)
 
 
 async def _refuse(
@@ -172,11 +180,11 @@ async def on_quota_update(ctx: WorkerContext, event: EventT[bytes], update: Quot
     await quotas.publish(ctx, quotas.apply_update(ctx, update, event.message.partition))
 
 
-async def on_recipients(ctx: WorkerContext, chunk: RecipientChunk) -> None:
+async def on_chunk(ctx: WorkerContext, chunk: ItemsChunk) -> None:
     operations = ctx.tables.operations
     state = operations.load(chunk.operation_id)
-    if state is None or state.link is None:
-        raise InvalidMessage(f"recipients for unknown link send {chunk.operation_id}")
+    if state is None or state.chunk_batch_size is None:
+        raise InvalidMessage(f"items for unknown chunked operation {chunk.operation_id}")
     if state.status.is_terminal or not same_submission(state, chunk.submission_id):
         return
     batches = await kind_of(state.operation_type).explode_chunk(ctx, chunk, state)
@@ -203,7 +211,7 @@ async def on_abort(ctx: WorkerContext, abort: OperationAbort) -> None:
         abort.reason,
         extra=logs.about(state.operation_id, state.sponsor_id),
     )
-    size = state.link.batch_size if state.link else 1
+    size = state.chunk_batch_size or 1
     for index in range(state.batches_total):
         if bit(state.exploded, index) or is_batch_done(state, index):
             continue

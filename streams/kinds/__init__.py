@@ -12,10 +12,12 @@ from schemas.common import OperationType
 from streams.kinds.base import OperationKind
 from streams.kinds.codes import CodeGeneration
 from streams.kinds.dealers import DealerInvitation
+from streams.kinds.jobs import JobKind
 from streams.kinds.links import LinkSend
 
 KINDS: Mapping[OperationType, OperationKind] = {
-    kind.operation_type: kind for kind in (CodeGeneration(), LinkSend(), DealerInvitation())
+    kind.operation_type: kind
+    for kind in (CodeGeneration(), LinkSend(), DealerInvitation(), JobKind())
 }
 
 

@@ -4,7 +4,7 @@ A *kind* is what differs between operation types; the agents do the rest the sam
 all of them (register, release or hold, stop rules, count, sink, report). A kind says:
 
 * how a request is planned into item batches — all at once from the request
-  (:meth:`~OperationKind.explode`), or as recipient chunks arrive
+  (:meth:`~OperationKind.explode`), or as chunks of its items arrive
   (:meth:`~OperationKind.explode_chunk`);
 * how to get the message of a batch exploded earlier back (:meth:`~OperationKind.stored_batches`),
   for batches that were held or must be re-driven;
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from analytics.rows import TableRows
 from schemas.common import OperationType
-from schemas.messages import ItemBatch, OperationRequested, RecipientChunk, ResultBatch
+from schemas.messages import ItemBatch, ItemsChunk, OperationRequested, ResultBatch
 from streams.context import InvalidMessage
 from streams.progress import OperationState
 
@@ -45,16 +45,23 @@ class OperationKind(ABC):
         return []
 
     async def explode_chunk(
-        self, ctx: WorkerContext, chunk: RecipientChunk, state: OperationState
+        self, ctx: WorkerContext, chunk: ItemsChunk, state: OperationState
     ) -> list[ItemBatch]:
-        """The batches of one recipient chunk, stored so they can be released later."""
-        raise InvalidMessage(f"{self.operation_type.value} takes no recipient chunks")
+        """The batches of one chunk of items, stored so they can be released later."""
+        raise InvalidMessage(f"{self.operation_type.value} takes no {chunk.kind} chunks")
 
-    @abstractmethod
     async def stored_batches(
         self, ctx: WorkerContext, state: OperationState, indexes: list[int]
     ) -> dict[int, str]:
-        """The item-batch messages of batches exploded earlier, by batch index."""
+        """The item-batch messages of batches exploded earlier, by batch index: as stored
+        when their chunk arrived (a kind that plans them from its request plans again)."""
+        return await ctx.with_retry(
+            f"operation {state.operation_id}: reading {len(indexes)} item batches",
+            ctx.state.item_batches,
+            state.sponsor_id,
+            state.operation_id,
+            indexes,
+        )
 
     @abstractmethod
     async def process(self, ctx: WorkerContext, batch: ItemBatch) -> ResultBatch | None:

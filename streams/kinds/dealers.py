@@ -9,8 +9,15 @@ from typing import TYPE_CHECKING, ClassVar
 from analytics import rows
 from analytics.rows import TableRows
 from schemas.common import ErrorCategory, OperationType
-from schemas.messages import ItemBatch, ItemError, PreparedRecipient, RecipientChunk, ResultBatch
-from streams.kinds.links import LinkSend
+from schemas.messages import (
+    ItemBatch,
+    ItemError,
+    ItemsChunk,
+    PreparedRecipient,
+    RecipientChunk,
+    ResultBatch,
+)
+from streams.kinds.links import LinkSend, recipient_chunk
 from streams.progress import OperationState, is_batch_done
 
 if TYPE_CHECKING:
@@ -23,9 +30,10 @@ class DealerInvitation(LinkSend):
     operation_type: ClassVar[OperationType] = OperationType.DEALER_INVITATION
 
     async def explode_chunk(
-        self, ctx: WorkerContext, chunk: RecipientChunk, state: OperationState
+        self, ctx: WorkerContext, chunk: ItemsChunk, state: OperationState
     ) -> list[ItemBatch]:
-        return await super().explode_chunk(ctx, await with_codes(ctx, chunk, state), state)
+        dealers = await with_codes(ctx, recipient_chunk(chunk), state)
+        return await super().explode_chunk(ctx, dealers, state)
 
     def annotate(self, batch: ItemBatch, result: ResultBatch) -> ResultBatch:
         """The dealer of each item rides along, so the sink records the invitation and moves

@@ -6,7 +6,7 @@ import asyncio
 from typing import TYPE_CHECKING, ClassVar
 
 from schemas.common import OperationType
-from schemas.messages import ItemBatch, RecipientChunk, ResultBatch
+from schemas.messages import ItemBatch, ItemsChunk, RecipientChunk, ResultBatch
 from streams.context import InvalidMessage
 from streams.gates import TableGate, hold_back, is_paused, throttle_of
 from streams.kinds.base import OperationKind
@@ -19,14 +19,21 @@ if TYPE_CHECKING:
     from streams.context import WorkerContext
 
 
+def recipient_chunk(chunk: ItemsChunk) -> RecipientChunk:
+    if not isinstance(chunk, RecipientChunk):
+        raise InvalidMessage(f"operation {chunk.operation_id} takes recipients, not {chunk.kind}")
+    return chunk
+
+
 class LinkSend(OperationKind):
     operation_type: ClassVar[OperationType] = OperationType.LINK_SEND
 
     async def explode_chunk(
-        self, ctx: WorkerContext, chunk: RecipientChunk, state: OperationState
+        self, ctx: WorkerContext, chunk: ItemsChunk, state: OperationState
     ) -> list[ItemBatch]:
         """The chunk's batches, stored with its recipients: a held or re-driven batch goes
         out again from the store (its recipients exist nowhere else)."""
+        chunk = recipient_chunk(chunk)
         batches = list(link_item_batches(state, chunk))
         await ctx.with_retry(
             f"operation {chunk.operation_id}: storing chunk {chunk.chunk_index}",
@@ -35,17 +42,6 @@ class LinkSend(OperationKind):
             batches,
         )
         return batches
-
-    async def stored_batches(
-        self, ctx: WorkerContext, state: OperationState, indexes: list[int]
-    ) -> dict[int, str]:
-        return await ctx.with_retry(
-            f"operation {state.operation_id}: reading {len(indexes)} item batches",
-            ctx.state.item_batches,
-            state.sponsor_id,
-            state.operation_id,
-            indexes,
-        )
 
     async def process(self, ctx: WorkerContext, batch: ItemBatch) -> ResultBatch | None:
         """Send the batch, at most ``maxConcurrency`` sends of the operation at once.

@@ -125,5 +125,7 @@ def test_a_worker_has_exactly_one_handler_and_its_topics() -> None:
 def test_a_failed_outcome_names_its_error() -> None:
     with pytest.raises(ValidationError, match="errorCode and errorMessage"):
         JobItemOutcome(index=0, item_id="t", status=ItemStatus.FAILED)
-    with pytest.raises(ValidationError, match="Success or Failed"):
+    with pytest.raises(ValidationError, match="errorCode and errorMessage"):
+        JobItemOutcome(index=0, item_id="t", status=ItemStatus.SKIPPED, error_code="CANCELLED")
+    with pytest.raises(ValidationError, match="Success, Failed or Skipped"):
         JobItemOutcome(index=0, item_id="t", status=ItemStatus.PENDING)

@@ -1,0 +1,175 @@
+"""Submitting a job operation: the type's checks, every item against its schema (all errors
+at once), and the items queued in chunks behind the operation's header.
+
+The type's registration is copied into the operation (:class:`~schemas.job_wire.JobRun`):
+the worker never looks a type up, and a type changed or disabled later leaves operations
+already submitted as they were.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import jsonschema_rs
+from fastapi import Request
+
+from api.auth import Principal
+from api.deps import settings_of
+from api.errors import ApiError, validation_error
+from api.services import quotas
+from api.services.chunks import BatchTooLarge, encode_chunks
+from api.services.job_types import visible_record
+from api.services.submission import (
+    CHUNK_BYTES,
+    auto_pause_rule,
+    new_submission_id,
+    queue,
+    queued_snapshot,
+)
+from core.schedule import planned_start, releases_end
+from core.schedule import resolve as resolve_schedule
+from schemas.common import OperationType
+from schemas.job_wire import JobItem, JobRun
+from schemas.jobs import BulkJobRequest, JobTypeRecord
+from schemas.messages import OperationRequested, OperationSnapshot
+
+#: Item errors reported in one answer (all are counted).
+MAX_REPORTED_ERRORS = 100
+
+
+def usable_type(
+    request: Request, principal: Principal, sponsor_id: int, name: str
+) -> JobTypeRecord:
+    """The type ``sponsor_id``'s operation may run: 404 for a type the caller cannot see (a
+    sponsor sees only enabled types open to it), 409 disabled, 403 not open to the sponsor."""
+    record = visible_record(request, principal, name)
+    if not record.enabled:
+        raise ApiError(409, "JOB_TYPE_DISABLED", f"Job type {name} is disabled")
+    if not record.spec.may_use(sponsor_id):
+        raise ApiError(
+            403, "JOB_TYPE_FORBIDDEN", f"Sponsor {sponsor_id} may not run job type {name}"
+        )
+    return record
+
+
+def check_items(record: JobTypeRecord, body: BulkJobRequest) -> None:
+    """``data`` and every item against the type's schemas (blocking: call it off the event
+    loop); one 422 naming every bad item (the first :data:`MAX_REPORTED_ERRORS`)."""
+    spec = record.spec
+    errors = _schema_errors(spec.data_schema, [body.data], "data")
+    errors += _schema_errors(spec.item_schema, body.items, "items")
+    if errors:
+        shown = errors[:MAX_REPORTED_ERRORS]
+        raise ApiError(
+            422,
+            "VALIDATION_FAILED",
+            f"{len(errors)} schema errors; first: {shown[0]['field']}: {shown[0]['message']}",
+            {"errors": shown, "errorCount": len(errors)},
+        )
+
+
+def _schema_errors(schema: dict[str, Any], values: list[Any], field: str) -> list[dict[str, Any]]:
+    validator = jsonschema_rs.validator_for(schema, offline=True)
+    found: list[dict[str, Any]] = []
+    for index, value in enumerate(values):
+        if validator.is_valid(value):
+            continue
+        for error in validator.iter_errors(value):
+            path = ".".join(str(p) for p in error.instance_path)
+            where = f"{field}.{index}" if field == "items" else field
+            found.append(
+                {
+                    "field": f"{where}.{path}" if path else where,
+                    "message": error.message[:300],
+                    "type": "schema",
+                    **({"index": index} if field == "items" else {}),
+                }
+            )
+    return found
+
+
+def job_run(record: JobTypeRecord, body: BulkJobRequest) -> JobRun:
+    """The type as the operation runs it, with the caller's narrower batch size and bound."""
+    run = record.run(body.data)
+    wanted = body.processing
+    return run.model_copy(
+        update={
+            "batch_size": wanted.batch_size or run.batch_size,
+            "max_concurrency": min(
+                wanted.max_concurrency or run.max_concurrency, run.max_concurrency
+            ),
+        }
+    )
+
+
+async def queue_job(
+    request: Request,
+    principal: Principal,
+    *,
+    sponsor_id: int,
+    operation_id: str,
+    body: BulkJobRequest,
+    run: JobRun,
+    now: datetime,
+    callback_url: str | None,
+    request_hash: str | None,
+) -> OperationSnapshot:
+    """The operation's header and its item chunks, queued in order (or 503)."""
+    total = len(body.items)
+    violation = settings_of(request).size_violation(total, run.batch_size)
+    if violation is not None:
+        field, reason = violation
+        raise validation_error("items" if field == "quantity" else field, reason)
+    items = [
+        JobItem.model_construct(index=i, item_id=f"{operation_id}:{i}", payload=payload)
+        for i, payload in enumerate(body.items)
+    ]
+    submission_id = new_submission_id()
+    try:
+        chunks = encode_chunks(
+            kind="job_items",
+            operation_id=operation_id,
+            sponsor_id=sponsor_id,
+            items=items,
+            batch_size=run.batch_size,
+            max_bytes=CHUNK_BYTES,
+            submission_id=submission_id,
+        )
+    except BatchTooLarge as exc:
+        raise validation_error("processing.batchSize", str(exc)) from exc
+    schedule = resolve_schedule(body.scheduling, now)
+    header = OperationRequested(
+        operation_id=operation_id,
+        operation_type=OperationType.JOB,
+        sponsor_id=sponsor_id,
+        requested_by=principal.subject,
+        requested_at=now,
+        total_items=total,
+        operation_name=body.operation_name,
+        callback_url=callback_url,
+        progress_notifications=body.processing.send_progress_notifications,
+        job=run,
+        priority=body.priority,
+        schedule=schedule,
+        submission_id=submission_id,
+        quota_exempt=quotas.exempt(request, principal),
+        request_hash=request_hash,
+        auto_pause=auto_pause_rule(body.processing),
+        metadata=body.metadata,
+    )
+    snapshot = queued_snapshot(
+        operation_id, sponsor_id, principal, OperationType.JOB, body.operation_name, total, now
+    )
+    snapshot.job_type = run.job_type
+    snapshot.request_hash = request_hash
+    if schedule is not None:
+        snapshot.scheduled_start = planned_start(schedule)
+        snapshot.releases_end_at = releases_end(schedule, -(-total // run.batch_size))
+    return await queue(
+        request,
+        snapshot,
+        [header.model_dump_json().encode(), *chunks],
+        submission_id=submission_id,
+        admission=quotas.admission_wanted(request, principal, sponsor_id, total),
+    )

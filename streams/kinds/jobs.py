@@ -1,0 +1,67 @@
+"""Jobs: operation kinds another system defines and executes (:mod:`schemas.jobs`).
+
+Items come in chunks like a link send's recipients and are stored with their batches; each
+batch is run by :func:`streams.jobs.running.run_job_batch` through the type's executor.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from schemas.common import OperationType
+from schemas.job_wire import JobExecutor, JobRun
+from schemas.messages import ItemBatch, ItemsChunk, JobItemsChunk, ResultBatch
+from streams.context import InvalidMessage
+from streams.gates import TableGate
+from streams.jobs.executors import Executor, KafkaExecutor
+from streams.jobs.running import SlotPacer, run_job_batch
+from streams.kinds.base import OperationKind
+from streams.plan import job_item_batches
+from streams.progress import OperationState
+
+if TYPE_CHECKING:
+    from streams.context import WorkerContext
+
+
+class JobKind(OperationKind):
+    operation_type: ClassVar[OperationType] = OperationType.JOB
+
+    async def explode_chunk(
+        self, ctx: WorkerContext, chunk: ItemsChunk, state: OperationState
+    ) -> list[ItemBatch]:
+        if not isinstance(chunk, JobItemsChunk):
+            raise InvalidMessage(f"job operation {chunk.operation_id} takes job items")
+        batches = list(job_item_batches(state, chunk))
+        await ctx.with_retry(
+            f"operation {chunk.operation_id}: storing chunk {chunk.chunk_index}",
+            ctx.state.record_chunk,
+            chunk,
+            batches,
+        )
+        return batches
+
+    async def process(self, ctx: WorkerContext, batch: ItemBatch) -> ResultBatch | None:
+        run = batch.job
+        if run is None:
+            raise InvalidMessage("a job batch needs its job run")
+        return await run_job_batch(
+            batch, executor=executor_for(ctx, run), gate=TableGate(ctx), pacer=pacer_for(ctx, run)
+        )
+
+
+def executor_for(ctx: WorkerContext, run: JobRun) -> Executor:
+    if run.executor is JobExecutor.KAFKA:
+        return KafkaExecutor(ctx.out.job_topic(run.job_type), ctx.registry.job_waits)
+    raise InvalidMessage(f"job type {run.job_type}: executor {run.executor.value} not served")
+
+
+def pacer_for(ctx: WorkerContext, run: JobRun) -> SlotPacer | None:
+    """The type's pace in this process (at the rate of the newest version seen)."""
+    rate = run.rate_limit_per_second
+    if rate is None:
+        return None
+    pacer = ctx.registry.job_pacers.get(run.job_type)
+    if pacer is None:
+        pacer = ctx.registry.job_pacers[run.job_type] = SlotPacer(rate)
+    pacer.rate = rate
+    return pacer
