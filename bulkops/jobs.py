@@ -20,7 +20,9 @@ handler uses ``item.item_id`` as its idempotency key. A handler raises
 :class:`PermanentError` for a failure that trying again cannot fix (refused, not found),
 :class:`RetryableError` for one that it may (a timeout, a lock); any other exception counts as
 retryable. Batches whose deadline has passed are skipped (Bulkops has counted them as timed
-out), and so are messages that are not batches (logged, the stream goes on).
+out), and so are messages that are not batches (logged, the stream goes on). The worker also
+reads ``<prefix>.job-control``: a batch of a cancelled operation that it has not started is
+answered with every item ``Skipped`` (``CANCELLED``), without running the handler.
 """
 
 from __future__ import annotations
@@ -30,20 +32,32 @@ import logging
 import os
 import signal
 import socket
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from pydantic import ValidationError
 
 from core.kafkalog import client_logger
 from core.topics import Topics
 from schemas.common import ErrorCategory, ItemStatus
-from schemas.jobs import JobBatch, JobItem, JobItemOutcome, JobResult
+from schemas.jobs import JobBatch, JobControl, JobItem, JobItemOutcome, JobResult
 
 log = logging.getLogger("bulkops.jobs")
+
+#: Cancelled operations a worker remembers (their batches are dropped, not run).
+MAX_CANCELLED = 100_000
 
 ItemHandler = Callable[[JobItem, JobBatch], Awaitable[dict[str, Any] | None]]
 BatchHandler = Callable[[JobBatch], Awaitable[list[JobItemOutcome]]]
@@ -96,11 +110,27 @@ class JobWorker:
         topics = Topics(self.prefix)
         self.topic = topics.jobs(self.job_type).name
         self.results_topic = topics.job_results.name
+        self.control_topic = topics.job_control.name
         self._stop = asyncio.Event()
+        # Operations cancelled (from the job-control topic), the newest MAX_CANCELLED of them.
+        self._cancelled: OrderedDict[str, None] = OrderedDict()
+
+    def is_cancelled(self, operation_id: str) -> bool:
+        return operation_id in self._cancelled
+
+    def mark_cancelled(self, operation_id: str) -> None:
+        """Drop the operation's batches not started from now on."""
+        self._cancelled[operation_id] = None
+        self._cancelled.move_to_end(operation_id)
+        while len(self._cancelled) > MAX_CANCELLED:
+            self._cancelled.popitem(last=False)
 
     async def handle(self, batch: JobBatch) -> JobResult:
-        """The batch's result: every item's outcome, the handler's exceptions mapped."""
-        if self.batch_handler is not None:
+        """The batch's result: every item's outcome, the handler's exceptions mapped (every
+        item ``Skipped``/``CANCELLED`` for a cancelled operation: the handler never runs)."""
+        if batch.operation_id in self._cancelled:
+            outcomes = [_cancelled(item) for item in batch.items]
+        elif self.batch_handler is not None:
             outcomes = await self._whole(batch)
         else:
             limit = asyncio.Semaphore(self.concurrency)
@@ -180,10 +210,12 @@ class JobWorker:
             }
         )
         consumer.subscribe([self.topic])
+        control = self._control_consumer()
         answered = 0
         log.info("job worker %s: consuming %s", self.worker_id, self.topic)
         try:
             while not self._stop.is_set() and (max_batches is None or answered < max_batches):
+                self._read_control(control)
                 message = await asyncio.to_thread(consumer.poll, self.poll_seconds)
                 if message is None:
                     continue
@@ -197,8 +229,48 @@ class JobWorker:
                 self._commit(consumer, message)
         finally:
             consumer.close()
+            control.close()
             producer.flush(10)
         return answered
+
+    def _control_consumer(self) -> Consumer:
+        """Every partition of the job-control topic from its start (no group: each worker
+        reads all of it; compaction keeps it to one notice per cancelled operation)."""
+        control = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "group.id": f"{self.prefix}-jobs-control",  # never joined: partitions assigned
+                "enable.auto.commit": False,
+                "logger": client_logger("jobs"),
+            }
+        )
+        described = control.list_topics(self.control_topic, timeout=10).topics[self.control_topic]
+        if described.error is not None:
+            log.warning(
+                "job worker %s: no %s (%s): cancels reach it only through deadlines",
+                self.worker_id,
+                self.control_topic,
+                described.error,
+            )
+            return control
+        control.assign(
+            [TopicPartition(self.control_topic, p, OFFSET_BEGINNING) for p in described.partitions]
+        )
+        return control
+
+    def _read_control(self, control: Consumer) -> None:
+        """Take the cancels that arrived (without waiting for more)."""
+        while messages := control.consume(num_messages=500, timeout=0):
+            for message in messages:
+                if message.error() is not None or not message.value():
+                    continue
+                try:
+                    notice = JobControl.model_validate_json(message.value() or b"")
+                except ValidationError:
+                    log.warning("job worker %s: a malformed job-control message", self.worker_id)
+                    continue
+                if notice.job_type == self.job_type:
+                    self.mark_cancelled(notice.operation_id)
 
     def _commit(self, consumer: Consumer, message: Message) -> None:
         """Commit past ``message``; if its partition moved to another worker meanwhile (a
@@ -264,6 +336,17 @@ def _failed(
         error_message=message[:2000],
         error_category=category,
         is_retryable=retryable,
+    )
+
+
+def _cancelled(item: JobItem) -> JobItemOutcome:
+    return JobItemOutcome(
+        index=item.index,
+        item_id=item.item_id,
+        status=ItemStatus.SKIPPED,
+        error_code="CANCELLED",
+        error_message="Skipped: the operation was cancelled before this batch started",
+        error_category=ErrorCategory.BUSINESS,
     )
 
 

@@ -102,6 +102,12 @@ class Topics:
         return TopicSpec(f"{self.prefix}.job-results")
 
     @property
+    def job_control(self) -> TopicSpec:
+        """What the owning systems' workers should know about job operations (``JobControl``:
+        a cancel, so batches not started are dropped), compacted; keyed by operation id."""
+        return TopicSpec(f"{self.prefix}.job-control", compacted=True)
+
+    @property
     def dead_letter(self) -> TopicSpec:
         """Messages the worker could not use (``DeadLetter``)."""
         return TopicSpec(f"{self.prefix}.dead-letter", inspected=True)
@@ -140,6 +146,7 @@ class Topics:
             self.quotas,
             self.job_types,
             self.job_results,
+            self.job_control,
             self.dead_letter,
             *self.changelogs(),
         ]

@@ -2,7 +2,8 @@
 
 Another system can validate against ``schemas/jsonschema/v1.json`` and produce an
 ``OperationRequested`` straight to the operations topic (key: the sponsor id as a string), or
-run a job type's worker in any language: consume ``JobBatch``, produce ``JobResult``.
+run a job type's worker in any language: consume ``JobBatch`` (and ``JobControl``), produce
+``JobResult``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from schemas import SCHEMA_VERSION
-from schemas.jobs import JobBatch, JobResult, JobTypeSpec
+from schemas.jobs import JobBatch, JobControl, JobResult, JobTypeSpec
 from schemas.messages import (
     BatchSunk,
     ControlCommand,
@@ -41,6 +42,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "JobTypeSpec": JobTypeSpec,
     "JobBatch": JobBatch,
     "JobResult": JobResult,
+    "JobControl": JobControl,
 }
 DEFAULT_PATH = Path(__file__).parent / "jsonschema" / f"v{SCHEMA_VERSION}.json"
 

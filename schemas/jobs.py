@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import jsonschema_rs
 from pydantic import AnyHttpUrl, Field, ValidationInfo, field_validator, model_validator
@@ -289,6 +289,18 @@ class JobResult(WireModel):
     worker_id: str = Field(max_length=200, description="Who answered, for the logs.")
     outcomes: list[JobItemOutcome]
     completed_at: datetime
+
+
+class JobControl(WireModel):
+    """Bulkops → the owning system's workers, on ``<prefix>.job-control`` (compacted; key: the
+    operation id): the operation was cancelled. A worker drops its batches not started yet,
+    answering each item ``Skipped`` with ``errorCode: CANCELLED``; batches in hand finish."""
+
+    operation_id: str
+    sponsor_id: int
+    job_type: str
+    action: Literal["cancel"] = "cancel"
+    at: datetime
 
 
 class JobProcessingOptions(ApiModel):

@@ -93,6 +93,7 @@ def build_worker(
         status=topic(topics.status.name),
         quotas=topic(topics.quotas.name),
         dead_letter=topic(topics.dead_letter.name),
+        job_control=topic(topics.job_control.name),
         job_topic=functools.cache(lambda job_type: topic(topics.jobs(job_type).name)),
     )
     ctx = WorkerContext(

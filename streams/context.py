@@ -67,6 +67,7 @@ class Outboxes:
     status: Outbox
     quotas: Outbox
     dead_letter: Outbox
+    job_control: Outbox
     # The topic of a job type's batches (``ticket:update_status`` → ``<prefix>.jobs.…``).
     job_topic: Callable[[str], Outbox]
 

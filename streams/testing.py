@@ -107,7 +107,16 @@ class FakeWorker:
 def fake_worker(**settings: Any) -> FakeWorker:
     config = worker_settings(**settings)
     store = MemoryStore()
-    names = ("operations", "items", "results", "progress", "status", "quotas", "dead_letter")
+    names = (
+        "operations",
+        "items",
+        "results",
+        "progress",
+        "status",
+        "quotas",
+        "dead_letter",
+        "job_control",
+    )
     out = {name: RecordingOutbox(name) for name in names}
 
     def job_topic(job_type: str) -> RecordingOutbox:

@@ -11,6 +11,7 @@ import logging
 from faust.types import EventT
 
 from core import logs
+from schemas.jobs import JobControl
 from schemas.messages import ControlAction, ControlCommand
 from streams.context import WorkerContext, check_key, now
 from streams.gates import apply_throttle
@@ -61,6 +62,8 @@ async def handle(ctx: WorkerContext, event: EventT[bytes]) -> None:
     if action is ControlAction.CANCEL:
         ctx.registry.stops[op_id] = "CANCELLED"
     operations.save(state)
+    if action is ControlAction.CANCEL and state.job is not None:
+        await tell_job_workers(ctx, state.job.job_type, op_id, state.sponsor_id)
     if action is ControlAction.RETHROTTLE and state.throttle is not None:
         await apply_throttle(ctx, op_id, state.throttle)
     await ctx.publish(state)
@@ -76,3 +79,14 @@ async def handle(ctx: WorkerContext, event: EventT[bytes]) -> None:
         else "",
         extra=logs.about(op_id, state.sponsor_id),
     )
+
+
+async def tell_job_workers(
+    ctx: WorkerContext, job_type: str, operation_id: str, sponsor_id: int
+) -> None:
+    """A cancelled job operation: its type's workers drop the batches they have not started
+    (their Skipped answers settle those batches at once, not at their timeout)."""
+    notice = JobControl(
+        operation_id=operation_id, sponsor_id=sponsor_id, job_type=job_type, at=now()
+    )
+    await ctx.send(ctx.out.job_control, operation_id.encode(), notice)

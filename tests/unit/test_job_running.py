@@ -13,9 +13,11 @@ import pytest
 
 from schemas.common import ErrorCategory, ItemStatus, OperationStatus, OperationType
 from schemas.job_wire import JobExecutor, JobItem, JobRun
-from schemas.jobs import JobBatch, JobItemOutcome, JobResult
+from schemas.jobs import JobBatch, JobControl, JobItemOutcome, JobResult
 from schemas.messages import (
     BatchSunk,
+    ControlAction,
+    ControlCommand,
     DeadLetter,
     ItemBatch,
     JobItemsChunk,
@@ -23,7 +25,7 @@ from schemas.messages import (
     ReleaseTick,
     ResultBatch,
 )
-from streams.agents import count, explode, guarded, job_results, process, sink
+from streams.agents import control, count, explode, guarded, job_results, process, sink
 from streams.jobs.running import SlotPacer, run_job_batch
 from streams.jobs.waits import JobWaits
 from streams.testing import FakeWorker, event, fake_worker
@@ -447,3 +449,20 @@ async def test_a_chunk_of_the_wrong_kind_is_dead_lettered() -> None:
     await guarded(worker.ctx, event(wrong), explode.handle)
     letters = worker.out["dead_letter"].messages(DeadLetter)
     assert len(letters) == 1 and "takes job items" in letters[0].reason
+
+
+async def test_a_cancel_tells_the_types_workers_once() -> None:
+    worker = fake_worker()
+    await guarded(worker.ctx, event(header(total=3)), explode.handle)
+    cancel = ControlCommand(
+        operation_id=OP,
+        sponsor_id=7,
+        action=ControlAction.CANCEL,
+        requested_by="u",
+        requested_at=NOW,
+    )
+    for _ in range(2):  # the second cancel changes nothing and tells no one
+        await guarded(worker.ctx, event(cancel, topic="unit.control"), control.handle)
+    notices = worker.out["job_control"].messages(JobControl)
+    assert [(n.operation_id, n.job_type, n.action) for n in notices] == [(OP, TYPE, "cancel")]
+    assert worker.out["job_control"].sent[0][0] == OP.encode()

@@ -129,3 +129,29 @@ def test_a_failed_outcome_names_its_error() -> None:
         JobItemOutcome(index=0, item_id="t", status=ItemStatus.SKIPPED, error_code="CANCELLED")
     with pytest.raises(ValidationError, match="Success, Failed or Skipped"):
         JobItemOutcome(index=0, item_id="t", status=ItemStatus.PENDING)
+
+
+def test_a_cancelled_operations_batch_is_answered_skipped_without_the_handler() -> None:
+    calls: list[str] = []
+
+    async def record(item: JobItem, job: JobBatch) -> dict[str, Any] | None:
+        calls.append(item.item_id)
+        return None
+
+    built = worker(handler=record)
+    built.mark_cancelled("op-1")
+    assert built.is_cancelled("op-1") and not built.is_cancelled("op-2")
+    result = asyncio.run(built.handle(batch()))
+    assert calls == []
+    assert {(o.status, o.error_code) for o in result.outcomes} == {
+        (ItemStatus.SKIPPED, "CANCELLED")
+    }
+    assert built.control_topic == "p.job-control"
+
+
+def test_a_worker_remembers_a_bounded_number_of_cancels(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("bulkops.jobs.MAX_CANCELLED", 3)
+    built = worker(handler=refuse_odd)
+    for n in range(5):
+        built.mark_cancelled(f"op-{n}")
+    assert [built.is_cancelled(f"op-{n}") for n in range(5)] == [False, False, True, True, True]

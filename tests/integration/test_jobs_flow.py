@@ -1,0 +1,193 @@
+"""Job operations end to end on the real broker and ClickHouse, through the REST API, with a
+worker of the owning system written with ``bulkops.jobs``: exact counts with the owner's
+refusals as item errors and each ticket changed once, a batch that misses its timeout retried
+(its late answer ignored), and a cancel after which nothing more is handed out and the type's workers are told."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import httpx
+
+from api.auth import Role
+from bulkops.jobs import JobWorker, PermanentError
+from schemas.jobs import SEED_JOB_TYPE_EXAMPLE, JobBatch, JobItem
+from tests.integration.conftest import Server
+from tests.integration.test_codegen_flow import submit, wait_terminal
+from tests.support import wait_for
+
+TYPE = "ticket:update_status"
+Handler = Callable[[JobItem, JobBatch], Awaitable[dict[str, Any] | None]]
+
+
+class WorkerThread:
+    """An SDK worker of the owning system, on a thread of its own (its own event loop)."""
+
+    def __init__(self, server: Server, handler: Handler) -> None:
+        self.worker = JobWorker(
+            TYPE,
+            bootstrap=server.env["BULKOPS_KAFKA_BOOTSTRAP"],
+            prefix=server.env["BULKOPS_TOPIC_PREFIX"],
+            handler=handler,
+            poll_seconds=0.1,
+        )
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self._loop.run_until_complete(self.worker.run())
+        finally:
+            self._loop.close()
+
+    def __enter__(self) -> WorkerThread:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._loop.call_soon_threadsafe(self.worker.stop)
+        self._thread.join(timeout=30)
+
+
+def register(server: Server, **changes: Any) -> None:
+    with server.client(None, Role.ADMIN) as admin:
+        spec = SEED_JOB_TYPE_EXAMPLE | {"batchSize": 100} | changes
+        answer = admin.post("/job-types", json=spec)
+        assert answer.status_code == 201, answer.text
+
+
+def tickets(count: int, status: str = "closed", **fields: Any) -> dict[str, Any]:
+    return {
+        "operationType": TYPE,
+        "items": [{"ticketId": i} for i in range(1, count + 1)],
+        "data": {"status": status},
+        **fields,
+    }
+
+
+def all_items(client: httpx.Client, operation_id: str, status: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    cursor: int | None = 0
+    while cursor is not None:
+        page = client.get(
+            f"/items/{operation_id}", params={"status": status, "cursor": cursor, "limit": 500}
+        )
+        assert page.status_code == 200, page.text
+        found.extend(page.json()["data"]["items"])
+        cursor = page.json()["data"]["nextCursor"]
+    return found
+
+
+def test_tickets_updated_with_refusals_counted_exactly(make_server: Any) -> None:
+    server: Server = make_server().start()
+    register(server)
+    changed: Counter[int] = Counter()
+
+    async def update(item: JobItem, batch: JobBatch) -> dict[str, Any]:
+        ticket = int(item.payload["ticketId"])
+        if ticket % 50 == 0:
+            raise PermanentError("FORBIDDEN", f"Insufficient permissions for ticket {ticket}")
+        changed[ticket] += 1
+        return {"ticketId": ticket, "status": batch.data["status"]}
+
+    client = server.client(sponsor_id=61)
+    total = 3000
+    with WorkerThread(server, update):
+        operation_id = submit(client, tickets(total), "/jobs")
+        status = wait_terminal(client, operation_id, timeout=120)
+
+    metrics = status["metrics"]
+    assert (status["status"], status["jobType"]) == ("PartiallyCompleted", TYPE)
+    assert (metrics["successfulItems"], metrics["failedItems"], metrics["skippedItems"]) == (
+        2940,
+        60,
+        0,
+    )
+    assert set(changed) == {t for t in range(1, total + 1) if t % 50} and set(changed.values()) == {
+        1
+    }
+    failed = all_items(client, operation_id, "Failed")
+    assert sorted(i["index"] for i in failed) == [t - 1 for t in range(50, total + 1, 50)]
+    assert {i["errorCode"] for i in failed} == {"FORBIDDEN"}
+    assert failed[0]["errorMessage"].startswith("Insufficient permissions for ticket")
+    done = client.get(f"/items/{operation_id}", params={"status": "Success", "limit": 1})
+    first = done.json()["data"]["items"][0]
+    assert first["resultData"] == '{"ticketId":1,"status":"closed"}'
+    aggregates = client.get(f"/aggregates/{operation_id}").json()["data"]
+    assert aggregates["byStatus"] == {"Success": 2940, "Failed": 60}
+    assert aggregates["byError"][0] | {"errorCategory": None} == {
+        "errorCode": "FORBIDDEN",
+        "errorCategory": None,
+        "count": 60,
+        "retryable": 0,
+    }
+    assert server.client(sponsor_id=62).get(f"/status/{operation_id}").status_code == 404
+
+
+def test_a_batch_that_misses_its_timeout_is_retried_and_its_late_answer_ignored(
+    make_server: Any,
+) -> None:
+    server: Server = make_server().start()
+    register(server, timeoutSeconds=2, backoffSeconds=0.2, maxRetries=2)
+    attempts: Counter[tuple[int, int]] = Counter()
+
+    async def slow_first_attempt(item: JobItem, batch: JobBatch) -> dict[str, Any]:
+        attempts[(batch.batch_index, batch.attempt)] += 1
+        late = batch.batch_index == 1 and batch.attempt == 1
+        if late and item.index == batch.items[0].index:
+            await asyncio.sleep(3)  # past the 2 s deadline: the batch is answered late
+        return {"ok": True}
+
+    client = server.client(sponsor_id=63)
+    with WorkerThread(server, slow_first_attempt):
+        operation_id = submit(client, tickets(300), "/jobs")
+        status = wait_terminal(client, operation_id, timeout=120)
+    assert status["status"] == "Completed"
+    assert status["metrics"]["successfulItems"] == 300
+    assert attempts[(1, 1)] == 100 and attempts[(1, 2)] == 100
+    # (A batch queued behind the late one may have missed its deadline too: the SDK skips
+    # a batch past its deadline, and it goes again as a TIMEOUT retry.)
+    log = server.log_path.read_text(errors="replace")
+    assert f"operation {operation_id}: answer to batch 1 attempt 1" in log
+
+
+def test_a_cancel_hands_out_nothing_more_and_batches_in_flight_settle(make_server: Any) -> None:
+    server: Server = make_server().start()
+    timeout = 30.0
+    register(server, batchSize=20, maxConcurrency=2, timeoutSeconds=timeout)
+    handed_out: list[JobBatch] = []
+
+    async def slowly(item: JobItem, batch: JobBatch) -> dict[str, Any]:
+        if item.index == batch.items[0].index:
+            handed_out.append(batch)
+        await asyncio.sleep(0.005)
+        return {"ok": True}
+
+    client = server.client(sponsor_id=64)
+    total = 4000
+    with WorkerThread(server, slowly) as owner:
+        operation_id = submit(client, tickets(total), "/jobs")
+        wait_for(lambda: len(handed_out) >= 5, timeout=60, message="jobs under way")
+        answer = client.post(f"/cancel/{operation_id}")
+        acknowledged = time.time()
+        assert answer.status_code == 200, answer.text
+        status = wait_terminal(client, operation_id, timeout=120)
+        wait_for(
+            lambda: owner.worker.is_cancelled(operation_id),
+            timeout=30,
+            message="the type's worker told of the cancel",
+        )
+
+    metrics = status["metrics"]
+    assert status["status"] == "Cancelled"
+    assert metrics["successfulItems"] + metrics["skippedItems"] + metrics["failedItems"] == total
+    assert 0 < metrics["successfulItems"] < total and metrics["skippedItems"] > 0
+    assert metrics["successfulItems"] == 20 * len({b.batch_index for b in handed_out})
+    sent_at = [(b.deadline - timedelta(seconds=timeout)).timestamp() for b in handed_out]
+    assert max(sent_at) <= acknowledged + 0.5, "a batch was handed out after the cancel answer"
