@@ -34,6 +34,12 @@ def operators_secret(master: str) -> str:
     return _derived(master, "bulkops/webhook/operators")
 
 
+def job_type_secret(master: str, job_type: str) -> str:
+    """The secret a job type's HTTP handler checks Bulkops' requests with: one per type, so
+    an owning system can verify only its own types' batches."""
+    return _derived(master, f"bulkops/jobs/{job_type}")
+
+
 def _derived(master: str, info: str) -> str:
     return (
         HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info.encode())

@@ -291,6 +291,12 @@ class JobResult(WireModel):
     completed_at: datetime
 
 
+class JobHttpAnswer(WireModel):
+    """What a job type's HTTP handler answers (2xx) to a POSTed :class:`JobBatch`."""
+
+    outcomes: list[JobItemOutcome]
+
+
 class JobControl(WireModel):
     """Bulkops → the owning system's workers, on ``<prefix>.job-control`` (compacted; key: the
     operation id): the operation was cancelled. A worker drops its batches not started yet,

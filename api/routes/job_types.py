@@ -11,6 +11,7 @@ from api.deps import settings_of
 from api.services import job_types
 from api.services.presenters import API_PREFIX
 from core.topics import Topics
+from core.webhooks import job_type_secret
 from schemas.jobs import (
     JOB_TYPE_NAME,
     SEED_JOB_TYPE_EXAMPLE,
@@ -134,3 +135,34 @@ async def enable_job_type(
 ) -> Envelope[JobTypeOut]:
     record = await job_types.set_enabled(request, principal, name, enabled=True)
     return Envelope(data=_out(request, record), message="Job type enabled")
+
+
+@router.get(
+    "/{name}/signing-secret",
+    summary="Admin: the secret a type's HTTP handler verifies Bulkops' requests with",
+    responses=_NOT_FOUND,
+)
+def job_type_signing_secret(
+    request: Request, principal: CurrentPrincipal, name: JobTypeName
+) -> dict[str, Any]:
+    """The handler checks ``X-Bulkops-Signature`` as ``sha256=HMAC_SHA256(secret, timestamp +
+    "." + body)`` with ``timestamp`` from ``X-Bulkops-Timestamp`` (refusing stale ones), and
+    may deduplicate attempts on ``Idempotency-Key``. One secret per type."""
+    job_types.admin_only(principal)
+    record = job_types.visible_record(request, principal, name)
+    secret = job_type_secret(settings_of(request).webhook_secret, record.spec.name)
+    return {
+        "success": True,
+        "data": {
+            "jobType": record.spec.name,
+            "secret": secret,
+            "algorithm": "HMAC-SHA256",
+            "signedPayload": "{X-Bulkops-Timestamp}.{raw body}",
+            "headers": [
+                "X-Bulkops-Signature",
+                "X-Bulkops-Timestamp",
+                "X-Bulkops-Job-Type",
+                "Idempotency-Key",
+            ],
+        },
+    }

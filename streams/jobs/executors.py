@@ -1,17 +1,19 @@
 """How a job batch reaches the system that does the work, and how its answer comes back.
 
-An executor hands out one attempt of a batch and returns the answer, or ``None`` when none
-came by the batch's deadline. What the answer means for each item is
-:mod:`streams.jobs.running`'s business.
+An executor hands out one attempt of a batch and returns the answer, the failure of the whole
+attempt, or ``None`` when nothing came by the batch's deadline. What the answer means for each
+item is :mod:`streams.jobs.running`'s business (:mod:`streams.jobs.http` is the HTTP one).
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
 from core.topics import sponsor_key
+from schemas.common import ErrorCategory
 from schemas.jobs import JobBatch, JobResult
 from streams.jobs.waits import JobWaits
 
@@ -20,8 +22,21 @@ class Outbox(Protocol):
     async def send(self, *, key: bytes | None, value: bytes | None) -> object: ...
 
 
+@dataclass(frozen=True)
+class AttemptFailure:
+    """An attempt that failed as a whole (the handler refused the request, answered garbage,
+    or could not be reached): every item it carried fails with this error."""
+
+    code: str
+    message: str
+    category: ErrorCategory
+    retryable: bool
+
+
 class Executor(Protocol):
-    async def run(self, job: JobBatch) -> JobResult | None: ...
+    async def run(self, job: JobBatch) -> JobResult | AttemptFailure | None:
+        """The answer, a failure of the whole attempt, or None: nothing by the deadline."""
+        ...
 
 
 class KafkaExecutor:

@@ -22,7 +22,7 @@ import orjson
 from schemas.common import ErrorCategory, ItemStatus
 from schemas.jobs import JobBatch, JobItem, JobItemOutcome, JobResult
 from schemas.messages import ItemBatch, ItemError, ResultBatch
-from streams.jobs.executors import Executor
+from streams.jobs.executors import AttemptFailure, Executor
 from streams.sending import OperationGate, halting, stop_error
 
 #: A result's ``resultData`` longer than this (as JSON) is kept as a note that it was dropped.
@@ -98,7 +98,8 @@ async def run_job_batch(
             data=run.data,
             items=list(open_items.values()),
         )
-        answers = _answers(job, await executor.run(job))
+        answer = await executor.run(job)
+        answers = _answers(job, answer)
         for index, item in list(open_items.items()):
             tries[index] += 1
             outcome = answers.get(index)
@@ -106,7 +107,11 @@ async def run_job_batch(
                 done[index] = _finished(outcome)
                 del open_items[index]
                 continue
-            error = _error(item, outcome, attempt, run.timeout_seconds)
+            error = (
+                _failed_attempt(item, answer, attempt)
+                if isinstance(answer, AttemptFailure)
+                else _error(item, outcome, attempt, run.timeout_seconds)
+            )
             last_error[index] = error
             if not error.is_retryable or attempt > run.max_retries:
                 done[index] = _Done(ItemStatus.FAILED, error=error)
@@ -127,9 +132,9 @@ async def run_job_batch(
     )
 
 
-def _answers(job: JobBatch, result: JobResult | None) -> dict[int, JobItemOutcome]:
+def _answers(job: JobBatch, result: JobResult | AttemptFailure | None) -> dict[int, JobItemOutcome]:
     """The answer's outcomes for items of ``job`` (by index and id); others are ignored."""
-    if result is None:
+    if not isinstance(result, JobResult):
         return {}
     asked = {item.index: item.item_id for item in job.items}
     return {o.index: o for o in result.outcomes if asked.get(o.index) == o.item_id}
@@ -151,6 +156,18 @@ def _finished(outcome: JobItemOutcome) -> _Done:
             error_message=outcome.error_message[:500],
             error_category=outcome.error_category or ErrorCategory.BUSINESS,
         ),
+    )
+
+
+def _failed_attempt(item: JobItem, failure: AttemptFailure, attempt: int) -> ItemError:
+    return ItemError(
+        item_index=item.index,
+        item_id=item.item_id,
+        error_code=failure.code,
+        error_message=failure.message[:500],
+        error_category=failure.category,
+        is_retryable=failure.retryable,
+        retry_count=attempt - 1,
     )
 
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+from core.webhooks import job_type_secret
 from schemas.common import OperationType
 from schemas.job_wire import JobExecutor, JobRun
 from schemas.messages import ItemBatch, ItemsChunk, JobItemsChunk, ResultBatch
 from streams.context import InvalidMessage
 from streams.gates import TableGate
 from streams.jobs.executors import Executor, KafkaExecutor
+from streams.jobs.http import HttpExecutor
 from streams.jobs.running import SlotPacer, run_job_batch
 from streams.kinds.base import OperationKind
 from streams.plan import job_item_batches
@@ -52,7 +54,14 @@ class JobKind(OperationKind):
 def executor_for(ctx: WorkerContext, run: JobRun) -> Executor:
     if run.executor is JobExecutor.KAFKA:
         return KafkaExecutor(ctx.out.job_topic(run.job_type), ctx.registry.job_waits)
-    raise InvalidMessage(f"job type {run.job_type}: executor {run.executor.value} not served")
+    if run.handler_url is None:
+        raise InvalidMessage(f"job type {run.job_type}: executor http without a handlerUrl")
+    return HttpExecutor(
+        run.handler_url,
+        secret=job_type_secret(ctx.settings.webhook_secret, run.job_type),
+        allow_private=run.allow_private_handler,
+        worker_id=ctx.settings.instance_id,
+    )
 
 
 def pacer_for(ctx: WorkerContext, run: JobRun) -> SlotPacer | None:

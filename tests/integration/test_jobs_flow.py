@@ -1,7 +1,9 @@
 """Job operations end to end on the real broker and ClickHouse, through the REST API, with a
 worker of the owning system written with ``bulkops.jobs``: exact counts with the owner's
 refusals as item errors and each ticket changed once, a batch that misses its timeout retried
-(its late answer ignored), and a cancel after which nothing more is handed out and the type's workers are told."""
+(its late answer ignored), and a cancel after which nothing more is handed out and the type's
+workers are told; and the HTTP executor against a real handler (a timeout retried, a 429
+waited out, requests signed with the type's secret)."""
 
 from __future__ import annotations
 
@@ -14,9 +16,12 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+from aiohttp import web
 
 from api.auth import Role
+from bulkops import localkafka
 from bulkops.jobs import JobWorker, PermanentError
+from core.webhooks import sign
 from schemas.jobs import SEED_JOB_TYPE_EXAMPLE, JobBatch, JobItem
 from tests.integration.conftest import Server
 from tests.integration.test_codegen_flow import submit, wait_terminal
@@ -191,3 +196,92 @@ def test_a_cancel_hands_out_nothing_more_and_batches_in_flight_settle(make_serve
     assert metrics["successfulItems"] == 20 * len({b.batch_index for b in handed_out})
     sent_at = [(b.deadline - timedelta(seconds=timeout)).timestamp() for b in handed_out]
     assert max(sent_at) <= acknowledged + 0.5, "a batch was handed out after the cancel answer"
+
+
+class HandlerThread:
+    """An owning system's HTTP handler (aiohttp), on a thread and event loop of its own."""
+
+    def __init__(self, route: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> None:
+        self.port = localkafka.free_port()
+        self._route = route
+        self._loop = asyncio.new_event_loop()
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/bulk"
+
+    def _run(self) -> None:
+        async def start() -> None:
+            app = web.Application()
+            app.router.add_post("/bulk", self._route)
+            self._runner = web.AppRunner(app)
+            await self._runner.setup()
+            await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+            self._started.set()
+
+        self._loop.run_until_complete(start())
+        self._loop.run_forever()
+        assert self._runner is not None
+        self._loop.run_until_complete(self._runner.cleanup())
+        self._loop.close()
+
+    def __enter__(self) -> HandlerThread:
+        self._thread.start()
+        assert self._started.wait(10)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+
+def test_the_http_executor_retries_timeouts_and_waits_out_429s(make_server: Any) -> None:
+    server: Server = make_server().start()
+    calls: Counter[tuple[int, int]] = Counter()
+    secret: list[str] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        raw = await request.read()
+        stamp = request.headers["X-Bulkops-Timestamp"]
+        if request.headers["X-Bulkops-Signature"] != sign(secret[0], stamp, raw):
+            return web.Response(status=401)
+        batch = JobBatch.model_validate_json(raw)
+        calls[(batch.batch_index, batch.attempt)] += 1
+        if batch.batch_index == 1 and batch.attempt == 1:
+            await asyncio.sleep(3)  # past the 2 s timeout
+        if batch.batch_index == 2 and calls[(2, batch.attempt)] == 1:
+            return web.Response(status=429, headers={"Retry-After": "0.2"})
+        answer = {
+            "outcomes": [
+                {"index": i.index, "itemId": i.item_id, "status": "Success", "resultData": {}}
+                for i in batch.items
+            ]
+        }
+        return web.json_response(answer)
+
+    with HandlerThread(handle) as handler:
+        with server.client(None, Role.ADMIN) as admin:
+            spec = {
+                "name": "listing:update",
+                "executor": "http",
+                "handlerUrl": handler.url,
+                "allowPrivateHandler": True,
+                "batchSize": 50,
+                "timeoutSeconds": 2,
+                "backoffSeconds": 0.2,
+            }
+            assert admin.post("/job-types", json=spec).status_code == 201
+            shown = admin.get("/job-types/listing:update/signing-secret")
+            secret.append(shown.json()["data"]["secret"])
+        client = server.client(sponsor_id=65)
+        body = {"operationType": "listing:update", "items": [{"id": n} for n in range(200)]}
+        operation_id = submit(client, body, "/jobs")
+        status = wait_terminal(client, operation_id, timeout=120)
+    assert status["status"] == "Completed", status
+    assert status["metrics"]["successfulItems"] == 200
+    assert calls[(1, 1)] == 1 and calls[(1, 2)] == 1  # timed out, then retried
+    assert calls[(2, 1)] == 2 and calls[(2, 2)] == 0  # a 429 is not an attempt
+    assert {k for k in calls if k[0] in (0, 3)} == {(0, 1), (3, 1)}
