@@ -15,11 +15,14 @@ from api.services import idempotency, jobs
 from api.services.idempotency import IdempotencyKey
 from api.services.presenters import API_PREFIX, metrics, status_url
 from api.services.submission import (
+    DRY_RUN,
     QUOTA_EXCEEDED,
     UNAVAILABLE,
+    DryRun,
     accepted_again,
     already_submitted,
     checked_callback,
+    dry_run_answer,
     operation_id_for,
     sponsor_for_submit,
 )
@@ -38,6 +41,7 @@ router = APIRouter(prefix=API_PREFIX, tags=["bulk-operations"])
     response_model=Envelope[OperationAccepted],
     summary="Run a registered job type on every item (the work is done by its owning system)",
     responses={
+        200: DRY_RUN,
         403: {"model": ErrorBody, "description": "The type is not open to this sponsor"},
         404: {"model": ErrorBody, "description": "No such type (or not visible to the caller)"},
         409: {"model": ErrorBody, "description": "The type is disabled"},
@@ -56,6 +60,7 @@ async def submit_job(
     response: Response,
     principal: CurrentPrincipal,
     idempotency_key: IdempotencyKey = None,
+    dry_run: DryRun = False,
     *,
     body: Annotated[
         BulkJobRequest,
@@ -71,6 +76,8 @@ async def submit_job(
     record = jobs.usable_type(request, principal, sponsor_id, body.operation_type)
     await asyncio.to_thread(jobs.check_items, record, body)
     run = jobs.job_run(record, body)
+    if dry_run:
+        return dry_run_answer(jobs.plan(request, principal, sponsor_id, body, run))
     keyed = idempotency.claim(sponsor_id, "jobs", idempotency_key, body)
     operation_id = operation_id_for("job", sponsor_id, idempotency_key)
 

@@ -8,7 +8,7 @@ already submitted as they were.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import jsonschema_rs
@@ -33,6 +33,7 @@ from schemas.common import OperationType
 from schemas.job_wire import JobItem, JobRun
 from schemas.jobs import BulkJobRequest, JobTypeRecord
 from schemas.messages import OperationRequested, OperationSnapshot
+from schemas.responses import DryRunResult
 
 #: Item errors reported in one answer (all are counted).
 MAX_REPORTED_ERRORS = 100
@@ -103,6 +104,34 @@ def job_run(record: JobTypeRecord, body: BulkJobRequest) -> JobRun:
     )
 
 
+def plan(
+    request: Request, principal: Principal, sponsor_id: int, body: BulkJobRequest, run: JobRun
+) -> DryRunResult:
+    """A dry run: the checks a submit makes (every item already checked), and its plan."""
+    total = len(body.items)
+    _check_size(request, total, run.batch_size)
+    now = datetime.now(UTC)
+    schedule = resolve_schedule(body.scheduling, now)
+    batches = -(-total // run.batch_size)
+    return DryRunResult(
+        operation_type=OperationType.JOB,
+        total_items=total,
+        valid_items=total,
+        batches=batches,
+        estimated_cost=0.0,
+        quota=quotas.estimate(request, principal, sponsor_id, total),
+        planned_start=(planned_start(schedule) if schedule is not None else now) or now,
+        releases_end_at=releases_end(schedule, batches) if schedule is not None else None,
+    )
+
+
+def _check_size(request: Request, total: int, batch_size: int) -> None:
+    violation = settings_of(request).size_violation(total, batch_size)
+    if violation is not None:
+        field, reason = violation
+        raise validation_error("items" if field == "quantity" else field, reason)
+
+
 async def queue_job(
     request: Request,
     principal: Principal,
@@ -117,10 +146,7 @@ async def queue_job(
 ) -> OperationSnapshot:
     """The operation's header and its item chunks, queued in order (or 503)."""
     total = len(body.items)
-    violation = settings_of(request).size_violation(total, run.batch_size)
-    if violation is not None:
-        field, reason = violation
-        raise validation_error("items" if field == "quantity" else field, reason)
+    _check_size(request, total, run.batch_size)
     items = [
         JobItem.model_construct(index=i, item_id=f"{operation_id}:{i}", payload=payload)
         for i, payload in enumerate(body.items)

@@ -221,3 +221,23 @@ def test_malformed_bodies_are_refused_with_the_field(client: TestClient) -> None
         JOBS, content=b"{not json", headers=auth(7) | {"Content-Type": "application/json"}
     )
     assert answer.status_code == 422
+
+
+def test_a_dry_run_checks_and_plans_without_queueing(
+    client: TestClient, sink: FakeMessageSink
+) -> None:
+    register(client)
+    answer = client.post(JOBS, params={"dryRun": "true"}, json=job(), headers=auth(7))
+    assert answer.status_code == 200, answer.text
+    data = answer.json()["data"]
+    assert (data["dryRun"], data["operationType"], data["totalItems"], data["batches"]) == (
+        True,
+        "BulkJob",
+        3,
+        2,
+    )
+    bad = client.post(
+        JOBS, params={"dryRun": "true"}, json=job(items=[{"ticketId": 0}]), headers=auth(7)
+    )
+    assert bad.status_code == 422
+    assert queued(sink) == []
