@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from analytics import sql
@@ -38,6 +38,18 @@ class HistoryRow:
     channel: str | None
     total_cost: float
     sponsor_id: int
+
+
+@dataclass(frozen=True)
+class JobOperationRow:
+    operation_id: str
+    status: str
+    job_type: str
+    total_items: int
+    successful_items: int
+    failed_items: int
+    created_at: datetime
+    completed_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -111,6 +123,35 @@ class Reader:
             "search": search,
         }
         return int(self._query("history_count", parameters)[0][0])
+
+    def job_operations(
+        self,
+        sponsor_id: int,
+        *,
+        prefix: str,
+        statuses: list[str],
+        limit: int,
+        offset: int,
+    ) -> tuple[list[JobOperationRow], int]:
+        """A page of the sponsor's job operations whose type starts with ``prefix`` (in
+        ``statuses``, or all), newest first, and how many there are in all."""
+        scope = {"sponsor": sponsor_id, "prefix": prefix, "statuses": statuses}
+        rows = self._query("job_operations", {**scope, "limit": limit, "offset": offset})
+        total = int(self._query("job_operations_count", scope)[0][0])
+        page = [
+            JobOperationRow(
+                str(r[0]),
+                str(r[1]),
+                str(r[2]),
+                int(r[3]),
+                int(r[4]),
+                int(r[5]),
+                utc(r[6]) or datetime.now(UTC),
+                utc(r[7]),
+            )
+            for r in rows
+        ]
+        return page, total
 
     def items_page(
         self,

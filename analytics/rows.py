@@ -102,6 +102,7 @@ OPERATION_COLUMNS = (
     "channel",
     "total_cost",
     "version",
+    "job_type",
 )
 RESERVATION_COLUMNS = (
     "sponsor_id",
@@ -169,7 +170,7 @@ def _add_items(batch: ResultBatch, items: list[list[Any]]) -> None:
     items[0].extend([batch.sponsor_id] * n)
     items[1].extend([op] * n)
     items[2].extend(indexes)
-    items[3].extend(f"{op}:{i}" for i in indexes)
+    items[3].extend(batch.item_ids or [f"{op}:{i}" for i in indexes])
     items[4].extend([batch.operation_type.value] * n)
     items[5].extend(s.value for s in batch.statuses)
     items[6].extend(batch.results)
@@ -298,6 +299,7 @@ def operation_row(
         channel,
         total_cost,
         snapshot.version,
+        snapshot.job_type,
     ]
     return TableRows("operations", OPERATION_COLUMNS, [row])
 

@@ -144,12 +144,13 @@ class MemoryWorkerState:
             start_index=batch.start_index,
             statuses=[ItemStatus(r["status"]) for r in found],
             results=[r["result_data"] for r in found],
-            errors=[_error(batch.operation_id, r) for r in found if r["error_code"] is not None],
+            errors=[_error(r) for r in found if r["error_code"] is not None],
             processed_at=max(rows.from_ms(r["processed_at"]) for r in found),
             duration_ms=sum(r["processing_duration_ms"] for r in found),
             channel=Channel(found[0]["channel"]) if found[0]["channel"] else None,
             unit_cost=max(r["cost"] for r in found),
             attempts=[r["attempts"] for r in found],
+            item_ids=[r["item_id"] for r in found] if batch.job is not None else [],
         )
 
     def reserve_codes(
@@ -362,10 +363,10 @@ class MemoryStore:
         self.writer.insert_results([result], rows.dealer_rows(result))
 
 
-def _error(operation_id: str, record: dict[str, Any]) -> ItemError:
+def _error(record: dict[str, Any]) -> ItemError:
     return ItemError(
         item_index=record["item_index"],
-        item_id=f"{operation_id}:{record['item_index']}",
+        item_id=record["item_id"],
         error_code=record["error_code"],
         error_message=record["error_message"] or "",
         error_category=ErrorCategory(record["error_category"]),

@@ -70,7 +70,7 @@ class WorkerState:
             errors=[
                 ItemError(
                     item_index=int(row[0]),
-                    item_id=f"{batch.operation_id}:{int(row[0])}",
+                    item_id=str(row[13]),
                     error_code=str(row[3]),
                     error_message=str(row[4] or ""),
                     error_category=ErrorCategory(row[5]),
@@ -85,6 +85,7 @@ class WorkerState:
             channel=Channel(found[0][12]) if found[0][12] else None,
             unit_cost=max(float(row[9]) for row in found),
             attempts=[int(row[10]) for row in found],
+            item_ids=[str(row[13]) for row in found] if batch.job is not None else [],
         )
 
     def reserve_codes(

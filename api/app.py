@@ -32,6 +32,7 @@ from api.routes.live import router as live_router
 from api.routes.operations import router as operations_router
 from api.routes.quotas import router as quotas_router
 from api.routes.submit import router as submit_router
+from api.routes.tickets import router as tickets_router
 from api.services.presenters import API_PREFIX
 from core.settings import ApiSettings
 from schemas.responses import ErrorBody
@@ -142,6 +143,7 @@ def create_api(
         quotas_router,
         job_types_router,
         jobs_router,
+        tickets_router,
         admin_router,
     ):
         app.include_router(router, responses=ERRORS, dependencies=[Depends(refuse_unknown_query)])
@@ -155,6 +157,7 @@ def create_api(
         per_path={
             f"{API_PREFIX}/send-links": settings.max_link_send_body_bytes,
             f"{API_PREFIX}/jobs": settings.max_job_body_bytes,
+            "/api/v1/tickets/bulk-operations": settings.max_job_body_bytes,
             # the file plus the multipart envelope; the route checks the file's own size
             f"{DEALER_PREFIX}/invite-bulk": settings.dealer_max_file_bytes + 65_536,
         },

@@ -101,6 +101,8 @@ class JobWorker:
     group_id: str | None = None
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     poll_seconds: float = 0.5
+    # A worker that died without leaving its group gives its partitions up after this long.
+    session_timeout_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         if (self.handler is None) == (self.batch_handler is None):
@@ -195,6 +197,7 @@ class JobWorker:
             {
                 "bootstrap.servers": self.bootstrap,
                 "group.id": self.group_id or f"{self.prefix}-jobs-{self.job_type}",
+                "session.timeout.ms": int(self.session_timeout_seconds * 1000),
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "logger": client_logger("jobs"),

@@ -377,12 +377,17 @@ class ResultBatch(WireModel):
     dealers: list[DealerRow | None] | None = Field(
         default=None, description="Dealer invitations: the dealer of each item."
     )
+    item_ids: list[str] = Field(
+        default_factory=list,
+        description="Each item's id when it is not `<operationId>:<index>` (jobs: the id the "
+        "owning system saw).",
+    )
 
     @model_validator(mode="after")
     def _parallel_lists(self) -> Self:
         if len(self.statuses) != len(self.results):
             raise ValueError("statuses and results must have one entry per item")
-        for name in ("attempts", "latencies_ms"):
+        for name in ("attempts", "latencies_ms", "item_ids"):
             if getattr(self, name) and len(getattr(self, name)) != len(self.statuses):
                 raise ValueError(f"{name} must be empty or have one entry per item")
         return self

@@ -27,6 +27,21 @@ WHERE ({sponsor:Nullable(UInt64)} IS NULL OR sponsor_id = {sponsor:Nullable(UInt
   AND ({search:Nullable(String)} IS NULL
        OR positionCaseInsensitiveUTF8(operation_name, assumeNotNull({search:Nullable(String)})) > 0)
 
+-- name: job_operations
+-- A sponsor's job operations of the types starting with {prefix} (the ticket API's list).
+SELECT operation_id, status, job_type, total_items, successful_items, failed_items,
+       created_at, completed_at
+FROM operations FINAL
+WHERE sponsor_id = {sponsor:UInt64} AND startsWith(ifNull(job_type, ''), {prefix:String})
+  AND (empty({statuses:Array(String)}) OR has({statuses:Array(String)}, status))
+ORDER BY created_at DESC, operation_id DESC
+LIMIT {limit:UInt32} OFFSET {offset:UInt64}
+
+-- name: job_operations_count
+SELECT count() FROM operations FINAL
+WHERE sponsor_id = {sponsor:UInt64} AND startsWith(ifNull(job_type, ''), {prefix:String})
+  AND (empty({statuses:Array(String)}) OR has({statuses:Array(String)}, status))
+
 -- name: items_page
 SELECT item_index, item_id, status, result_data, error_code, error_message, error_category,
        is_retryable, retry_count, processed_at, processing_duration_ms, channel, cost, attempts

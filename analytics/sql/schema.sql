@@ -184,6 +184,10 @@ CREATE TABLE IF NOT EXISTS dealer_invitations
 ENGINE = ReplacingMergeTree(processed_at)
 ORDER BY (sponsor_id, operation_id, item_index)
 
+-- name: operations_job_type
+-- Migration of an operations table created before job operations existed.
+ALTER TABLE operations ADD COLUMN IF NOT EXISTS job_type Nullable(String)
+
 -- name: recipients_dealer_json
 -- Migration of a recipients table created before dealer invitations existed.
 ALTER TABLE recipients ADD COLUMN IF NOT EXISTS dealer_json String DEFAULT ''

@@ -7,7 +7,8 @@ WHERE sponsor_id = {sponsor:UInt64} AND operation_id = {operation:String}
 
 -- name: stored_items
 SELECT item_index, status, result_data, error_code, error_message, error_category,
-       is_retryable, retry_count, processing_duration_ms, cost, attempts, processed_at, channel
+       is_retryable, retry_count, processing_duration_ms, cost, attempts, processed_at, channel,
+       item_id
 FROM items FINAL
 WHERE sponsor_id = {sponsor:UInt64} AND operation_id = {operation:String}
   AND item_index >= {start:UInt32} AND item_index < {stop:UInt32}

@@ -85,7 +85,25 @@ async def cancel(
     ``Cancelled``. An operation that finishes before the worker sees the cancel keeps its
     final status, and the answer is 409.
     """
-    snapshot = visible(request, principal, operationId)
+    current = await cancel_operation(request, principal, operationId)
+    return Envelope(
+        message="Operation cancelled",
+        data=CancelResult(
+            operation_id=operationId,
+            final_status=OperationStatus.CANCELLED,
+            processed_items=current.processed_items,
+            remaining_items=current.total_items - current.processed_items,
+            cancellation_time=current.cancelled_at or datetime.now(UTC),
+        ),
+    )
+
+
+async def cancel_operation(
+    request: Request, principal: Principal, operation_id: str
+) -> OperationSnapshot:
+    """Cancel the caller's operation and wait for the worker to confirm it (the snapshot it
+    confirmed with); 409 if it finished first. (The ticket API cancels through it too.)"""
+    snapshot = visible(request, principal, operation_id)
     _refuse_finished(snapshot)
     current = await _command(
         request,
@@ -98,17 +116,8 @@ async def cancel(
         raise ApiError(
             409, "OPERATION_FINISHED", f"The operation finished first: {current.status.value}"
         )
-    log.info("operation %s: cancelled by %s", operationId, principal.subject)
-    return Envelope(
-        message="Operation cancelled",
-        data=CancelResult(
-            operation_id=operationId,
-            final_status=OperationStatus.CANCELLED,
-            processed_items=current.processed_items,
-            remaining_items=current.total_items - current.processed_items,
-            cancellation_time=current.cancelled_at or datetime.now(UTC),
-        ),
-    )
+    log.info("operation %s: cancelled by %s", operation_id, principal.subject)
+    return current
 
 
 async def _command(

@@ -22,6 +22,7 @@ from fastapi.responses import StreamingResponse
 from api.auth import CurrentPrincipal, Principal, decode_token
 from api.deps import NOT_FOUND, OperationId
 from api.errors import ApiError, not_found
+from api.services import tickets
 from api.services.presenters import API_PREFIX
 from api.status_view import StatusView
 from core.settings import ApiSettings
@@ -35,6 +36,9 @@ router = APIRouter(tags=["live"])
 
 
 def progress_update(snapshot: OperationSnapshot) -> dict[str, Any]:
+    """The message of a change (a ticket operation's in seed ``003_*``'s shape)."""
+    if tickets.is_ticket_operation(snapshot):
+        return tickets.progress_update(snapshot, datetime.now(UTC))
     total = snapshot.total_items
     recent = snapshot.recent_results[-1].item_id if snapshot.recent_results else None
     return {
@@ -55,6 +59,8 @@ def progress_update(snapshot: OperationSnapshot) -> dict[str, Any]:
 
 
 def operation_completed(snapshot: OperationSnapshot) -> dict[str, Any]:
+    if tickets.is_ticket_operation(snapshot):
+        return tickets.operation_completed(snapshot)
     return {
         "type": "operation_completed",
         "operationId": snapshot.operation_id,

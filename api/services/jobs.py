@@ -29,6 +29,7 @@ from api.services.submission import (
 )
 from core.schedule import planned_start, releases_end
 from core.schedule import resolve as resolve_schedule
+from core.settings import ApiSettings
 from schemas.common import OperationType
 from schemas.job_wire import JobItem, JobRun
 from schemas.jobs import BulkJobRequest, JobTypeRecord
@@ -109,7 +110,7 @@ def plan(
 ) -> DryRunResult:
     """A dry run: the checks a submit makes (every item already checked), and its plan."""
     total = len(body.items)
-    _check_size(request, total, run.batch_size)
+    check_size(settings_of(request), total, run.batch_size)
     now = datetime.now(UTC)
     schedule = resolve_schedule(body.scheduling, now)
     batches = -(-total // run.batch_size)
@@ -125,8 +126,9 @@ def plan(
     )
 
 
-def _check_size(request: Request, total: int, batch_size: int) -> None:
-    violation = settings_of(request).size_violation(total, batch_size)
+def check_size(settings: ApiSettings, total: int, batch_size: int) -> None:
+    """The operation's size limits (422 on ``items`` or ``processing.batchSize``)."""
+    violation = settings.size_violation(total, batch_size)
     if violation is not None:
         field, reason = violation
         raise validation_error("items" if field == "quantity" else field, reason)
@@ -143,12 +145,15 @@ async def queue_job(
     now: datetime,
     callback_url: str | None,
     request_hash: str | None,
+    item_ids: list[str] | None = None,
 ) -> OperationSnapshot:
-    """The operation's header and its item chunks, queued in order (or 503)."""
+    """The operation's header and its item chunks, queued in order (or 503). Items are
+    ``<operationId>:<index>`` unless ``item_ids`` names them (each unique in the system)."""
     total = len(body.items)
-    _check_size(request, total, run.batch_size)
+    check_size(settings_of(request), total, run.batch_size)
+    ids = item_ids or [f"{operation_id}:{i}" for i in range(total)]
     items = [
-        JobItem.model_construct(index=i, item_id=f"{operation_id}:{i}", payload=payload)
+        JobItem.model_construct(index=i, item_id=ids[i], payload=payload)
         for i, payload in enumerate(body.items)
     ]
     submission_id = new_submission_id()

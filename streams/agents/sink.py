@@ -61,7 +61,11 @@ def summarise(ctx: WorkerContext, result: ResultBatch) -> BatchSunk:
         recent=[
             RecentResult(
                 index=result.start_index + i,
-                item_id=f"{result.operation_id}:{result.start_index + i}",
+                item_id=(
+                    result.item_ids[i]
+                    if result.item_ids
+                    else f"{result.operation_id}:{result.start_index + i}"
+                ),
                 status=result.statuses[i],
                 result_data=result.results[i],
                 processed_at=result.processed_at,

@@ -129,6 +129,7 @@ async def run_job_batch(
         processed_at=datetime.now(UTC),
         duration_ms=(time.perf_counter() - started) * 1000,
         attempts=[tries[item.index] for item in items],
+        item_ids=[item.item_id for item in items],
     )
 
 
