@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
+import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -100,6 +102,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             return 1
         localkafka.start(args.broker_dir, port=int(port))
         started_broker = True
+    tickets: subprocess.Popen[bytes] | None = None
     try:
         _ensure_topics(api_settings)
         app = combined_app(api_settings, worker_settings)
@@ -109,11 +112,45 @@ def cmd_up(args: argparse.Namespace) -> int:
             "Sign in to the dashboard with a token: bulkops token --sponsor-id 7",
             flush=True,
         )
+        if args.tickets:
+            tickets = start_ticket_demo(api_settings, base)
         _run_http(app, api_settings)
     finally:
+        if tickets is not None:
+            tickets.terminate()
+            tickets.wait(timeout=30)
         if started_broker and not args.keep_broker:
             localkafka.stop(args.broker_dir)
     return 0
+
+
+def start_ticket_demo(settings: ApiSettings, base_url: str) -> subprocess.Popen[bytes] | None:
+    """The example ticket service (seed 003, ``examples/tickets``) beside a dev system: it
+    registers its ``ticket:*`` types once the API answers and owns demo tickets 1-1,000 of
+    sponsor 7. Only in dev (it is given an Admin token minted with the dev secret) and from a
+    checkout (the example is not part of the installed package)."""
+    from api.auth import Role, mint_token
+
+    root = Path(__file__).resolve().parent.parent
+    if settings.env != "dev" or not (root / "examples" / "tickets").is_dir():
+        return None
+    token = mint_token(
+        settings.jwt_secret,
+        subject="example-ticket-service",
+        role=Role.ADMIN,
+        sponsor_id=None,
+        ttl=timedelta(days=30),
+    )
+    command = [
+        sys.executable, "-m", "examples.tickets", "--bulkops-url", base_url,
+        "--bootstrap", settings.kafka_bootstrap, "--prefix", settings.topic_prefix,
+        "--db", str(root / ".data" / "tickets" / "tickets.db"), "--demo-tenant", "7",
+        "--wait-seconds", "120",
+    ]  # fmt: skip
+    log.info("example ticket service starting: demo tickets 1-1000 of sponsor 7")
+    return subprocess.Popen(
+        command, cwd=root, env={**os.environ, "TICKETS_BULKOPS_ADMIN_TOKEN": token}
+    )
 
 
 def cmd_serve(_: argparse.Namespace) -> int:
@@ -324,6 +361,12 @@ def parser() -> argparse.ArgumentParser:
         dest="simulator",
         action="store_false",
         help="do not start the provider simulator (real providers are configured)",
+    )
+    up.add_argument(
+        "--no-tickets",
+        dest="tickets",
+        action="store_false",
+        help="do not start the example ticket service (seed 003's ticket:* job types)",
     )
     up.set_defaults(func=cmd_up)
 

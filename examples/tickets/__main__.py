@@ -7,7 +7,10 @@ import logging
 import os
 import signal
 import threading
+import time
 from pathlib import Path
+
+import httpx
 
 from examples.tickets.runner import TicketServiceConfig, TicketServiceThread
 
@@ -27,12 +30,17 @@ def main() -> int:
     parser.add_argument("--executor", choices=("kafka", "http"), default="kafka")
     parser.add_argument("--demo-tenant", type=int, help="seed demo tickets for this sponsor")
     parser.add_argument("--demo-tickets", type=int, default=1000)
+    parser.add_argument(
+        "--wait-seconds", type=float, default=0, help="wait this long for Bulkops to answer"
+    )
     args = parser.parse_args()
     if not args.admin_token:
         parser.error("--admin-token (or TICKETS_BULKOPS_ADMIN_TOKEN) is required")
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if not bulkops_answers(args.bulkops_url, args.wait_seconds):
+        parser.error(f"Bulkops does not answer at {args.bulkops_url}")
     runner = TicketServiceThread(
         TicketServiceConfig(
             bulkops_url=args.bulkops_url,
@@ -52,6 +60,19 @@ def main() -> int:
     stopped.wait()
     runner.stop()
     return 0
+
+
+def bulkops_answers(url: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.5)
 
 
 if __name__ == "__main__":
