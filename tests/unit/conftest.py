@@ -21,6 +21,7 @@ from api.producer import ProduceError
 from api.status_view import QuotaView, StatusView
 from core.settings import ApiSettings
 from core.topics import Topics, TopicSpec
+from schemas.messages import OperationsMessage
 from streams.agents import control, explode, guarded
 from streams.testing import FakeWorker
 
@@ -141,6 +142,28 @@ def api_client(sink: FakeMessageSink, **overrides: Any) -> Iterator[TestClient]:
 
     with TestClient(create_api(ApiSettings(**values), start=start, stop=stop)) as test_client:
         yield test_client
+
+
+@contextmanager
+def job_types_client(sink: FakeMessageSink, **overrides: Any) -> Iterator[TestClient]:
+    """The API whose job-type view reads back what it writes to the job-types topic, as the
+    topic's follower would."""
+    with api_client(sink, **overrides) as client:
+        view = client.app.state.job_type_view  # type: ignore[attr-defined]
+        topic = Topics("unit").job_types.name
+
+        def follow(written: str, key: bytes, value: bytes) -> None:
+            if written == topic:
+                view.apply_json(value)
+
+        sink.on_written = follow
+        yield client
+
+
+def operations_sent(sink: FakeMessageSink) -> list[Any]:
+    """What the API put on the operations topic, parsed."""
+    topic = Topics("unit").operations.name
+    return [OperationsMessage.validate_json(value) for name, _, value in sink.sent if name == topic]
 
 
 @pytest.fixture

@@ -14,7 +14,11 @@ from fastapi.testclient import TestClient
 from api.auth import Role
 from core.topics import Topics
 from schemas.jobs import SEED_JOB_TYPE_EXAMPLE
-from tests.unit.conftest import FakeMessageSink, api_client, auth
+from tests.unit.conftest import (
+    FakeMessageSink,
+    auth,
+    job_types_client,
+)
 
 TYPES = "/api/v1/bulk-operations/job-types"
 TOPIC = Topics("unit").job_types.name
@@ -22,14 +26,7 @@ TOPIC = Topics("unit").job_types.name
 
 @pytest.fixture
 def client(sink: FakeMessageSink) -> Iterator[TestClient]:
-    with api_client(sink) as client:
-        view = client.app.state.job_type_view  # type: ignore[attr-defined]
-
-        def follow(topic: str, key: bytes, value: bytes) -> None:
-            if topic == TOPIC:
-                view.apply_json(value)
-
-        sink.on_written = follow
+    with job_types_client(sink) as client:
         yield client
 
 

@@ -15,8 +15,14 @@ from api.auth import Role
 from core.topics import Topics
 from schemas.common import OperationType
 from schemas.jobs import SEED_JOB_EXAMPLE, SEED_JOB_TYPE_EXAMPLE
-from schemas.messages import JobItemsChunk, OperationRequested, OperationsMessage
-from tests.unit.conftest import FakeMessageSink, api_client, auth
+from schemas.messages import JobItemsChunk, OperationRequested
+from tests.unit.conftest import (
+    FakeMessageSink,
+    api_client,
+    auth,
+    job_types_client,
+    operations_sent,
+)
 
 TYPES = "/api/v1/bulk-operations/job-types"
 JOBS = "/api/v1/bulk-operations/jobs"
@@ -25,14 +31,7 @@ TOPICS = Topics("unit")
 
 @pytest.fixture
 def client(sink: FakeMessageSink) -> Iterator[TestClient]:
-    with api_client(sink) as client:
-        view = client.app.state.job_type_view  # type: ignore[attr-defined]
-
-        def follow(topic: str, key: bytes, value: bytes) -> None:
-            if topic == TOPICS.job_types.name:
-                view.apply_json(value)
-
-        sink.on_written = follow
+    with job_types_client(sink) as client:
         yield client
 
 
@@ -50,14 +49,6 @@ def job(**changes: Any) -> dict[str, Any]:
     return copy.deepcopy(SEED_JOB_EXAMPLE) | changes
 
 
-def queued(sink: FakeMessageSink) -> list[Any]:
-    return [
-        OperationsMessage.validate_json(value)
-        for topic, _, value in sink.sent
-        if topic == TOPICS.operations.name
-    ]
-
-
 def test_the_seed_job_is_queued_with_its_type_and_items_in_chunks(
     client: TestClient, sink: FakeMessageSink
 ) -> None:
@@ -71,7 +62,7 @@ def test_the_seed_job_is_queued_with_its_type_and_items_in_chunks(
         3,
     )
     assert data["operationId"].startswith("job_") and data["status"] == "Queued"
-    header, *chunks = queued(sink)
+    header, *chunks = operations_sent(sink)
     assert isinstance(header, OperationRequested)
     assert header.operation_type is OperationType.JOB and header.sponsor_id == 7
     assert header.job is not None
@@ -103,7 +94,7 @@ def test_a_caller_narrows_batch_size_and_concurrency_but_never_widens(
         JOBS, json=job(processing={"batchSize": 1, "maxConcurrency": 99}), headers=auth(7)
     )
     assert answer.status_code == 202, answer.text
-    header = queued(sink)[0]
+    header = operations_sent(sink)[0]
     assert header.job.batch_size == 1 and header.job.max_concurrency == 4
 
 
@@ -121,7 +112,7 @@ def test_every_bad_item_is_named_at_once_and_nothing_is_queued(
     assert ("items.1.ticketId", 1) in fields
     assert ("items.2", 2) in fields  # missing ticketId, and an unknown property
     assert ("items.3.ticketId", 3) in fields
-    assert queued(sink) == []
+    assert operations_sent(sink) == []
 
 
 def test_only_the_first_hundred_errors_are_listed_all_are_counted(client: TestClient) -> None:
@@ -201,7 +192,7 @@ def test_a_repeated_submit_with_its_idempotency_key_runs_once(
     again = client.post(JOBS, json=job(), headers=headers)
     assert first.status_code == 202 and again.status_code == 202
     assert first.json()["data"]["operationId"] == again.json()["data"]["operationId"]
-    assert len([m for m in queued(sink) if isinstance(m, OperationRequested)]) == 1
+    assert len([m for m in operations_sent(sink) if isinstance(m, OperationRequested)]) == 1
     other = client.post(JOBS, json=job(data={"status": "open"}), headers=headers)
     assert (other.status_code, other.json()["error"]) == (422, "IDEMPOTENCY_KEY_REUSED")
 
@@ -240,4 +231,4 @@ def test_a_dry_run_checks_and_plans_without_queueing(
         JOBS, params={"dryRun": "true"}, json=job(items=[{"ticketId": 0}]), headers=auth(7)
     )
     assert bad.status_code == 422
-    assert queued(sink) == []
+    assert operations_sent(sink) == []

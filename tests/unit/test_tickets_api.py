@@ -22,12 +22,16 @@ from schemas.messages import (
     ItemError,
     JobItemsChunk,
     OperationRequested,
-    OperationsMessage,
     OperationSnapshot,
     RecentResult,
 )
 from schemas.tickets import TicketStatus
-from tests.unit.conftest import FakeMessageSink, api_client, auth
+from tests.unit.conftest import (
+    FakeMessageSink,
+    auth,
+    job_types_client,
+    operations_sent,
+)
 
 TICKETS = "/api/v1/tickets/bulk-operations"
 TOPICS = Topics("unit")
@@ -36,14 +40,7 @@ NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
 @pytest.fixture
 def client(sink: FakeMessageSink) -> Iterator[TestClient]:
-    with api_client(sink) as client:
-        view = client.app.state.job_type_view  # type: ignore[attr-defined]
-
-        def follow(topic: str, key: bytes, value: bytes) -> None:
-            if topic == TOPICS.job_types.name:
-                view.apply_json(value)
-
-        sink.on_written = follow
+    with job_types_client(sink) as client:
         admin = auth(None, Role.ADMIN)
         for action in ("update_status", "add_comment"):
             answer = client.post(
@@ -51,14 +48,6 @@ def client(sink: FakeMessageSink) -> Iterator[TestClient]:
             )
             assert answer.status_code == 201, answer.text
         yield client
-
-
-def queued(sink: FakeMessageSink) -> list[Any]:
-    return [
-        OperationsMessage.validate_json(value)
-        for topic, _, value in sink.sent
-        if topic == TOPICS.operations.name
-    ]
 
 
 def test_the_seed_request_becomes_a_job_of_the_ticket_systems_type(
@@ -81,7 +70,7 @@ def test_the_seed_request_becomes_a_job_of_the_ticket_systems_type(
         "estimated_completion",
     }
     assert (data["status"], data["ticket_count"]) == ("pending", 5)
-    header, chunk = queued(sink)
+    header, chunk = operations_sent(sink)
     assert isinstance(header, OperationRequested) and isinstance(chunk, JobItemsChunk)
     assert header.operation_type is OperationType.JOB and header.job is not None
     assert (header.job.job_type, header.job.data) == (
@@ -128,7 +117,7 @@ def test_bad_requests_name_the_seeds_fields(
     answer = client.post(TICKETS, json=body, headers=auth(7))
     assert answer.status_code == 422, answer.text
     assert answer.json()["details"]["errors"][0]["field"] == field
-    assert queued(sink) == []
+    assert operations_sent(sink) == []
 
 
 def test_an_action_the_ticket_system_has_not_registered_is_404(client: TestClient) -> None:
