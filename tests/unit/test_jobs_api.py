@@ -12,7 +12,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.auth import Role
-from core.topics import Topics
 from schemas.common import OperationType
 from schemas.jobs import SEED_JOB_EXAMPLE, SEED_JOB_TYPE_EXAMPLE
 from schemas.messages import JobItemsChunk, OperationRequested
@@ -26,7 +25,6 @@ from tests.unit.conftest import (
 
 TYPES = "/api/v1/bulk-operations/job-types"
 JOBS = "/api/v1/bulk-operations/jobs"
-TOPICS = Topics("unit")
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from fastapi.testclient import TestClient
 
 from api.auth import Role
 from api.services import tickets
-from core.topics import Topics
 from examples.tickets.service import type_spec
 from examples.tickets.store import Change, Refused, TicketStore
 from schemas.common import ErrorCategory, OperationStatus, OperationType
@@ -34,7 +33,6 @@ from tests.unit.conftest import (
 )
 
 TICKETS = "/api/v1/tickets/bulk-operations"
-TOPICS = Topics("unit")
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
 
