@@ -57,38 +57,49 @@ def usable_type(
 
 def check_items(record: JobTypeRecord, body: BulkJobRequest) -> None:
     """``data`` and every item against the type's schemas (blocking: call it off the event
-    loop); one 422 naming every bad item (the first :data:`MAX_REPORTED_ERRORS`)."""
+    loop); one 422 naming the first :data:`MAX_REPORTED_ERRORS` bad fields, counting all."""
     spec = record.spec
-    errors = _schema_errors(spec.data_schema, [body.data], "data")
-    errors += _schema_errors(spec.item_schema, body.items, "items")
-    if errors:
-        shown = errors[:MAX_REPORTED_ERRORS]
+    found = _SchemaErrors()
+    found.check(spec.data_schema, [body.data], "data")
+    found.check(spec.item_schema, body.items, "items")
+    if found.count:
+        first = found.shown[0]
         raise ApiError(
             422,
             "VALIDATION_FAILED",
-            f"{len(errors)} schema errors; first: {shown[0]['field']}: {shown[0]['message']}",
-            {"errors": shown, "errorCount": len(errors)},
+            f"{found.count} schema errors; first: {first['field']}: {first['message']}",
+            {"errors": found.shown, "errorCount": found.count},
         )
 
 
-def _schema_errors(schema: dict[str, Any], values: list[Any], field: str) -> list[dict[str, Any]]:
-    validator = jsonschema_rs.validator_for(schema, offline=True)
-    found: list[dict[str, Any]] = []
-    for index, value in enumerate(values):
-        if validator.is_valid(value):
-            continue
-        for error in validator.iter_errors(value):
-            path = ".".join(str(p) for p in error.instance_path)
-            where = f"{field}.{index}" if field == "items" else field
-            found.append(
-                {
-                    "field": f"{where}.{path}" if path else where,
-                    "message": error.message[:300],
-                    "type": "schema",
-                    **({"index": index} if field == "items" else {}),
-                }
-            )
-    return found
+class _SchemaErrors:
+    """Every schema error counted, the first :data:`MAX_REPORTED_ERRORS` described (a million
+    bad items must not become a million error objects)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.shown: list[dict[str, Any]] = []
+
+    def check(self, schema: dict[str, Any], values: list[Any], field: str) -> None:
+        validator = jsonschema_rs.validator_for(schema, offline=True)
+        for index, value in enumerate(values):
+            if validator.is_valid(value):
+                continue
+            for error in validator.iter_errors(value):
+                self.count += 1
+                if len(self.shown) < MAX_REPORTED_ERRORS:
+                    self.shown.append(_described(error, field, index))
+
+
+def _described(error: Any, field: str, index: int) -> dict[str, Any]:
+    path = ".".join(str(p) for p in error.instance_path)
+    where = f"{field}.{index}" if field == "items" else field
+    return {
+        "field": f"{where}.{path}" if path else where,
+        "message": error.message[:300],
+        "type": "schema",
+        **({"index": index} if field == "items" else {}),
+    }
 
 
 def job_run(record: JobTypeRecord, body: BulkJobRequest) -> JobRun:
