@@ -73,7 +73,11 @@ async def run_job_batch(
     tries: dict[int, int] = dict.fromkeys(open_items, 0)
     attempt = 0
     while open_items:
-        reason = halting(gate, batch.operation_id)
+        if attempt:
+            await sleep(run.backoff(attempt))
+        if pacer is not None:
+            await sleep(pacer.reserve(len(open_items)))
+        reason = halting(gate, batch.operation_id)  # after the waits: a stop meanwhile counts
         if reason is not None:
             for index, item in open_items.items():
                 error = last_error.get(index)
@@ -83,11 +87,7 @@ async def run_job_batch(
                     else _Done(ItemStatus.SKIPPED, error=stop_error(reason, item.item_id, index))
                 )
             break
-        if attempt:
-            await sleep(run.backoff(attempt))
         attempt += 1
-        if pacer is not None:
-            await sleep(pacer.reserve(len(open_items)))
         job = JobBatch(
             operation_id=batch.operation_id,
             sponsor_id=batch.sponsor_id,

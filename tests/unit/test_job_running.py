@@ -466,3 +466,27 @@ async def test_a_cancel_tells_the_types_workers_once() -> None:
     notices = worker.out["job_control"].messages(JobControl)
     assert [(n.operation_id, n.job_type, n.action) for n in notices] == [(OP, TYPE, "cancel")]
     assert worker.out["job_control"].sent[0][0] == OP.encode()
+
+
+async def test_a_stop_during_the_backoff_starts_no_retry() -> None:
+    gate = Gate()
+
+    def busy(job: JobBatch) -> JobResult:
+        return answer(
+            job,
+            [
+                outcome(i, ItemStatus.FAILED, is_retryable=True, error_code="BUSY")
+                for i in job.items
+            ],
+        )
+
+    async def cancelled_meanwhile(seconds: float) -> None:
+        gate.reason = "CANCELLED"
+
+    executor = ScriptedExecutor(busy)
+    result = await run_job_batch(
+        item_batch(count=2), executor=executor, gate=gate, sleep=cancelled_meanwhile
+    )
+    assert len(executor.jobs) == 1
+    assert result.statuses == [ItemStatus.FAILED, ItemStatus.FAILED]
+    assert {e.error_code for e in result.errors} == {"BUSY"}
