@@ -13,7 +13,7 @@ SELECT operation_id, sponsor_id, operation_type, operation_name, status, total_i
        concat('sponsor-', toString(sponsor_id)), tier, prefix, channel,
        round(successful * multiIf(channel = 'SMS', 0.05, channel = 'WhatsApp', 0.03,
                                   channel = 'Email', 0.001, 0), 4),
-       1
+       1 AS version, NULL AS job_type
 FROM (
     SELECT concat('synth_', toString({seed:UInt64}), '_', leftPad(toString(number), 8, '0'))
                AS operation_id,

@@ -26,6 +26,7 @@ SELECT v1_op.operation_id AS operation_id,
        v1_op.subscription_tier_id AS subscription_tier_id,
        v1_op.code_prefix AS code_prefix,
        v1_op.total_cost AS total_cost,
+       v1_op.job_type AS job_type,
        nullIf(JSONExtractString(v1_req.request_json, 'retryOf'), '') AS retry_of,
        nullIf(JSONExtractString(v1_req.request_json, 'metadata', 'campaignId'), '') AS campaign_id,
        if(JSONHas(v1_req.request_json, 'metadata'), JSONExtractRaw(v1_req.request_json, 'metadata'), '{}')
