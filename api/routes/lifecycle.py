@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
+from analytics.retention import HELD_BATCH_DAYS
 from api.auth import CurrentPrincipal, Principal
 from api.deps import (
     NOT_FOUND,
@@ -24,7 +25,7 @@ from api.deps import (
 )
 from api.errors import ApiError
 from api.producer import ProduceError
-from api.services import idempotency, retries
+from api.services import idempotency, jobs, quotas, retries
 from api.services.idempotency import IdempotencyKey
 from api.services.presenters import API_PREFIX, status_out
 from api.services.submission import (
@@ -400,6 +401,8 @@ async def retry_failed(
                     data=failures.result(operationId, running.operation_id),
                 )
             original = await _retryable_request(request, snapshot, failures)
+            if original.job is not None:
+                return await _retry_jobs(request, principal, original, failures, retry_id, keyed)
             recipients = await asyncio.to_thread(
                 retries.recipients,
                 store_of(request).reader,
@@ -483,9 +486,47 @@ async def _retryable_request(
     original = await asyncio.to_thread(
         store_of(request).state.request, snapshot.sponsor_id, snapshot.operation_id
     )
-    if original is None or original.link_send is None:
-        raise ApiError(409, "NOTHING_TO_RETRY", "Only link sends can be retried")
+    if original is None or (original.link_send is None and original.job is None):
+        raise ApiError(409, "NOTHING_TO_RETRY", "Only link sends and jobs can be retried")
     return original
+
+
+async def _retry_jobs(
+    request: Request,
+    principal: Principal,
+    original: OperationRequested,
+    failures: _Failures,
+    retry_id: str,
+    keyed: idempotency.Claim | None,
+) -> Envelope[RetryResult]:
+    """A job operation's retryable failures, from its stored batches (410 once expired)."""
+    assert original.job is not None
+    items = await asyncio.to_thread(
+        retries.job_items,
+        store_of(request).state,
+        original.sponsor_id,
+        original.operation_id,
+        failures.retryable,
+        original.job.batch_size,
+    )
+    if not items:
+        kept = max(settings_of(request).retention_personal_days, HELD_BATCH_DAYS)
+        raise retries.items_gone(original.operation_id, kept)
+    await jobs.queue_retry(
+        request,
+        principal,
+        original=original,
+        operation_id=retry_id,
+        items=items,
+        request_hash=keyed.request_hash if keyed else None,
+    )
+    log.info(
+        "operation %s: retrying %d failed jobs as %s", original.operation_id, len(items), retry_id
+    )
+    return Envelope(
+        message=f"{len(items)} failed items queued again",
+        data=failures.result(original.operation_id, retry_id),
+    )
 
 
 async def _plan_retry(
@@ -497,6 +538,17 @@ async def _plan_retry(
 ) -> DryRunResult:
     failures = await _failures(request, snapshot, code, category)
     original = await _retryable_request(request, snapshot, failures)
+    if original.job is not None:
+        items = len(failures.retryable)
+        return DryRunResult(
+            operation_type=original.operation_type,
+            total_items=items,
+            valid_items=items,
+            batches=-(-items // original.job.batch_size),
+            estimated_cost=0.0,
+            quota=quotas.estimate(request, principal, snapshot.sponsor_id, items),
+            planned_start=datetime.now(UTC),
+        )
     spec = original.link_send
     assert spec is not None
     return planned_send(

@@ -157,6 +157,7 @@ async def queue_job(
     callback_url: str | None,
     request_hash: str | None,
     item_ids: list[str] | None = None,
+    retry_of: str | None = None,
 ) -> OperationSnapshot:
     """The operation's header and its item chunks, queued in order (or 503). Items are
     ``<operationId>:<index>`` unless ``item_ids`` names them (each unique in the system)."""
@@ -193,6 +194,7 @@ async def queue_job(
         progress_notifications=body.processing.send_progress_notifications,
         job=run,
         priority=body.priority,
+        retry_of=retry_of,
         schedule=schedule,
         submission_id=submission_id,
         quota_exempt=quotas.exempt(request, principal),
@@ -205,6 +207,7 @@ async def queue_job(
     )
     snapshot.job_type = run.job_type
     snapshot.request_hash = request_hash
+    snapshot.retry_of = retry_of
     if schedule is not None:
         snapshot.scheduled_start = planned_start(schedule)
         snapshot.releases_end_at = releases_end(schedule, -(-total // run.batch_size))
@@ -214,4 +217,40 @@ async def queue_job(
         [header.model_dump_json().encode(), *chunks],
         submission_id=submission_id,
         admission=quotas.admission_wanted(request, principal, sponsor_id, total),
+    )
+
+
+async def queue_retry(
+    request: Request,
+    principal: Principal,
+    *,
+    original: OperationRequested,
+    operation_id: str,
+    items: list[JobItem],
+    request_hash: str | None,
+) -> OperationSnapshot:
+    """A job operation's retryable failures again, as a new operation linked to it: the same
+    type version and data, each item with its original id."""
+    run = original.job
+    assert run is not None
+    body = BulkJobRequest(
+        operation_type=run.job_type,
+        operation_name=f"Retry of {original.operation_name}"[:200],
+        items=[item.payload for item in items],
+        data=run.data,
+        priority=original.priority,
+        metadata=original.metadata,
+    )
+    return await queue_job(
+        request,
+        principal,
+        sponsor_id=original.sponsor_id,
+        operation_id=operation_id,
+        body=body,
+        run=run,
+        now=datetime.now(UTC),
+        callback_url=original.callback_url,
+        request_hash=request_hash,
+        item_ids=[item.item_id for item in items],
+        retry_of=original.operation_id,
     )

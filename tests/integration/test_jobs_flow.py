@@ -20,7 +20,7 @@ from aiohttp import web
 
 from api.auth import Role
 from bulkops import localkafka
-from bulkops.jobs import JobWorker, PermanentError
+from bulkops.jobs import JobWorker, PermanentError, RetryableError
 from core.webhooks import sign
 from schemas.jobs import SEED_JOB_TYPE_EXAMPLE, JobBatch, JobItem
 from tests.integration.conftest import Server
@@ -285,3 +285,39 @@ def test_the_http_executor_retries_timeouts_and_waits_out_429s(make_server: Any)
     assert calls[(1, 1)] == 1 and calls[(1, 2)] == 1  # timed out, then retried
     assert calls[(2, 1)] == 2 and calls[(2, 2)] == 0  # a 429 is not an attempt
     assert {k for k in calls if k[0] in (0, 3)} == {(0, 1), (3, 1)}
+
+
+def test_retry_failed_runs_only_the_retryable_failures_again_with_their_item_ids(
+    make_server: Any,
+) -> None:
+    server: Server = make_server().start()
+    register(server, maxRetries=0)
+    seen: list[str] = []
+    first_round = True
+
+    async def flaky(item: JobItem, batch: JobBatch) -> dict[str, Any]:
+        ticket = int(item.payload["ticketId"])
+        seen.append(item.item_id)
+        if ticket % 10 == 0:
+            raise PermanentError("FORBIDDEN", "Insufficient permissions")
+        if ticket % 10 == 5 and first_round:
+            raise RetryableError("LOCKED", "The ticket is being edited")
+        return {"ticketId": ticket}
+
+    client = server.client(sponsor_id=66)
+    with WorkerThread(server, flaky):
+        operation_id = submit(client, tickets(200), "/jobs")
+        status = wait_terminal(client, operation_id)
+        assert status["metrics"]["failedItems"] == 40
+        plan = client.post(f"/retry/{operation_id}", params={"dryRun": "true"})
+        assert plan.status_code == 200 and plan.json()["data"]["totalItems"] == 20
+        first_round = False
+        seen.clear()
+        answer = client.post(f"/retry/{operation_id}")
+        assert answer.status_code == 202, answer.text
+        data = answer.json()["data"]
+        assert (data["retryableItemsCount"], data["nonRetryableItemsCount"]) == (20, 20)
+        retried = wait_terminal(client, data["retryOperationId"])
+    assert retried["status"] == "Completed" and retried["retryOf"] == operation_id
+    assert retried["metrics"]["successfulItems"] == 20
+    assert sorted(seen) == sorted(f"{operation_id}:{t - 1}" for t in range(5, 201, 10))

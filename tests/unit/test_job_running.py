@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from api.services import retries
 from schemas.common import ErrorCategory, ItemStatus, OperationStatus, OperationType
 from schemas.job_wire import JobExecutor, JobItem, JobRun
 from schemas.jobs import JobBatch, JobControl, JobItemOutcome, JobResult
@@ -490,3 +491,16 @@ async def test_a_stop_during_the_backoff_starts_no_retry() -> None:
     assert len(executor.jobs) == 1
     assert result.statuses == [ItemStatus.FAILED, ItemStatus.FAILED]
     assert {e.error_code for e in result.errors} == {"BUSY"}
+
+
+async def test_a_retry_reads_the_failed_items_back_from_their_stored_batches() -> None:
+    worker = fake_worker()
+    await guarded(worker.ctx, event(header(total=5)), explode.handle)
+    await guarded(worker.ctx, event(items_chunk(0, 0, 3)), explode.handle)
+    await guarded(worker.ctx, event(items_chunk(1, 3, 2)), explode.handle)
+    found = retries.job_items(worker.store.state, 7, OP, [4, 1], batch_size=3)
+    assert [(i.index, i.item_id, i.payload) for i in found] == [
+        (1, f"{OP}:1", {"ticketId": 2}),
+        (4, f"{OP}:4", {"ticketId": 5}),
+    ]
+    assert retries.job_items(worker.store.state, 7, "job_" + "f" * 32, [1], batch_size=3) == []
