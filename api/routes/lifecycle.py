@@ -5,27 +5,24 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from analytics.retention import HELD_BATCH_DAYS
 from api.auth import CurrentPrincipal, Principal
 from api.deps import (
     NOT_FOUND,
     OperationId,
     settings_of,
     sink_of,
-    store_of,
     view_of,
     visible,
 )
 from api.errors import ApiError
 from api.producer import ProduceError
-from api.services import idempotency, jobs, quotas, retries
+from api.services import idempotency, retries
 from api.services.idempotency import IdempotencyKey
 from api.services.presenters import API_PREFIX, status_out
 from api.services.submission import (
@@ -35,22 +32,18 @@ from api.services.submission import (
     already_submitted,
     dry_run_answer,
     operation_id_for,
-    planned_send,
-    queue_link_send,
 )
 from core.topics import Topics, sponsor_key
 from schemas.common import ErrorCategory, OperationStatus
 from schemas.messages import (
     ControlAction,
     ControlCommand,
-    OperationRequested,
     OperationSnapshot,
     Throttle,
 )
 from schemas.requests import RethrottleRequest
 from schemas.responses import (
     CancelResult,
-    DryRunResult,
     Envelope,
     ErrorBody,
     OperationStatusOut,
@@ -377,7 +370,9 @@ async def retry_failed(
         raise ApiError(409, "OPERATION_RUNNING", "Retry once the operation has finished")
     category = error_category.value if error_category else None
     if dry_run:
-        return dry_run_answer(await _plan_retry(request, principal, snapshot, error_code, category))
+        return dry_run_answer(
+            await retries.plan(request, principal, snapshot, error_code, category)
+        )
     keyed = idempotency.claim(
         snapshot.sponsor_id, "retry", idempotency_key, operationId, error_code, category
     )
@@ -390,172 +385,30 @@ async def retry_failed(
         )
         lock = _retry_locks.setdefault(operationId, asyncio.Lock())
         async with lock:
-            failures = await _failures(request, snapshot, error_code, category)
+            found = await retries.failures_of(request, snapshot, error_code, category)
             if known is not None:
                 response.headers[idempotency.REPLAYED_HEADER] = "true"
-                return Envelope(data=failures.result(operationId, known.operation_id))
+                return Envelope(data=found.result(operationId, known.operation_id))
             running = view_of(request).running_retry_of(operationId)
             if running is not None:
                 return Envelope(
                     message="A retry of this operation is already running",
-                    data=failures.result(operationId, running.operation_id),
+                    data=found.result(operationId, running.operation_id),
                 )
-            original = await _retryable_request(request, snapshot, failures)
-            if original.job is not None:
-                return await _retry_jobs(request, principal, original, failures, retry_id, keyed)
-            recipients = await asyncio.to_thread(
-                retries.recipients,
-                store_of(request).reader,
-                snapshot.sponsor_id,
-                operationId,
-                failures.retryable,
-            )
-            if not recipients:
-                raise retries.recipients_gone(
-                    operationId, settings_of(request).retention_personal_days
-                )
-            assert original.link_send is not None
-            await queue_link_send(
+            original = await retries.retryable_request(request, snapshot, found)
+            count = await retries.queue_retry(
                 request,
                 principal,
-                sponsor_id=snapshot.sponsor_id,
-                operation_id=retry_id,
-                name=f"Retry of {original.operation_name}"[:200],
-                spec=original.link_send,
-                recipients=recipients,
-                now=datetime.now(UTC),
-                retry_of=operationId,
-                operation_type=original.operation_type,
+                original,
+                found,
+                retry_id=retry_id,
                 request_hash=keyed.request_hash if keyed else None,
-                auto_pause=original.auto_pause,
-                metadata=original.metadata,
             )
-        log.info(
-            "operation %s: retrying %d failed items as %s", operationId, len(recipients), retry_id
-        )
         return Envelope(
-            message=f"{len(recipients)} failed items queued again",
-            data=failures.result(operationId, retry_id),
+            message=f"{count} failed items queued again",
+            data=found.result(operationId, retry_id),
         )
 
     return await idempotency.once(
         request, keyed, status.HTTP_202_ACCEPTED, submit, operation_id=retry_id
-    )
-
-
-@dataclass(frozen=True)
-class _Failures:
-    failed: int
-    retryable: list[int]
-
-    def result(self, original: str, retry: str) -> RetryResult:
-        return RetryResult(
-            original_operation_id=original,
-            retry_operation_id=retry,
-            failed_items_count=self.failed,
-            retryable_items_count=len(self.retryable),
-            non_retryable_items_count=self.failed - len(self.retryable),
-        )
-
-
-async def _failures(
-    request: Request, snapshot: OperationSnapshot, code: str | None, category: str | None
-) -> _Failures:
-    failed, retryable = await asyncio.to_thread(
-        retries.failures,
-        store_of(request).reader,
-        snapshot.sponsor_id,
-        snapshot.operation_id,
-        code=code,
-        category=category,
-    )
-    return _Failures(failed, list(retryable))
-
-
-async def _retryable_request(
-    request: Request, snapshot: OperationSnapshot, failures: _Failures
-) -> OperationRequested:
-    """The original request of an operation with items to retry (409 otherwise)."""
-    if not failures.retryable:
-        raise ApiError(
-            409,
-            "NOTHING_TO_RETRY",
-            "No retryable failed items" + (" match the filter" if failures.failed else ""),
-            {"failedItemsCount": failures.failed, "nonRetryableItemsCount": failures.failed},
-        )
-    original = await asyncio.to_thread(
-        store_of(request).state.request, snapshot.sponsor_id, snapshot.operation_id
-    )
-    if original is None or (original.link_send is None and original.job is None):
-        raise ApiError(409, "NOTHING_TO_RETRY", "Only link sends and jobs can be retried")
-    return original
-
-
-async def _retry_jobs(
-    request: Request,
-    principal: Principal,
-    original: OperationRequested,
-    failures: _Failures,
-    retry_id: str,
-    keyed: idempotency.Claim | None,
-) -> Envelope[RetryResult]:
-    """A job operation's retryable failures, from its stored batches (410 once expired)."""
-    assert original.job is not None
-    items = await asyncio.to_thread(
-        retries.job_items,
-        store_of(request).state,
-        original.sponsor_id,
-        original.operation_id,
-        failures.retryable,
-        original.job.batch_size,
-    )
-    if not items:
-        kept = max(settings_of(request).retention_personal_days, HELD_BATCH_DAYS)
-        raise retries.items_gone(original.operation_id, kept)
-    await jobs.queue_retry(
-        request,
-        principal,
-        original=original,
-        operation_id=retry_id,
-        items=items,
-        request_hash=keyed.request_hash if keyed else None,
-    )
-    log.info(
-        "operation %s: retrying %d failed jobs as %s", original.operation_id, len(items), retry_id
-    )
-    return Envelope(
-        message=f"{len(items)} failed items queued again",
-        data=failures.result(original.operation_id, retry_id),
-    )
-
-
-async def _plan_retry(
-    request: Request,
-    principal: Principal,
-    snapshot: OperationSnapshot,
-    code: str | None,
-    category: str | None,
-) -> DryRunResult:
-    failures = await _failures(request, snapshot, code, category)
-    original = await _retryable_request(request, snapshot, failures)
-    if original.job is not None:
-        items = len(failures.retryable)
-        return DryRunResult(
-            operation_type=original.operation_type,
-            total_items=items,
-            valid_items=items,
-            batches=-(-items // original.job.batch_size),
-            estimated_cost=0.0,
-            quota=quotas.estimate(request, principal, snapshot.sponsor_id, items),
-            planned_start=datetime.now(UTC),
-        )
-    spec = original.link_send
-    assert spec is not None
-    return planned_send(
-        request,
-        principal,
-        snapshot.sponsor_id,
-        original.operation_type,
-        len(failures.retryable),
-        spec,
     )
