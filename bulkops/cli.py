@@ -352,7 +352,14 @@ def cmd_export_schemas(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="bulkops", description=__doc__)
     sub = root.add_subparsers(dest="command", required=True)
+    _running_commands(sub)
+    _client_commands(sub)
+    _tool_commands(sub)
+    return root
 
+
+def _running_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Running the system and its parts: up, simulator, serve, api, worker, kafka, topics."""
     up = sub.add_parser("up", help="start broker + API + worker locally (embedded ClickHouse)")
     up.add_argument("--broker-dir", type=Path, default=BROKER_DIR)
     up.add_argument("--keep-broker", action="store_true", help="leave the broker running on exit")
@@ -395,12 +402,25 @@ def parser() -> argparse.ArgumentParser:
         func=cmd_topics
     )
 
+
+def _tool_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Tokens and the exported JSON Schemas."""
     token = sub.add_parser("token", help="mint a bearer token signed with BULKOPS_JWT_SECRET")
     token.add_argument("--role", choices=["Sponsor", "Admin"], default="Sponsor")
     token.add_argument("--sponsor-id", type=int)
     token.add_argument("--subject")
     token.add_argument("--hours", type=float, default=12)
     token.set_defaults(func=cmd_token)
+
+    export = sub.add_parser(
+        "export-schemas", help="write the JSON Schemas of requests and messages"
+    )
+    export.add_argument("--output", type=Path, default=Path("schemas/jsonschema/v1.json"))
+    export.set_defaults(func=cmd_export_schemas)
+
+
+def _client_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Talking to a running API: submit, watch, query."""
 
     def client_options(command: argparse.ArgumentParser) -> None:
         command.add_argument("--url", help="API base URL (BULKOPS_API_URL)")
@@ -434,13 +454,6 @@ def parser() -> argparse.ArgumentParser:
     sql.add_argument("--format", choices=["json", "csv", "parquet"], default="json")
     sql.add_argument("--output", type=Path, help="write the result to this file")
     sql.set_defaults(func=cmd_sql)
-
-    export = sub.add_parser(
-        "export-schemas", help="write the JSON Schemas of requests and messages"
-    )
-    export.add_argument("--output", type=Path, default=Path("schemas/jsonschema/v1.json"))
-    export.set_defaults(func=cmd_export_schemas)
-    return root
 
 
 def main(argv: list[str] | None = None) -> int:
