@@ -14,6 +14,9 @@ from pydantic import Field
 
 from schemas.common import WireModel
 
+#: A job's release window is its maxConcurrency (at most 100), so this shows them all.
+MAX_BATCHES_SHOWN = 100
+
 
 class JobExecutor(StrEnum):
     """Who does the work on each item."""
@@ -58,3 +61,17 @@ class JobRun(WireModel):
         """The wait before retry number ``retry`` (1 for the first)."""
         wait = self.backoff_seconds * self.backoff_multiplier ** (retry - 1)
         return float(min(wait, self.max_backoff_seconds))
+
+
+class JobProgress(WireModel):
+    """What a job operation's status snapshot adds so the API can show each item as a job of
+    the ``002`` queue plan: which batches are out with the owning system right now (their
+    items are ``processing``), and the type's retry limit."""
+
+    batch_size: int = Field(ge=1)
+    max_retries: int = Field(ge=0)
+    batches_in_flight: list[int] = Field(
+        default_factory=list,
+        max_length=MAX_BATCHES_SHOWN,
+        description="Released and not yet counted, lowest first (at most the first 100).",
+    )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Literal
 
 import jsonschema_rs
@@ -371,3 +372,42 @@ SEED_JOB_EXAMPLE: dict[str, Any] = {
     "priority": 5,
     "metadata": {"requestedFrom": "support-console"},
 }
+
+
+class JobStatus(StrEnum):
+    """An item's status in the words of the ``002`` queue plan (``JobStatus``)."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class JobView(OutModel):
+    """One item of a job operation as a job of the ``002`` queue plan (``BaseJob``)."""
+
+    id: str | None = Field(
+        description="The item id (the worker's idempotency key); null until the item is "
+        "processed (ids travel with the stored batches, not with the status)."
+    )
+    index: int
+    type: str = Field(examples=["inventory:update"])
+    operation_id: str
+    sponsor_id: int
+    status: JobStatus
+    retry_count: int = Field(description="Attempts after the first.")
+    max_retries: int
+    priority: int
+    created_at: datetime
+    processed_at: datetime | None = None
+    error: str | None = Field(default=None, description="The last error's message.")
+    error_code: str | None = None
+    result_data: str | None = Field(default=None, description="What the worker returned (JSON).")
+
+
+class JobsPage(OutModel):
+    operation_id: str
+    job_type: str
+    jobs: list[JobView]
+    next_cursor: int | None = Field(description="Pass as cursor to get the next page.")

@@ -22,7 +22,7 @@ from schemas.common import (
     OperationType,
     WireModel,
 )
-from schemas.job_wire import JobItem, JobRun
+from schemas.job_wire import JobItem, JobProgress, JobRun
 from schemas.quotas import QuotaRefusal, QuotaUpdate
 from schemas.requests import BulkCodeGenerationRequest
 
@@ -468,6 +468,10 @@ class OperationSnapshot(WireModel):
     operation_name: str
     requested_by: str
     status: OperationStatus
+    priority: int = Field(default=5, ge=1, le=10, description="1 (low) to 10 (high).")
+    job_progress: JobProgress | None = Field(
+        default=None, description="A BulkJob's batches with the owning system, its retry limit."
+    )
     total_items: int
     processed_items: int = 0
     successful_items: int = 0

@@ -16,7 +16,7 @@ from pydantic import Field, field_serializer, field_validator
 
 from core.schedule import open_seconds, planned_start, release_limit, releases_end
 from schemas.common import OperationStatus
-from schemas.job_wire import JobRun
+from schemas.job_wire import MAX_BATCHES_SHOWN, JobProgress, JobRun
 from schemas.messages import (
     AutoPauseRule,
     BatchSunk,
@@ -124,7 +124,14 @@ class OperationState(OperationSnapshot):
         return None
 
     def snapshot(self) -> OperationSnapshot:
-        return OperationSnapshot.model_validate(self.model_dump(exclude=_WORKER_ONLY))
+        snapshot = OperationSnapshot.model_validate(self.model_dump(exclude=_WORKER_ONLY))
+        if self.job is not None:
+            snapshot.job_progress = JobProgress(
+                batch_size=self.job.batch_size,
+                max_retries=self.job.max_retries,
+                batches_in_flight=outstanding(self)[:MAX_BATCHES_SHOWN],
+            )
+        return snapshot
 
 
 def register(
@@ -147,6 +154,7 @@ def register(
         operation_type=request.operation_type,
         operation_name=request.operation_name,
         requested_by=request.requested_by,
+        priority=request.priority,
         status=OperationStatus.QUEUED if waiting else OperationStatus.PROCESSING,
         total_items=request.total_items,
         batches_total=batches_total,

@@ -7,11 +7,13 @@ import logging
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Request, Response, status
+from fastapi import APIRouter, Body, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from api.auth import CurrentPrincipal
-from api.services import idempotency, jobs
+from api.deps import NOT_FOUND, OperationId, store_of, visible
+from api.errors import ApiError
+from api.services import idempotency, job_items, jobs
 from api.services.idempotency import IdempotencyKey
 from api.services.presenters import API_PREFIX, metrics, status_url
 from api.services.submission import (
@@ -27,7 +29,7 @@ from api.services.submission import (
     sponsor_for_submit,
 )
 from schemas.common import OperationType
-from schemas.jobs import SEED_JOB_EXAMPLE, BulkJobRequest
+from schemas.jobs import SEED_JOB_EXAMPLE, BulkJobRequest, JobsPage, JobStatus
 from schemas.responses import Envelope, ErrorBody, OperationAccepted
 
 log = logging.getLogger("bulkops.api")
@@ -126,3 +128,44 @@ async def submit_job(
     return await idempotency.once(
         request, keyed, status.HTTP_202_ACCEPTED, submit, operation_id=operation_id
     )
+
+
+@router.get(
+    "/jobs/{operationId}",
+    response_model=Envelope[JobsPage],
+    summary="A job operation's items as jobs: pending, processing, completed, failed, cancelled",
+    responses={
+        **NOT_FOUND,
+        409: {"model": ErrorBody, "description": "The operation is not a BulkJob"},
+    },
+)
+def get_jobs(
+    request: Request,
+    principal: CurrentPrincipal,
+    operationId: OperationId,
+    job_status: Annotated[JobStatus | None, Query(alias="status")] = None,
+    cursor: Annotated[int, Query(ge=0, le=2**32 - 1)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Envelope[JobsPage]:
+    """Every item, finished or not, in the shape of the ``002`` queue plan's ``BaseJob``:
+    ``status``, ``retryCount``, ``maxRetries``, ``error``, ``priority``, ``processedAt``.
+
+    Unfinished items are ``processing`` while their batch is with the owning system and
+    ``pending`` before; their ``id`` shows once they are processed. Page with ``cursor``.
+    """
+    snapshot = visible(request, principal, operationId)
+    if snapshot.operation_type is not OperationType.JOB or snapshot.job_progress is None:
+        raise ApiError(
+            409,
+            "NOT_A_JOB_OPERATION",
+            f"{operationId} is a {snapshot.operation_type.value}: read its items at "
+            f"/items/{operationId}",
+        )
+    page = job_items.page(
+        store_of(request).reader,
+        snapshot,
+        cursor=cursor,
+        limit=limit,
+        status=job_status,
+    )
+    return Envelope(data=page)

@@ -31,7 +31,7 @@ from core.schedule import planned_start, releases_end
 from core.schedule import resolve as resolve_schedule
 from core.settings import ApiSettings
 from schemas.common import OperationType
-from schemas.job_wire import JobItem, JobRun
+from schemas.job_wire import JobItem, JobProgress, JobRun
 from schemas.jobs import BulkJobRequest, JobTypeRecord
 from schemas.messages import OperationRequested, OperationSnapshot
 from schemas.responses import DryRunResult
@@ -206,6 +206,8 @@ async def queue_job(
         operation_id, sponsor_id, principal, OperationType.JOB, body.operation_name, total, now
     )
     snapshot.job_type = run.job_type
+    snapshot.priority = body.priority
+    snapshot.job_progress = JobProgress(batch_size=run.batch_size, max_retries=run.max_retries)
     snapshot.request_hash = request_hash
     snapshot.retry_of = retry_of
     if schedule is not None:

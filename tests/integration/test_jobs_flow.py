@@ -1,6 +1,7 @@
 """Job operations end to end on the real broker and ClickHouse, through the REST API, with a
 worker of the owning system written with ``bulkops.jobs``: exact counts with the owner's
-refusals as item errors and each ticket changed once, a batch that misses its timeout retried
+refusals as item errors and each ticket changed once, every item shown as a job of the
+``002`` plan from pending to completed, a batch that misses its timeout retried
 (its late answer ignored), and a cancel after which nothing more is handed out and the type's
 workers are told; and the HTTP executor against a real handler (a timeout retried, a 429
 waited out, requests signed with the type's secret)."""
@@ -321,3 +322,64 @@ def test_retry_failed_runs_only_the_retryable_failures_again_with_their_item_ids
     assert retried["status"] == "Completed" and retried["retryOf"] == operation_id
     assert retried["metrics"]["successfulItems"] == 20
     assert sorted(seen) == sorted(f"{operation_id}:{t - 1}" for t in range(5, 201, 10))
+
+
+def jobs(client: httpx.Client, operation_id: str, **params: Any) -> list[dict[str, Any]]:
+    answer = client.get(f"/jobs/{operation_id}", params={"limit": 1000, **params})
+    assert answer.status_code == 200, answer.text
+    page: list[dict[str, Any]] = answer.json()["data"]["jobs"]
+    return page
+
+
+def test_each_item_shows_as_a_job_of_the_002_plan_pending_to_completed(
+    make_server: Any,
+) -> None:
+    server: Server = make_server().start()
+    register(server, batchSize=10, maxConcurrency=1, maxRetries=2, backoffSeconds=0.1)
+    held = threading.Event()
+    tried: Counter[int] = Counter()
+
+    async def work(item: JobItem, batch: JobBatch) -> dict[str, Any]:
+        tried[item.index] += 1
+        if batch.batch_index == 0:
+            await asyncio.to_thread(held.wait, 60)
+        if item.index == 15 and tried[15] == 1:
+            raise RetryableError("LOCKED", "The ticket is being edited")
+        if item.index == 25:
+            raise PermanentError("FORBIDDEN", "Insufficient permissions for ticket 26")
+        return {"ok": True}
+
+    client = server.client(sponsor_id=67)
+    with WorkerThread(server, work):
+        operation_id = submit(client, tickets(40, priority=7), "/jobs")
+        wait_for(
+            lambda: len(jobs(client, operation_id, status="processing")) == 10,
+            timeout=60,
+            message="the first batch shown as processing",
+        )
+        shown = {job["index"]: job for job in jobs(client, operation_id)}
+        assert [shown[i]["status"] for i in (0, 9, 10, 39)] == [
+            "processing",
+            "processing",
+            "pending",
+            "pending",
+        ]
+        assert shown[0]["id"] is None and shown[0]["processedAt"] is None
+        held.set()
+        wait_terminal(client, operation_id)
+    finished = {job["index"]: job for job in jobs(client, operation_id)}
+    assert len(finished) == 40
+    assert Counter(job["status"] for job in finished.values()) == {"completed": 39, "failed": 1}
+    failed = finished[25]
+    assert (failed["error"], failed["errorCode"], failed["retryCount"]) == (
+        "Insufficient permissions for ticket 26",
+        "FORBIDDEN",
+        0,
+    )
+    retried = finished[15]
+    assert (retried["status"], retried["retryCount"], retried["maxRetries"]) == ("completed", 1, 2)
+    assert retried["id"] == f"{operation_id}:15" and retried["processedAt"] is not None
+    assert {job["priority"] for job in finished.values()} == {7}
+    assert {job["type"] for job in finished.values()} == {TYPE}
+    assert [j["index"] for j in jobs(client, operation_id, status="failed")] == [25]
+    assert server.client(sponsor_id=68).get(f"/jobs/{operation_id}").status_code == 404

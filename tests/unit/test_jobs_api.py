@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from api.auth import Role
 from schemas.common import OperationType
 from schemas.jobs import SEED_JOB_EXAMPLE, SEED_JOB_TYPE_EXAMPLE
+from schemas.requests import SEED_CODE_GENERATION_EXAMPLE
 from schemas.messages import JobItemsChunk, OperationRequested
 from tests.unit.conftest import (
     FakeMessageSink,
@@ -230,3 +231,19 @@ def test_a_dry_run_checks_and_plans_without_queueing(
     )
     assert bad.status_code == 422
     assert operations_sent(sink) == []
+
+
+def test_the_jobs_view_is_only_for_job_operations_the_caller_may_see(client: TestClient) -> None:
+    codes = client.post(
+        "/api/v1/bulk-operations/generate-codes", json=SEED_CODE_GENERATION_EXAMPLE, headers=auth(7)
+    )
+    operation_id = codes.json()["data"]["operationId"]
+    answer = client.get(f"{JOBS}/{operation_id}", headers=auth(7))
+    assert (answer.status_code, answer.json()["error"]) == (409, "NOT_A_JOB_OPERATION")
+    assert client.get(f"{JOBS}/{operation_id}", headers=auth(8)).status_code == 404
+    assert client.get(f"{JOBS}/{operation_id}").status_code == 401
+    malformed = client.get(f"{JOBS}/{operation_id}", params={"status": "done"}, headers=auth(7))
+    assert malformed.status_code == 422 and malformed.json()["details"]["errors"][0]["field"] == (
+        "status"
+    )
+    assert client.get(f"{JOBS}/job_{'0' * 32}", headers=auth(7)).status_code == 404
