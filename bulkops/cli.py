@@ -102,7 +102,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             return 1
         localkafka.start(args.broker_dir, port=int(port))
         started_broker = True
-    tickets: subprocess.Popen[bytes] | None = None
+    examples: list[subprocess.Popen[bytes]] = []
     try:
         _ensure_topics(api_settings)
         app = combined_app(api_settings, worker_settings)
@@ -112,45 +112,63 @@ def cmd_up(args: argparse.Namespace) -> int:
             "Sign in to the dashboard with a token: bulkops token --sponsor-id 7",
             flush=True,
         )
-        if args.tickets:
-            tickets = start_ticket_demo(api_settings, base)
+        if args.examples:
+            examples = start_examples(api_settings, base, worker_settings.smtp_port)
         _run_http(app, api_settings)
     finally:
-        if tickets is not None:
-            tickets.terminate()
-            tickets.wait(timeout=30)
+        for example in examples:
+            example.terminate()
+        for example in examples:
+            example.wait(timeout=30)
         if started_broker and not args.keep_broker:
             localkafka.stop(args.broker_dir)
     return 0
 
 
-def start_ticket_demo(settings: ApiSettings, base_url: str) -> subprocess.Popen[bytes] | None:
-    """The example ticket service (seed 003, ``examples/tickets``) beside a dev system: it
-    registers its ``ticket:*`` types once the API answers and owns demo tickets 1-1,000 of
-    sponsor 7. Only in dev (it is given an Admin token minted with the dev secret) and from a
-    checkout (the example is not part of the installed package)."""
+def start_examples(
+    settings: ApiSettings, base_url: str, smtp_port: int
+) -> list[subprocess.Popen[bytes]]:
+    """The example systems beside a dev system, each registering its job types once the API
+    answers: the ticket service (seed 003, ``ticket:*``, demo tickets 1-1,000 of sponsor 7)
+    and the marketplace (seed 002, ``inventory:*``, ``listing:*``, ``notification:*``, demo
+    SKU-1..100 and devices of sponsor 7, e-mail through the simulator's SMTP server).
+
+    Only in dev (they are given an Admin token minted with the dev secret) and from a
+    checkout (the examples are not part of the installed package)."""
     from api.auth import Role, mint_token
 
     root = Path(__file__).resolve().parent.parent
-    if settings.env != "dev" or not (root / "examples" / "tickets").is_dir():
-        return None
+    if settings.env != "dev" or not (root / "examples").is_dir():
+        return []
     token = mint_token(
         settings.jwt_secret,
-        subject="example-ticket-service",
+        subject="example-systems",
         role=Role.ADMIN,
         sponsor_id=None,
         ttl=timedelta(days=30),
     )
-    command = [
-        sys.executable, "-m", "examples.tickets", "--bulkops-url", base_url,
-        "--bootstrap", settings.kafka_bootstrap, "--prefix", settings.topic_prefix,
-        "--db", str(root / ".data" / "tickets" / "tickets.db"), "--demo-tenant", "7",
-        "--wait-seconds", "120",
+    common = [
+        "--bulkops-url", base_url, "--bootstrap", settings.kafka_bootstrap,
+        "--prefix", settings.topic_prefix, "--demo-tenant", "7", "--wait-seconds", "120",
     ]  # fmt: skip
-    log.info("example ticket service starting: demo tickets 1-1000 of sponsor 7")
-    return subprocess.Popen(
-        command, cwd=root, env={**os.environ, "TICKETS_BULKOPS_ADMIN_TOKEN": token}
-    )
+    data = root / ".data"
+    marketplace_db = str(data / "marketplace" / "marketplace.db")
+    commands = {
+        "tickets": ["--db", str(data / "tickets" / "tickets.db")],
+        "marketplace": ["--db", marketplace_db, "--smtp-port", str(smtp_port)],
+    }
+    env = {
+        **os.environ,
+        "TICKETS_BULKOPS_ADMIN_TOKEN": token,
+        "MARKETPLACE_BULKOPS_ADMIN_TOKEN": token,
+    }
+    log.info("example systems starting: tickets (seed 003) and marketplace (seed 002)")
+    return [
+        subprocess.Popen(
+            [sys.executable, "-m", f"examples.{name}", *common, *extra], cwd=root, env=env
+        )
+        for name, extra in commands.items()
+    ]
 
 
 def cmd_serve(_: argparse.Namespace) -> int:
@@ -370,10 +388,11 @@ def _running_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="do not start the provider simulator (real providers are configured)",
     )
     up.add_argument(
+        "--no-examples",
         "--no-tickets",
-        dest="tickets",
+        dest="examples",
         action="store_false",
-        help="do not start the example ticket service (seed 003's ticket:* job types)",
+        help="do not start the example systems (seed 003's tickets, seed 002's marketplace)",
     )
     up.set_defaults(func=cmd_up)
 

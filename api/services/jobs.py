@@ -81,7 +81,8 @@ class _SchemaErrors:
         self.shown: list[dict[str, Any]] = []
 
     def check(self, schema: dict[str, Any], values: list[Any], field: str) -> None:
-        validator = jsonschema_rs.validator_for(schema, offline=True)
+        # Formats (email, uri, date-time, …) are checked, not only annotations.
+        validator = jsonschema_rs.validator_for(schema, offline=True, validate_formats=True)
         for index, value in enumerate(values):
             if validator.is_valid(value):
                 continue

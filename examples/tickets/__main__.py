@@ -7,11 +7,9 @@ import logging
 import os
 import signal
 import threading
-import time
 from pathlib import Path
 
-import httpx
-
+from examples.serving import bulkops_answers
 from examples.tickets.runner import TicketServiceConfig, TicketServiceThread
 
 
@@ -60,19 +58,6 @@ def main() -> int:
     stopped.wait()
     runner.stop()
     return 0
-
-
-def bulkops_answers(url: str, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return True
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.5)
 
 
 if __name__ == "__main__":

@@ -3,15 +3,11 @@ their own (``bulkops up``, the tests), or in the foreground (``python -m example
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-import uvicorn
-
+from examples.serving import ServiceThread, admin_client
 from examples.tickets.service import TicketService, register
 from examples.tickets.store import TicketStore
 
@@ -38,9 +34,7 @@ class TicketServiceThread:
     config: TicketServiceConfig
     store: TicketStore = field(init=False)
     service: TicketService = field(init=False)
-    _loop: asyncio.AbstractEventLoop = field(init=False)
-    _thread: threading.Thread = field(init=False)
-    _server: uvicorn.Server | None = field(default=None, init=False)
+    _thread: ServiceThread | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         config = self.config
@@ -57,8 +51,6 @@ class TicketServiceThread:
             prefix=config.prefix,
             concurrency=config.concurrency,
         )
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run, name="tickets", daemon=True)
 
     @property
     def handler_base_url(self) -> str:
@@ -67,21 +59,11 @@ class TicketServiceThread:
     def start(self) -> TicketServiceThread:
         """Register the types, then start the workers and the HTTP handler."""
         config = self.config
-        with httpx.Client(
-            base_url=f"{config.bulkops_url}/api/v1/bulk-operations",
-            headers={"Authorization": f"Bearer {config.admin_token}"},
-            timeout=30,
-        ) as client:
-            http = config.executor == "http"
+        http = config.executor == "http"
+        with admin_client(config.bulkops_url, config.admin_token) as client:
             secrets = register(client, handler_base_url=self.handler_base_url if http else None)
-        self._server = uvicorn.Server(
-            uvicorn.Config(
-                self.service.http_app(secrets),
-                host="127.0.0.1",
-                port=config.http_port,
-                log_level="warning",
-                lifespan="off",
-            )
+        self._thread = ServiceThread(
+            "tickets", self.service, self.service.http_app(secrets), config.http_port
         )
         self._thread.start()
         log.info(
@@ -92,21 +74,7 @@ class TicketServiceThread:
         )
         return self
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._main())
-        finally:
-            self._loop.close()
-
-    async def _main(self) -> None:
-        assert self._server is not None
-        await asyncio.gather(self.service.run(), self._server.serve())
-
     def stop(self) -> None:
-        if self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self.service.stop)
-            if self._server is not None:
-                self._server.should_exit = True
-            self._thread.join(timeout=30)
+        if self._thread is not None:
+            self._thread.stop()
         self.store.close()

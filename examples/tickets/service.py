@@ -17,6 +17,7 @@ from fastapi import FastAPI, Header, HTTPException, Request
 
 from bulkops.jobs import ItemHandler, JobWorker, PermanentError
 from core.webhooks import sign
+from examples.serving import register_types
 from examples.tickets.store import PRIORITIES, STATUSES, Change, Refused, TicketStore
 from schemas.jobs import JobBatch, JobHttpAnswer, JobItem
 
@@ -79,20 +80,17 @@ def type_spec(action: str, *, handler_url: str | None = None) -> dict[str, Any]:
 
 
 def register(client: httpx.Client, *, handler_base_url: str | None = None) -> dict[str, str]:
-    """Register (or bring up to date) the six types with an Admin's ``client`` on
-    ``…/api/v1/bulk-operations``; each type's signing secret, for the HTTP handler."""
-    secrets: dict[str, str] = {}
-    for action in ACTIONS:
-        url = f"{handler_base_url}/bulk/{action}" if handler_base_url else None
-        spec = type_spec(action, handler_url=url)
-        answer = client.post("/job-types", json=spec)
-        if answer.status_code == 409:  # registered before with another spec: this one now
-            answer = client.put(f"/job-types/{spec['name']}", json=spec)
-        answer.raise_for_status()
-        shown = client.get(f"/job-types/{spec['name']}/signing-secret")
-        shown.raise_for_status()
-        secrets[spec["name"]] = shown.json()["data"]["secret"]
-    return secrets
+    """Register (or bring up to date) the six types; each type's signing secret."""
+    return register_types(
+        client,
+        (
+            type_spec(
+                action,
+                handler_url=f"{handler_base_url}/bulk/{action}" if handler_base_url else None,
+            )
+            for action in ACTIONS
+        ),
+    )
 
 
 class TicketService:

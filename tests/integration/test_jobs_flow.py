@@ -3,8 +3,9 @@ worker of the owning system written with ``bulkops.jobs``: exact counts with the
 refusals as item errors and each ticket changed once, every item shown as a job of the
 ``002`` plan from pending to completed, a batch that misses its timeout retried
 (its late answer ignored), and a cancel after which nothing more is handed out and the type's
-workers are told; and the HTTP executor against a real handler (a timeout retried, a 429
-waited out, requests signed with the type's secret)."""
+workers are told; malformed, foreign-keyed, replayed and unknown results changing nothing
+(dead-lettered or ignored) while the stream goes on; and the HTTP executor against a real
+handler (a timeout retried, a 429 waited out, requests signed with the type's secret)."""
 
 from __future__ import annotations
 
@@ -17,15 +18,20 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import orjson
 from aiohttp import web
+from confluent_kafka import Producer
 
 from api.auth import Role
+from api.producer import producer_config
 from bulkops import localkafka
 from bulkops.jobs import JobWorker, PermanentError, RetryableError
+from core.topics import sponsor_key
 from core.webhooks import sign
 from schemas.jobs import SEED_JOB_TYPE_EXAMPLE, JobBatch, JobItem
 from tests.integration.conftest import Server
 from tests.integration.test_codegen_flow import submit, wait_terminal
+from tests.integration.test_resilience import _dead_letters as dead_letters
 from tests.support import wait_for
 
 TYPE = "ticket:update_status"
@@ -383,3 +389,69 @@ def test_each_item_shows_as_a_job_of_the_002_plan_pending_to_completed(
     assert {job["type"] for job in finished.values()} == {TYPE}
     assert [j["index"] for j in jobs(client, operation_id, status="failed")] == [25]
     assert server.client(sponsor_id=68).get(f"/jobs/{operation_id}").status_code == 404
+
+
+def ignored_results(server: Server) -> float:
+    text = httpx.get(f"{server.base_url}/metrics", timeout=30).text
+    for line in text.splitlines():
+        if line.startswith('bulkops_job_results_total{result="ignored"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_bad_replayed_and_foreign_results_change_nothing_and_the_stream_goes_on(
+    make_server: Any,
+) -> None:
+    server: Server = make_server().start()
+    register(server, batchSize=50)
+    answered: list[JobBatch] = []
+
+    async def work(item: JobItem, batch: JobBatch) -> dict[str, Any]:
+        if item.index == batch.items[0].index:
+            answered.append(batch)
+        return {"ok": True}
+
+    client = server.client(sponsor_id=69)
+    with WorkerThread(server, work):
+        first = submit(client, tickets(100), "/jobs")
+        before = wait_terminal(client, first)
+        replay = answered[0]
+        failing = [
+            {"index": i.index, "itemId": i.item_id, "status": "Failed", "errorCode": "LATE"}
+            | {"errorMessage": "a copy", "isRetryable": False}
+            for i in replay.items
+        ]
+        result = {
+            "operationId": first,
+            "sponsorId": 69,
+            "jobType": TYPE,
+            "batchIndex": replay.batch_index,
+            "attempt": replay.attempt,
+            "workerId": "replayer",
+            "outcomes": failing,
+            "completedAt": "2026-11-28T00:00:00Z",
+        }
+        bad = [
+            (sponsor_key(69), b"{not json"),
+            (sponsor_key(70), orjson.dumps(result)),  # keyed by another sponsor
+        ]
+        ignored = [
+            (sponsor_key(69), orjson.dumps(result)),  # a second answer to a settled batch
+            (sponsor_key(69), orjson.dumps(result | {"operationId": f"job_{'0' * 32}"})),
+        ]
+        producer = Producer(producer_config(server.env["BULKOPS_KAFKA_BOOTSTRAP"]))
+        for key, value in bad + ignored:
+            producer.produce(server.topics.job_results.name, key=key, value=value)
+        assert producer.flush(10) == 0
+        letters = dead_letters(
+            server.env["BULKOPS_KAFKA_BOOTSTRAP"], server.topics.dead_letter.name, expected=2
+        )
+        wait_for(lambda: ignored_results(server) >= 2, timeout=60, message="answers ignored")
+        second = submit(client, tickets(100), "/jobs")
+        assert wait_terminal(client, second)["metrics"]["successfulItems"] == 100
+
+    assert {letter.source_topic for letter in letters} == {server.topics.job_results.name}
+    assert "{not json" in {letter.payload for letter in letters}  # (two partitions: any order)
+    after = client.get(f"/status/{first}").json()["data"]
+    assert after["metrics"] == before["metrics"] and after["status"] == "Completed"
+    assert jobs(client, first, status="failed") == []

@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 from api.auth import Role
 from schemas.common import OperationType
 from schemas.jobs import SEED_JOB_EXAMPLE, SEED_JOB_TYPE_EXAMPLE
-from schemas.requests import SEED_CODE_GENERATION_EXAMPLE
 from schemas.messages import JobItemsChunk, OperationRequested
+from schemas.requests import SEED_CODE_GENERATION_EXAMPLE
 from tests.unit.conftest import (
     FakeMessageSink,
     api_client,
