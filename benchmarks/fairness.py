@@ -8,6 +8,9 @@ and ``--runs`` times from one on **another partition**. Prints submit → Comple
 (median and max), how far the big operation had got when each small one finished, and the
 big one's codes/s. Set ``--window-items 0`` to see the system without release windows.
 
+Then priorities: two operations of ``--big`` / 5 codes from one sponsor, the first of priority
+1 and, once it has done a tenth, the second of priority 9; prints when each completed.
+
     .venv/bin/python benchmarks/fairness.py --big 300000 --small 100 --runs 3
 """
 
@@ -46,24 +49,52 @@ def status(client: httpx.Client, operation_id: str) -> dict[str, object]:
     return dict(response.json()["data"]) if response.status_code == 200 else {}
 
 
-def run_to_end(client: httpx.Client, quantity: int, timeout: float = 600) -> tuple[str, float]:
-    """Submit a code operation and wait for it to complete; (operation id, seconds)."""
-    started = time.monotonic()
+def start(client: httpx.Client, quantity: int, tier: int = 1, priority: int = 5) -> str:
     response = client.post(
         "/generate-codes",
         json={
-            "subscriptionTierId": 1,
+            "subscriptionTierId": tier,
             "quantity": quantity,
             "processing": {"batchSize": min(1000, quantity)},
+            "priority": priority,
         },
     )
     response.raise_for_status()
-    operation_id = str(response.json()["data"]["operationId"])
-    while time.monotonic() - started < timeout:
-        if status(client, operation_id).get("status") == "Completed":
-            return operation_id, time.monotonic() - started
+    return str(response.json()["data"]["operationId"])
+
+
+def wait_completed(client: httpx.Client, operation_id: str, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while status(client, operation_id).get("status") != "Completed":
+        if time.monotonic() > deadline:
+            raise TimeoutError(operation_id)
         time.sleep(0.01)
-    raise TimeoutError(operation_id)
+
+
+def run_to_end(client: httpx.Client, quantity: int) -> tuple[str, float]:
+    """Submit a code operation and wait for it to complete; (operation id, seconds)."""
+    started = time.monotonic()
+    operation_id = start(client, quantity)
+    wait_completed(client, operation_id)
+    return operation_id, time.monotonic() - started
+
+
+def priorities(client: httpx.Client, quantity: int) -> list[tuple[int, float]]:
+    """A priority-1 operation, then (once it has done a tenth) a priority-9 one; (priority,
+    seconds from the first submit to its completion), in the order they completed."""
+    started = time.monotonic()
+    low = start(client, quantity, priority=1)
+    while processed(client, low) < quantity // 10:
+        time.sleep(0.02)
+    high = start(client, quantity, priority=9)
+    pending = {low: 1, high: 9}
+    done: list[tuple[int, float]] = []
+    while pending:
+        for operation_id in list(pending):
+            if status(client, operation_id).get("status") == "Completed":
+                done.append((pending.pop(operation_id), time.monotonic() - started))
+        time.sleep(0.02)
+    return done
 
 
 def processed(client: httpx.Client, operation_id: str) -> int:
@@ -97,16 +128,7 @@ def main() -> int:
             rows.append(("alone", alone, []))
 
             started = time.monotonic()
-            response = big_client.post(
-                "/generate-codes",
-                json={
-                    "subscriptionTierId": 4,
-                    "quantity": args.big,
-                    "processing": {"batchSize": 1000},
-                },
-            )
-            response.raise_for_status()
-            big_id = str(response.json()["data"]["operationId"])
+            big_id = start(big_client, args.big, tier=4)
             while processed(big_client, big_id) < args.big * 0.05:
                 time.sleep(0.02)
             for label, client in (("same partition", near_client), ("other partition", far_client)):
@@ -115,9 +137,9 @@ def main() -> int:
                     latencies.append(run_to_end(client, args.small)[1])
                     progress.append(processed(big_client, big_id))
                 rows.append((label, latencies, progress))
-            while status(big_client, big_id).get("status") != "Completed":
-                time.sleep(0.05)
+            wait_completed(big_client, big_id)
             big_seconds = time.monotonic() - started
+            order = priorities(big_client, max(args.big // 5, 1000))
 
     table = Table(title=f"{args.small}-code operations while {args.big:,} codes run (sponsor 42)")
     table.add_column("small operation")
@@ -135,6 +157,11 @@ def main() -> int:
     console.print(
         f"big operation: {args.big:,} codes in {big_seconds:.1f} s "
         f"= {args.big / big_seconds:,.0f} codes/s (submit → Completed)"
+    )
+    console.print(
+        "priorities (one sponsor; priority 9 submitted once priority 1 had done a tenth), "
+        "in the order they completed: "
+        + ", ".join(f"priority {p} at {seconds:.2f} s" for p, seconds in order)
     )
     return 0
 

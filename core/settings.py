@@ -252,8 +252,14 @@ class WorkerSettings(BulkopsSettings):
                     )
         return self
 
-    def release_window(self, total_items: int, batches_total: int, channel: str | None) -> int:
-        """The release window of an operation, in batches (0: none); ``channel`` for sends."""
+    def release_window(
+        self, total_items: int, batches_total: int, channel: str | None, priority: int = 5
+    ) -> int:
+        """The release window of an operation, in batches (0: none); ``channel`` for sends.
+
+        Weighted by ``priority`` (5 is the window as configured, 10 twice it, 1 a fifth):
+        operations sharing a partition are served in proportion to their windows.
+        """
         if channel is None:
             items = float(self.release_window_items)
         else:
@@ -261,7 +267,7 @@ class WorkerSettings(BulkopsSettings):
         if not items or not batches_total:
             return 0
         batch_size = -(-total_items // batches_total)
-        return max(4, math.ceil(items / batch_size))
+        return max(1, round(max(4, math.ceil(items / batch_size)) * priority / 5))
 
 
 class ApiSettings(BulkopsSettings):

@@ -158,6 +158,7 @@ async def _queue_codes(
         request_hash=keyed.request_hash if keyed else None,
         auto_pause=auto_pause_rule(body.processing),
         metadata=body.metadata,
+        priority=body.priority,
     )
     snapshot = queued_snapshot(
         operation_id,
@@ -167,6 +168,7 @@ async def _queue_codes(
         body.operation_name,
         body.quantity,
         now,
+        body.priority,
     )
     snapshot.request_hash = message.request_hash
     snapshot = await queue(
@@ -327,6 +329,7 @@ async def _queue_links(
         request_hash=keyed.request_hash if keyed else None,
         auto_pause=auto_pause_rule(body.processing),
         metadata=body.metadata.model_dump(mode="json", by_alias=True, exclude_none=True),
+        priority=body.priority,
     )
     total = len(body.recipients)
     log.info(

@@ -204,10 +204,16 @@ async def queue_job(
         metadata=body.metadata,
     )
     snapshot = queued_snapshot(
-        operation_id, sponsor_id, principal, OperationType.JOB, body.operation_name, total, now
+        operation_id,
+        sponsor_id,
+        principal,
+        OperationType.JOB,
+        body.operation_name,
+        total,
+        now,
+        body.priority,
     )
     snapshot.job_type = run.job_type
-    snapshot.priority = body.priority
     snapshot.job_progress = JobProgress(batch_size=run.batch_size, max_retries=run.max_retries)
     snapshot.request_hash = request_hash
     snapshot.retry_of = retry_of

@@ -155,6 +155,7 @@ async def _queue_send_retry(
         request_hash=request_hash,
         auto_pause=original.auto_pause,
         metadata=original.metadata,
+        priority=original.priority,
     )
     return len(chosen)
 

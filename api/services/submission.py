@@ -312,6 +312,7 @@ async def queue_link_send(
     request_hash: str | None = None,
     auto_pause: AutoPauseRule | None = None,
     metadata: dict[str, Any] | None = None,
+    priority: int = 5,
 ) -> OperationSnapshot:
     """The header and the recipient chunks of a link send (or of another operation that
     sends to recipients, like dealer invitations), queued in order (or 503)."""
@@ -347,9 +348,10 @@ async def queue_link_send(
         request_hash=request_hash,
         auto_pause=auto_pause,
         metadata=metadata or {},
+        priority=priority,
     )
     snapshot = queued_snapshot(
-        operation_id, sponsor_id, principal, operation_type, name, len(recipients), now
+        operation_id, sponsor_id, principal, operation_type, name, len(recipients), now, priority
     )
     snapshot.retry_of = retry_of
     snapshot.request_hash = request_hash
@@ -386,6 +388,7 @@ def queued_snapshot(
     name: str,
     total: int,
     now: datetime,
+    priority: int = 5,
 ) -> OperationSnapshot:
     return OperationSnapshot(
         operation_id=operation_id,
@@ -394,6 +397,7 @@ def queued_snapshot(
         operation_name=name,
         requested_by=principal.subject,
         status=OperationStatus.QUEUED,
+        priority=priority,
         total_items=total,
         created_at=now,
         last_updated=now,

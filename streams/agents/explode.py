@@ -153,7 +153,9 @@ def _release_window(ctx: WorkerContext, request: OperationRequested, batches_tot
     if request.job is not None:
         return min(request.job.max_concurrency, max(1, ctx.settings.process_concurrency // 2))
     channel = request.link_send.channel.value if request.link_send else None
-    return ctx.settings.release_window(request.total_items, batches_total, channel)
+    return ctx.settings.release_window(
+        request.total_items, batches_total, channel, request.priority
+    )
 
 
 async def _refuse(

@@ -1,8 +1,10 @@
 """Fair turns on a partition: a small operation does not wait for the whole of a big one
-whose sponsor's key lands on the same partition (release windows, streams/agents/release.py)."""
+whose sponsor's key lands on the same partition (release windows, streams/agents/release.py),
+and of two operations of one sponsor the one of higher priority is served first."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from aiokafka.partitioner import DefaultPartitioner
@@ -11,6 +13,7 @@ from core.topics import sponsor_key
 from tests.integration.conftest import Server, probe_every_code_once
 from tests.integration.test_codegen_flow import submit, wait_terminal
 from tests.integration.test_worker_faults import processed
+from tests.support import wait_for
 
 BIG_SPONSOR = 61
 PARTITIONS = 4
@@ -50,3 +53,23 @@ def test_a_small_operation_does_not_wait_for_a_big_one_on_its_partition(
     assert status["status"] == "Completed", status
     assert status["metrics"]["processedItems"] == status["metrics"]["successfulItems"] == quantity
     probe_every_code_once(server, big, BIG_SPONSOR, quantity)
+
+
+def test_a_higher_priority_operation_overtakes_a_lower_one_of_the_same_sponsor(
+    make_server: Any,
+) -> None:
+    server: Server = make_server(
+        BULKOPS_MAX_ITEMS_PER_OPERATION="100000", BULKOPS_RELEASE_WINDOW_ITEMS="5000"
+    ).start()
+    client = server.client(sponsor_id=BIG_SPONSOR)
+    body = {"subscriptionTierId": 2, "quantity": 60_000, "processing": {"batchSize": 500}}
+    low = submit(client, body | {"priority": 1})
+    wait_for(lambda: processed(client, low) >= 6000, timeout=60, message="the low one ahead")
+    high = submit(client, body | {"priority": 9})
+    assert client.get(f"/status/{high}").json()["data"]["status"] in ("Queued", "Processing")
+    ended = {operation: wait_terminal(client, operation, timeout=300) for operation in (high, low)}
+    assert {s["status"] for s in ended.values()} == {"Completed"}
+    finished = {op: datetime.fromisoformat(s["completedAt"]) for op, s in ended.items()}
+    assert finished[high] < finished[low], (
+        "the priority-9 operation, submitted once the other had done a tenth, should finish first"
+    )

@@ -43,6 +43,10 @@ def test_accepted_request_is_produced_keyed_by_sponsor(
     message = OperationRequested.model_validate_json(value)
     assert message.operation_id == data["operationId"]
     assert message.code_generation is not None and message.code_generation.sponsor_id == 7
+    assert message.priority == 5
+    assert post(client, {**seed(), "priority": 2}).status_code == 202
+    operations = [m for m in sink.sent if m[0] == topics.operations.name]
+    assert OperationRequested.model_validate_json(operations[-1][2]).priority == 2
     status = client.get(f"/api/v1/bulk-operations/status/{data['operationId']}", headers=auth())
     assert status.json()["data"]["status"] == "Queued"
 
@@ -69,6 +73,8 @@ def assert_invalid(response: Any, field: str, status: int = 422) -> None:
         ({"processing": {"batchSize": 0}}, "processing.batchSize"),
         ({"processing": {"batchSize": 6000}}, "processing.batchSize"),
         ({"quantity": 5000, "batches": [], "processing": {"batchSize": 4}}, "processing.batchSize"),
+        ({"priority": 0}, "priority"),
+        ({"priority": 5.5}, "priority"),
     ],
 )
 def test_bad_bodies_name_the_field_and_create_nothing(

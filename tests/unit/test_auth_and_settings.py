@@ -113,6 +113,14 @@ def test_release_windows_in_batches() -> None:
     assert settings.release_window(10_000, 100, "SMS") == 5  # 5 s at 100/s, batches of 100
     assert settings.release_window(1_000_000, 10, None) == 4  # never fewer than 4 batches
     assert WorkerSettings(release_window_items=0).release_window(1000, 10, None) == 0
+    # Weighted by priority: 5 as configured, 10 twice it, 1 a fifth (never below one batch).
+    assert [settings.release_window(1_000_000, 1000, None, p) for p in (1, 5, 9, 10)] == [
+        4,
+        20,
+        36,
+        40,
+    ]
+    assert settings.release_window(1_000_000, 10, None, 1) == 1
 
 
 def test_a_verified_token_is_kept_until_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -46,6 +46,16 @@ def test_seed_example_is_accepted_and_queued_in_order(
         == "Merhaba Ahmet Çiftçi, Antalya bölgesi için özel sponsorluk! https://sponsor.example.com/redeem"
     )
     assert second.address == "+905321234567"  # national format, read as TR
+    assert header.priority == 5
+
+
+def test_the_operations_priority_is_queued_and_shown(
+    client: TestClient, sink: FakeMessageSink
+) -> None:
+    response = client.post(URL, json=seed() | {"priority": 9}, headers=auth())
+    assert response.status_code == 202, response.text
+    header = queued(sink)[0]
+    assert isinstance(header, OperationRequested) and header.priority == 9
 
 
 def invalid(response: Any, field: str) -> None:
@@ -65,6 +75,8 @@ def invalid(response: Any, field: str) -> None:
         ({"scheduling": {"isScheduled": True}}, "scheduling"),
         ({"processing": {"batchSize": 0}}, "processing.batchSize"),
         ({"unknown": 1}, "unknown"),
+        ({"priority": 11}, "priority"),
+        ({"priority": "9"}, "priority"),
     ],
 )
 def test_bad_requests_name_the_field_and_queue_nothing(
