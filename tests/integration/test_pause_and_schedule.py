@@ -6,6 +6,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
+
+from api.auth import Role
 from bulkops.simulator import SimulatorThread
 from core.schedule import WEEKDAYS
 from tests.integration.conftest import Server, provider_env
@@ -105,6 +108,55 @@ def test_pause_and_resume_code_generation_keeps_codes_exact(make_server: Any) ->
     assert final["metrics"]["successfulItems"] == final["metrics"]["processedItems"] == quantity
     codes = all_codes(client, operation_id)
     assert len(codes) == len({c["code"] for c in codes}) == quantity
+
+
+def test_a_pause_stops_a_million_code_operation_within_a_second(make_server: Any) -> None:
+    """No batch starts minting more than a second after the pause answer: the release window
+    keeps at most a window of batches queued, and each is held back when it comes up."""
+    server: Server = make_server(BULKOPS_MAX_ITEMS_PER_OPERATION="1000000").start()
+    client = server.client(sponsor_id=63)
+    quantity = 1_000_000
+    operation_id = submit(
+        client, {"subscriptionTierId": 2, "quantity": quantity, "processing": {"batchSize": 1000}}
+    )
+    wait_for(
+        lambda: _status(client, operation_id)["metrics"]["processedItems"] >= 20_000,
+        timeout=60,
+        message="codes under way",
+    )
+    response = client.post(f"/pause/{operation_id}")
+    answered = datetime.now(UTC)
+    assert response.status_code == 200, response.text
+    processed = settles(
+        lambda: _status(client, operation_id)["metrics"]["processedItems"], 2.0, timeout=90
+    )
+    assert _status(client, operation_id)["status"] == "Paused" and processed < quantity
+    last_minted = _last_minted(server, operation_id)
+    assert last_minted <= answered + timedelta(seconds=1), (
+        f"a batch started {last_minted - answered} after the pause answer"
+    )
+    assert client.post(f"/cancel/{operation_id}").status_code == 200
+    final = wait_terminal(client, operation_id, timeout=120)
+    assert final["status"] == "Cancelled"
+    assert final["metrics"]["successfulItems"] == processed
+    assert final["metrics"]["skippedItems"] == quantity - processed
+
+
+def _last_minted(server: Server, operation_id: str) -> datetime:
+    """When the operation's last code was minted (a batch's ``processed_at`` is its start)."""
+    sql = (
+        "SELECT operation_id, toUnixTimestamp64Milli(max(processed_at)) AS last FROM v1_items "
+        "WHERE status = 'Success' GROUP BY operation_id"
+    )
+    answer = httpx.post(
+        f"{server.base_url}/api/v1/admin/sql",
+        json={"sql": sql},
+        headers={"Authorization": f"Bearer {server.token(None, Role.ADMIN)}"},
+        timeout=60,
+    )
+    assert answer.status_code == 200, answer.text
+    last = {row["operation_id"]: row["last"] for row in answer.json()["data"]["rows"]}
+    return datetime.fromtimestamp(int(last[operation_id]) / 1000, UTC)
 
 
 def _scheduled(n: int, start: datetime, **scheduling: Any) -> dict[str, Any]:
