@@ -7,17 +7,23 @@ code is queryable in ClickHouse. Prints items/s end to end, time to first proces
 status freshness lag (now - lastUpdated as seen by polling clients) percentiles, and the peak
 RSS of the Bulkops process and of the broker JVM.
 
-    .venv/bin/python benchmarks/codegen_e2e.py --quantity 1000000 --batch-size 1000
+    .venv/bin/python benchmarks/codegen_e2e.py --quantity 1000000 --batch-size 1000 --baseline
+
+``--baseline`` then runs ``codegen_celery.py`` (the same codes and rows through Celery + Redis,
+one task per batch) on the same machine and prints both figures and their ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 
-from harness import bulkops_system, percentile
+from harness import ROOT, bulkops_system, percentile
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -32,6 +38,9 @@ def main() -> int:
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--bootstrap", help="use this running broker instead of starting one")
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument(
+        "--baseline", action="store_true", help="then run the Celery + Redis baseline"
+    )
     args = parser.parse_args()
     console = Console()
     env = {"BULKOPS_MAX_ITEMS_PER_OPERATION": str(max(args.quantity, 5000))}
@@ -106,7 +115,26 @@ def main() -> int:
         table.add_row("peak RSS Kafka broker (JVM)", f"{broker_peak / 2**20:,.0f} MiB")
     console.print(table)
     ok = status.get("status") == "Completed" and codes["uniqueCodes"] == args.quantity
+    if args.baseline:
+        ours = args.quantity / completed
+        theirs = celery_baseline(args.quantity, args.batch_size)
+        console.print(
+            f"Bulkops {ours:,.0f} codes/s, Celery + Redis {theirs:,.0f} codes/s: "
+            f"ratio {ours / theirs:.2f}"
+        )
     return 0 if ok else 1
+
+
+def celery_baseline(quantity: int, batch_size: int) -> float:
+    """``codegen_celery.py`` in a process of its own (it needs the ``bench`` extra)."""
+    script = ROOT / "benchmarks" / "codegen_celery.py"
+    command = [sys.executable, str(script), "--quantity", str(quantity)]
+    run = subprocess.run(
+        [*command, "--batch-size", str(batch_size)], capture_output=True, text=True, check=True
+    )
+    print(run.stdout.rsplit("\n", 2)[0])
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    return float(result["quantity"]) / float(result["seconds"])
 
 
 if __name__ == "__main__":

@@ -18,20 +18,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
-import psutil
 import redis
 from celery import Celery
+from celery_base import Rss, celery_worker, percentile, redis_server
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-HERE = Path(__file__).resolve().parent
 DONE, LATENCIES = "bench:done", "bench:latency"
 
 app = Celery("jobs_celery", broker=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
@@ -66,21 +61,6 @@ def noop_batch(start: int, payloads: list[dict[str, object]], enqueued: float) -
     pipe.execute()
 
 
-class Rss:
-    """Peak RSS of a process and its children, sampled every 100 ms by ``sample``."""
-
-    def __init__(self, pid: int) -> None:
-        self.process = psutil.Process(pid)
-        self.peak = 0
-
-    def sample(self) -> None:
-        try:
-            family = [self.process, *self.process.children(recursive=True)]
-            self.peak = max(self.peak, sum(p.memory_info().rss for p in family))
-        except psutil.NoSuchProcess:
-            pass
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -92,26 +72,12 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=3600)
     args = parser.parse_args()
     console = Console()
-    workdir = Path(tempfile.mkdtemp(prefix="bulkops-celery-"))
-    port = _free_port()
-    url = f"redis://127.0.0.1:{port}/0"
-    server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", workdir],
-        stdout=subprocess.DEVNULL,
-    )
-    env = {**os.environ, "BENCH_REDIS_URL": url, "PYTHONPATH": str(HERE)}
-    worker = None
-    try:
+    with (
+        redis_server() as (url, server),
+        celery_worker("jobs_celery", url, args.processes) as worker,
+    ):
         store = redis.Redis.from_url(url)
-        _wait(lambda: _pings(store), 10)
         app.conf.broker_url = url
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "jobs_celery", "worker", "--pool", "prefork",
-             "--concurrency", str(args.processes), "--loglevel", "WARNING", "--without-gossip",
-             "--without-mingle", "--without-heartbeat"],
-            cwd=HERE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        time.sleep(5)  # the pool is up before the clock starts
         rss = [Rss(worker.pid), Rss(server.pid)]
         started = time.monotonic()
         enqueued = _enqueue(args, rss)
@@ -132,12 +98,6 @@ def main() -> int:
                 time.sleep(0.1)
         seconds = time.monotonic() - started
         latencies = sorted(float(v) for v in store.lrange(LATENCIES, 0, -1))
-    finally:
-        if worker is not None:
-            worker.terminate()
-            worker.wait(timeout=60)
-        server.terminate()
-        server.wait(timeout=30)
     table = Table(title=f"Celery + Redis: {args.items:,} no-op jobs, one task per {args.per}")
     table.add_column("measure")
     table.add_column("value", justify="right")
@@ -147,7 +107,7 @@ def main() -> int:
     table.add_row("items/s end to end", f"{args.items / seconds:,.0f}")
     table.add_row(
         "item latency p50 / p99",
-        f"{_pct(latencies, 0.5):,.0f} / {_pct(latencies, 0.99):,.0f} ms",
+        f"{percentile(latencies, 0.5):,.0f} / {percentile(latencies, 0.99):,.0f} ms",
     )
     table.add_row("peak RSS celery (all processes)", f"{rss[0].peak / 2**20:,.0f} MiB")
     table.add_row("peak RSS redis", f"{rss[1].peak / 2**20:,.0f} MiB")
@@ -170,33 +130,6 @@ def _enqueue(args: argparse.Namespace, rss: list[Rss]) -> float:
             stop = min(args.items, start + args.batch_size)
             noop_batch.apply_async((start, [{"n": n} for n in range(start, stop)], time.time()))
     return time.monotonic() - started
-
-
-def _pct(values: list[float], q: float) -> float:
-    return values[min(len(values) - 1, round(q * (len(values) - 1)))] if values else 0.0
-
-
-def _pings(store: redis.Redis) -> bool:
-    try:
-        return bool(store.ping())
-    except redis.ConnectionError:
-        return False
-
-
-def _wait(condition, timeout: float) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise RuntimeError("redis did not start")
-        time.sleep(0.05)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 if __name__ == "__main__":
