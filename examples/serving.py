@@ -4,8 +4,10 @@ event loop of its own (``bulkops up``, the tests) or in the foreground."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable
@@ -39,6 +41,34 @@ def admin_client(bulkops_url: str, admin_token: str) -> httpx.Client:
         headers={"Authorization": f"Bearer {admin_token}"},
         timeout=30,
     )
+
+
+def add_bulkops_arguments(parser: argparse.ArgumentParser, admin_variable: str) -> None:
+    """Where Bulkops is and how to reach it, as every example's command line takes them."""
+    parser.add_argument("--bulkops-url", default="http://127.0.0.1:8000")
+    parser.add_argument(
+        "--admin-token",
+        default=os.environ.get(admin_variable),
+        help=f"an Admin's token for Bulkops (or {admin_variable})",
+    )
+    parser.add_argument("--bootstrap", default="127.0.0.1:9092")
+    parser.add_argument("--prefix", default="bulkops", help="Bulkops' topic prefix")
+    parser.add_argument(
+        "--wait-seconds", type=float, default=0, help="wait this long for Bulkops to answer"
+    )
+
+
+def checked_bulkops_arguments(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, admin_variable: str
+) -> None:
+    """Refuse to start without a token, or when Bulkops does not answer in time."""
+    if not args.admin_token:
+        parser.error(f"--admin-token (or {admin_variable}) is required")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if not bulkops_answers(args.bulkops_url, args.wait_seconds):
+        parser.error(f"Bulkops does not answer at {args.bulkops_url}")
 
 
 def bulkops_answers(url: str, seconds: float) -> bool:

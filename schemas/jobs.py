@@ -24,7 +24,7 @@ from pydantic import AnyHttpUrl, Field, ValidationInfo, field_validator, model_v
 
 from schemas.common import ApiModel, ErrorCategory, ItemStatus, WireModel
 from schemas.job_wire import JobExecutor, JobItem, JobRun
-from schemas.requests import BoundedMetadata, SchedulingOptions
+from schemas.requests import BoundedMetadata, Priority, SchedulingOptions
 from schemas.responses import OutModel
 
 #: ``system:action``, lower case: also the suffix of the type's Kafka topic.
@@ -360,7 +360,7 @@ class BulkJobRequest(ApiModel):
     )
     processing: JobProcessingOptions = Field(default_factory=JobProcessingOptions)
     scheduling: SchedulingOptions = Field(default_factory=SchedulingOptions)
-    priority: int = Field(default=5, strict=True, ge=1, le=10, description="1 (low) to 10.")
+    priority: Priority = 5
     metadata: BoundedMetadata = Field(default_factory=dict)
 
 

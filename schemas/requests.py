@@ -38,6 +38,16 @@ def _bounded_json(value: dict[str, Any]) -> dict[str, Any]:
 
 
 BoundedMetadata = Annotated[dict[str, Any], AfterValidator(_bounded_json)]
+Priority = Annotated[
+    int,
+    Field(
+        strict=True,
+        ge=1,
+        le=10,
+        description="1 (low) to 10 (high): the operation's share of its partition while others "
+        "run (its release window is weighted by it).",
+    ),
+]
 CodePrefix = Annotated[
     str,
     Field(
@@ -110,14 +120,7 @@ class BulkCodeGenerationRequest(ApiModel):
     validity_days: int = Field(strict=True, default=365, ge=1, le=3650)
     processing: ProcessingOptions = Field(default_factory=ProcessingOptions)
     batches: list[CodeGenerationBatch] = Field(default_factory=list, max_length=100)
-    priority: int = Field(
-        strict=True,
-        default=5,
-        ge=1,
-        le=10,
-        description="1 (low) to 10 (high): the operation's share of its partition while others "
-        "run (its release window is weighted by it).",
-    )
+    priority: Priority = 5
     metadata: BoundedMetadata = Field(default_factory=dict)
 
     @field_validator("batches")
@@ -266,14 +269,7 @@ class BulkLinkSendRequest(ApiModel):
     channel: Channel = Channel.SMS
     scheduling: SchedulingOptions = Field(default_factory=SchedulingOptions)
     processing: ProcessingOptions = Field(default_factory=ProcessingOptions)
-    priority: int = Field(
-        strict=True,
-        default=5,
-        ge=1,
-        le=10,
-        description="1 (low) to 10 (high): the operation's share of its partition while others "
-        "run (its release window is weighted by it).",
-    )
+    priority: Priority = 5
     metadata: LinkSendMetadata = Field(default_factory=LinkSendMetadata)
 
 

@@ -4,43 +4,34 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import threading
 from pathlib import Path
 
 from examples.marketplace.service import MarketplaceService, SmtpServer, register
 from examples.marketplace.store import MarketplaceStore
-from examples.serving import ServiceThread, admin_client, bulkops_answers
+from examples.serving import (
+    ServiceThread,
+    add_bulkops_arguments,
+    admin_client,
+    checked_bulkops_arguments,
+)
 
 log = logging.getLogger("marketplace")
 
 
+ADMIN_VARIABLE = "MARKETPLACE_BULKOPS_ADMIN_TOKEN"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--bulkops-url", default="http://127.0.0.1:8000")
-    parser.add_argument(
-        "--admin-token",
-        default=os.environ.get("MARKETPLACE_BULKOPS_ADMIN_TOKEN"),
-        help="an Admin's token for Bulkops (or MARKETPLACE_BULKOPS_ADMIN_TOKEN)",
-    )
-    parser.add_argument("--bootstrap", default="127.0.0.1:9092")
-    parser.add_argument("--prefix", default="bulkops", help="Bulkops' topic prefix")
+    add_bulkops_arguments(parser, ADMIN_VARIABLE)
     parser.add_argument("--db", type=Path, default=Path(".data/marketplace/marketplace.db"))
     parser.add_argument("--smtp-host", default="127.0.0.1")
     parser.add_argument("--smtp-port", type=int, default=2525, help="the simulator's in dev")
     parser.add_argument("--demo-tenant", type=int, help="seed demo inventory for this sponsor")
-    parser.add_argument(
-        "--wait-seconds", type=float, default=0, help="wait this long for Bulkops to answer"
-    )
     args = parser.parse_args()
-    if not args.admin_token:
-        parser.error("--admin-token (or MARKETPLACE_BULKOPS_ADMIN_TOKEN) is required")
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    if not bulkops_answers(args.bulkops_url, args.wait_seconds):
-        parser.error(f"Bulkops does not answer at {args.bulkops_url}")
+    checked_bulkops_arguments(parser, args, ADMIN_VARIABLE)
     store = MarketplaceStore(args.db)
     if args.demo_tenant is not None:
         store.seed(

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from examples.sqlite import Refused, SqliteStore
+
+__all__ = ["Change", "MarketplaceStore", "Refused", "now"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS inventory (
@@ -58,30 +61,12 @@ CREATE TABLE IF NOT EXISTS jobs_done (
 """
 
 
-class Refused(Exception):
-    """The marketplace will not do this job (a permanent, per-item failure)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 Change = Callable[[sqlite3.Connection], dict[str, Any]]
 
 
-class MarketplaceStore:
-    """Thread-safe: one connection, one lock."""
-
+class MarketplaceStore(SqliteStore):
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
-        self._lock = threading.Lock()
-
-    def close(self) -> None:
-        self._db.close()
+        super().__init__(path, _SCHEMA)
 
     def done(self, item_id: str) -> dict[str, Any] | None:
         """What the job of ``item_id`` answered, if it was done before."""
@@ -99,18 +84,13 @@ class MarketplaceStore:
             ).fetchone()
             if row is not None:
                 return dict(json.loads(row[0]))
-            self._db.execute("BEGIN")
-            try:
-                answer = change(self._db)
-                self._db.execute(
+            with self._transaction() as db:
+                answer = change(db)
+                db.execute(
                     "INSERT INTO jobs_done (item_id, job_type, answer, done_at) "
                     "VALUES (?, ?, ?, ?)",
                     (item_id, job_type, json.dumps(answer), now()),
                 )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
             return answer
 
     def seed(self, tenant: int, *, skus: Iterable[str] = (), devices: Iterable[str] = ()) -> None:

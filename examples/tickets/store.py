@@ -9,13 +9,15 @@ once) is recognised and not applied twice.
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from examples.sqlite import Refused, SqliteStore
+
+__all__ = ["Change", "Refused", "TicketStore"]
 
 STATUSES = ("open", "in_progress", "pending", "resolved", "closed")
 PRIORITIES = ("low", "medium", "high", "urgent")
@@ -46,15 +48,6 @@ CREATE TABLE IF NOT EXISTS changes (
 """
 
 
-class Refused(Exception):
-    """The ticket system will not make this change (a permanent, per-ticket failure)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 @dataclass(frozen=True)
 class Change:
     action: str
@@ -64,18 +57,9 @@ class Change:
     data: dict[str, Any]
 
 
-class TicketStore:
-    """Thread-safe: one connection, one lock (the service's workers and HTTP handler share it)."""
-
+class TicketStore(SqliteStore):
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
-        self._lock = threading.Lock()
-
-    def close(self) -> None:
-        self._db.close()
+        super().__init__(path, _SCHEMA)
 
     def seed(self, tenant: int, ids: Iterable[int], *, restricted_every: int = 0) -> None:
         """Demo tickets of ``tenant`` (kept if they exist); every ``restricted_every``-th id is
@@ -106,18 +90,13 @@ class TicketStore:
                 "SELECT 1 FROM changes WHERE item_id = ?", (change.item_id,)
             ).fetchone()
             if done is None:
-                self._db.execute("BEGIN")
-                try:
+                with self._transaction() as db:
                     self._change(change)
-                    self._db.execute(
+                    db.execute(
                         "INSERT INTO changes (item_id, ticket_id, action, applied_at) "
                         "VALUES (?, ?, ?, ?)",
                         (change.item_id, change.ticket_id, change.action, _now()),
                     )
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
             return self.ticket(change.ticket_id) or {"id": change.ticket_id, "deleted": True}
 
     def _change(self, change: Change) -> None:
