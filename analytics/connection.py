@@ -8,13 +8,14 @@ re-entrant, so a caller can read and write under it as one step (code reservatio
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any, cast
 
 from clickhouse_connect.driver.client import Client
 
 from analytics import sql
+from analytics.arrow import to_arrow
 from analytics.client import connect
 from analytics.faults import WriteFaults
 
@@ -83,16 +84,21 @@ class Connection:
         with self.write_lock:
             self._writer.command(statement, parameters=parameters)
 
-    def insert(
+    def insert(self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> None:
+        with self.write_lock:
+            self._writer.insert(table, rows, column_names=columns)
+
+    def insert_columns(
         self,
         table: str,
-        rows: Sequence[Sequence[Any]],
         columns: Sequence[str],
-        *,
-        column_oriented: bool = False,
+        values: Sequence[Sequence[Any]],
+        timestamps: Collection[str] = (),
     ) -> None:
+        """Column-oriented rows, sent as Arrow (:mod:`analytics.arrow`)."""
+        arrow = to_arrow(columns, values, timestamps)
         with self.write_lock:
-            self._writer.insert(table, rows, column_names=columns, column_oriented=column_oriented)
+            self._writer.insert_arrow(table, arrow)
 
     def drop_database(self) -> None:
         """Remove the database and everything in it (tests and resets)."""

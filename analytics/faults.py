@@ -10,7 +10,7 @@ must still come out exact, since a retried insert writes the same keys again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +33,18 @@ class WriteFaults:
         return getattr(self._client, name)
 
     def insert(self, table: str, data: Sequence[Any], **kwargs: Any) -> Any:
+        return self._faulted(table, lambda: self._client.insert(table, data, **kwargs))
+
+    def insert_arrow(self, table: str, arrow_table: Any, **kwargs: Any) -> Any:
+        return self._faulted(table, lambda: self._client.insert_arrow(table, arrow_table, **kwargs))
+
+    def _faulted(self, table: str, insert: Callable[[], Any]) -> Any:
+        """Every other faulted insert is refused; the others land and lose their answer."""
         if not self._trigger.exists():
-            return self._client.insert(table, data, **kwargs)
+            return insert()
         self.injected += 1
         if self.injected % 2 == 0:
-            self._client.insert(table, data, **kwargs)
+            insert()
             raise OperationalError(
                 f"injected fault: the insert into {table} landed, its answer lost"
             )

@@ -45,6 +45,8 @@ class TableRows:
     columns: tuple[str, ...]
     rows: list[list[Any]] = field(default_factory=list)
     column_oriented: bool = False
+    # Column-oriented: the columns holding ``ms()`` ticks of a DateTime64(3).
+    timestamps: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         if self.column_oriented:
@@ -159,7 +161,9 @@ def item_rows(batches: Sequence[ResultBatch]) -> TableRows:
     columns: list[list[Any]] = [[] for _ in ITEM_COLUMNS]
     for batch in batches:
         _add_items(batch, columns)
-    return TableRows("items", ITEM_COLUMNS, columns, column_oriented=True)
+    return TableRows(
+        "items", ITEM_COLUMNS, columns, column_oriented=True, timestamps=("processed_at",)
+    )
 
 
 def _add_items(batch: ResultBatch, items: list[list[Any]]) -> None:
@@ -211,7 +215,13 @@ def code_rows(batch: ResultBatch) -> TableRows:
         [ms(batch.processed_at)] * n,
         [ms(batch.expires_at)] * n,
     ]
-    return TableRows("codes", CODE_COLUMNS, columns, column_oriented=True)
+    return TableRows(
+        "codes",
+        CODE_COLUMNS,
+        columns,
+        column_oriented=True,
+        timestamps=("created_at", "expires_at"),
+    )
 
 
 def dealer_rows(batch: ResultBatch) -> list[TableRows]:

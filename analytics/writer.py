@@ -54,9 +54,12 @@ class ResultWriter:
             return
         started = time.perf_counter()
         try:
-            self._connection.insert(
-                table.table, table.rows, table.columns, column_oriented=table.column_oriented
-            )
+            if table.column_oriented:
+                self._connection.insert_columns(
+                    table.table, table.columns, table.rows, table.timestamps
+                )
+            else:
+                self._connection.insert(table.table, table.rows, table.columns)
         except Exception:
             CLICKHOUSE_WRITE_ERRORS.labels(table.table).inc()
             raise

@@ -22,7 +22,7 @@ from analytics.idempotency import COLUMNS as IDEMPOTENCY_COLUMNS
 from analytics.retention import Retention
 from analytics.retention import apply as apply_retention
 from analytics.store import AnalyticsStore
-from schemas.common import ErrorCategory, ItemStatus, OperationStatus, OperationType
+from schemas.common import Channel, ErrorCategory, ItemStatus, OperationStatus, OperationType
 from schemas.messages import (
     ItemBatch,
     ItemError,
@@ -157,6 +157,55 @@ def request(op: str, sponsor: int) -> OperationRequested:
             "codeGeneration": {"subscriptionTierId": 3, "quantity": 10, "codePrefix": "ZZ"},
         }
     )
+
+
+def test_results_sent_as_arrow_read_back_value_for_value(store: AnalyticsStore) -> None:
+    """Item and code rows go to ClickHouse as Arrow: nulls, booleans, the largest sponsor id,
+    low-cardinality strings and millisecond timestamps come back as they were built."""
+    sponsor = 2**63 - 1
+    moment = datetime(2026, 11, 29, 0, 30, 15, 123000, tzinfo=UTC)
+    operation = f"linksend_{uuid.uuid4().hex}"
+    batch = ResultBatch(
+        operation_id=operation,
+        sponsor_id=sponsor,
+        operation_type=OperationType.LINK_SEND,
+        batch_index=0,
+        start_index=0,
+        statuses=[ItemStatus.SUCCESS, ItemStatus.FAILED, ItemStatus.SKIPPED],
+        results=["SM1", None, None],
+        errors=[
+            ItemError(
+                item_index=1,
+                item_id=f"{operation}:1",
+                error_code="INVALID_PHONE",
+                error_message="not a number",
+                error_category=ErrorCategory.VALIDATION,
+                is_retryable=True,
+                retry_count=2,
+            )
+        ],
+        processed_at=moment,
+        duration_ms=9.0,
+        channel=Channel.SMS,
+        unit_cost=0.25,
+        attempts=[1, 3, 0],
+        latencies_ms=[1.5, 2.5, 0.0],
+    )
+    assert store.writer.insert_results([batch]) == 3
+    page = store.reader.items_page(sponsor, operation, after_index=0, limit=10)
+    shared = (moment, 3.0, "SMS")  # processed_at, per-item duration, channel
+    assert page == [
+        (0, f"{operation}:0", "Success", "SM1", None, None, None, False, 0, *shared, 0.25, 1),
+        (1, f"{operation}:1", "Failed", None, "INVALID_PHONE", "not a number", "Validation",
+         True, 2, *shared, 0.0, 3),
+        (2, f"{operation}:2", "Skipped", None, None, None, None, False, 0, *shared, 0.0, 0),
+    ]  # fmt: skip
+    coded = op_id()
+    assert sink(store, [result(coded, 0, 0, 3, sponsor=sponsor)]) == 3
+    codes = store.reader.codes_page(sponsor, coded, after_index=0, limit=10)
+    assert codes == [
+        (i, f"P-{coded[-6:]}-{i:06d}", 2, "North", NOW + timedelta(days=30)) for i in range(3)
+    ]
 
 
 def test_history_keeps_the_newest_version_pages_newest_first_and_isolates_sponsors(
