@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from schemas.common import ItemStatus, OperationStatus
+from schemas.common import ItemStatus
 from schemas.job_wire import JobProgress
 from schemas.jobs import JobsPage, JobStatus, JobView
 from schemas.messages import OperationSnapshot
@@ -23,14 +23,6 @@ FINISHED: dict[str, JobStatus] = {
     ItemStatus.SKIPPED: JobStatus.CANCELLED,
 }
 STORED_AS: dict[JobStatus, str] = {job: str(item) for item, job in FINISHED.items()}
-ENDED = frozenset(
-    {
-        OperationStatus.COMPLETED,
-        OperationStatus.PARTIALLY_COMPLETED,
-        OperationStatus.FAILED,
-        OperationStatus.CANCELLED,
-    }
-)
 #: Item indexes read from ClickHouse per step, and the steps one page may take: a page of
 #: ``pending`` jobs deep in a mostly finished operation ends early with a cursor to go on.
 SCAN = 5000
@@ -56,12 +48,8 @@ class _Operation:
     snapshot: OperationSnapshot
     progress: JobProgress
 
-    @property
-    def ended(self) -> bool:
-        return self.snapshot.status in ENDED
-
     def unfinished(self, index: int) -> JobStatus:
-        if self.ended:
+        if self.snapshot.status.is_terminal:
             return JobStatus.CANCELLED
         in_flight = index // self.progress.batch_size in self.progress.batches_in_flight
         return JobStatus.PROCESSING if in_flight else JobStatus.PENDING
