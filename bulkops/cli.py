@@ -5,75 +5,24 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bulkops import localkafka, topicadmin
+from bulkops import localkafka
 from bulkops.client import BulkopsClient, BulkopsError
+from bulkops.local import ensure_topics, run_http, start_examples, start_simulator
 from core import logs
 from core.settings import ApiSettings, ClientSettings, WorkerSettings
 from core.topics import Topics
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
+    pass
 
 log = logging.getLogger("bulkops")
 BROKER_DIR = Path(".data/kafka")
-
-
-def _run_http(app: FastAPI, settings: ApiSettings) -> None:
-    """uvicorn, its own log lines going through the root logger in ``BULKOPS_LOG_FORMAT`` and
-    at ``BULKOPS_LOG_LEVEL`` (the access log is INFO: one line per request).
-
-    HTTP is parsed by httptools (C), not h11: measured under 500 status requests/s beside a
-    running worker, the event loop's busy share fell from ~49 % to ~27 %, and with it the
-    latency tail of every request sharing the loop."""
-    import uvicorn
-
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        http="httptools",
-        timeout_keep_alive=settings.http_keep_alive_seconds,
-        log_level=settings.log_level.lower(),
-        log_config=None,
-    )
-
-
-def _ensure_topics(settings: ApiSettings | WorkerSettings) -> None:
-    configs = {
-        spec.name: spec.config(
-            retention_hours=settings.topic_retention_hours,
-            dead_letter_retention_hours=settings.dead_letter_retention_hours,
-        )
-        for spec in Topics(settings.topic_prefix).all()
-    }
-    created = topicadmin.create_topics(
-        settings.kafka_bootstrap,
-        configs,
-        partitions=settings.partitions,
-        replication_factor=settings.replication_factor,
-    )
-    if created:
-        log.info("created topics: %s", ", ".join(created))
-
-
-def start_simulator(http_port: int, smtp_port: int, rate: float, latency_ms: float) -> object:
-    from bulkops.simulator import ProviderSimulator, SimulatorConfig, SimulatorThread
-
-    simulator = ProviderSimulator(SimulatorConfig(rate_per_second=rate, latency_ms=latency_ms))
-    thread = SimulatorThread(simulator, http_port=http_port, smtp_port=smtp_port).start()
-    log.info(
-        "provider simulator: HTTP %s (ledger at /_ledger), SMTP 127.0.0.1:%d",
-        thread.http_url,
-        smtp_port,
-    )
-    return thread
 
 
 def cmd_simulator(args: argparse.Namespace) -> int:
@@ -104,7 +53,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         started_broker = True
     examples: list[subprocess.Popen[bytes]] = []
     try:
-        _ensure_topics(api_settings)
+        ensure_topics(api_settings)
         app = combined_app(api_settings, worker_settings)
         base = f"http://{api_settings.host}:{api_settings.port}"
         print(
@@ -114,7 +63,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         )
         if args.examples:
             examples = start_examples(api_settings, base, worker_settings.smtp_port)
-        _run_http(app, api_settings)
+        run_http(app, api_settings)
     finally:
         for example in examples:
             example.terminate()
@@ -125,59 +74,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def start_examples(
-    settings: ApiSettings, base_url: str, smtp_port: int
-) -> list[subprocess.Popen[bytes]]:
-    """The example systems beside a dev system, each registering its job types once the API
-    answers: the ticket service (seed 003, ``ticket:*``, demo tickets 1-1,000 of sponsor 7)
-    and the marketplace (seed 002, ``inventory:*``, ``listing:*``, ``notification:*``, demo
-    SKU-1..100 and devices of sponsor 7, e-mail through the simulator's SMTP server).
-
-    Only in dev (they are given an Admin token minted with the dev secret) and from a
-    checkout (the examples are not part of the installed package)."""
-    from api.auth import Role, mint_token
-
-    root = Path(__file__).resolve().parent.parent
-    if settings.env != "dev" or not (root / "examples").is_dir():
-        return []
-    token = mint_token(
-        settings.jwt_secret,
-        subject="example-systems",
-        role=Role.ADMIN,
-        sponsor_id=None,
-        ttl=timedelta(days=30),
-    )
-    common = [
-        "--bulkops-url", base_url, "--bootstrap", settings.kafka_bootstrap,
-        "--prefix", settings.topic_prefix, "--demo-tenant", "7", "--wait-seconds", "120",
-    ]  # fmt: skip
-    data = root / ".data"
-    marketplace_db = str(data / "marketplace" / "marketplace.db")
-    commands = {
-        "tickets": ["--db", str(data / "tickets" / "tickets.db")],
-        "marketplace": ["--db", marketplace_db, "--smtp-port", str(smtp_port)],
-    }
-    env = {
-        **os.environ,
-        "TICKETS_BULKOPS_ADMIN_TOKEN": token,
-        "MARKETPLACE_BULKOPS_ADMIN_TOKEN": token,
-    }
-    log.info("example systems starting: tickets (seed 003) and marketplace (seed 002)")
-    return [
-        subprocess.Popen(
-            [sys.executable, "-m", f"examples.{name}", *common, *extra], cwd=root, env=env
-        )
-        for name, extra in commands.items()
-    ]
-
-
 def cmd_serve(_: argparse.Namespace) -> int:
     """API + worker in one process against an existing broker (what ``up`` runs)."""
     from bulkops.runtime import combined_app
 
     api_settings = ApiSettings()
-    _ensure_topics(api_settings)
-    _run_http(combined_app(api_settings, WorkerSettings()), api_settings)
+    ensure_topics(api_settings)
+    run_http(combined_app(api_settings, WorkerSettings()), api_settings)
     return 0
 
 
@@ -191,7 +94,7 @@ def cmd_api(_: argparse.Namespace) -> int:
             "(embedded chDB is single-process: use `serve`)"
         )
         return 2
-    _run_http(api_only_app(settings), settings)
+    run_http(api_only_app(settings), settings)
     return 0
 
 
@@ -205,7 +108,7 @@ def cmd_worker(_: argparse.Namespace) -> int:
             "(embedded chDB is single-process: use `serve`)"
         )
         return 2
-    _ensure_topics(settings)
+    ensure_topics(settings)
     run_worker(settings)
     return 0
 
@@ -223,7 +126,7 @@ def cmd_kafka(args: argparse.Namespace) -> int:
 
 def cmd_topics(_: argparse.Namespace) -> int:
     settings = ApiSettings()
-    _ensure_topics(settings)
+    ensure_topics(settings)
     for spec in Topics(settings.topic_prefix).all():
         print(spec.name)
     return 0

@@ -28,7 +28,8 @@ from streams.agents.release import ask_for_release
 from streams.alerts import STALLED
 from streams.context import WorkerContext, now
 from streams.delivery import InFlightSafeConsumer
-from streams.progress import OperationState, due_batches
+from streams.progress import OperationState
+from streams.releases import due_batches
 from streams.tables import HELD_COUNT, WEBHOOK_STATE
 from streams.watchdog import PendingWork, StallWatchdog, remedy
 

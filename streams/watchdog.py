@@ -32,7 +32,8 @@ from typing import Protocol
 from faust.types import TP
 
 from schemas.messages import OperationAbort, Redrive
-from streams.progress import OperationState, all_exploded, outstanding, unexploded
+from streams.progress import OperationState, outstanding
+from streams.releases import all_exploded, unexploded
 
 log = logging.getLogger("bulkops.worker")
 

@@ -17,13 +17,8 @@ from schemas.messages import BatchSunk, ProgressMessage, WebhookAttempt
 from streams import alerts, quotas
 from streams.agents.release import ask_for_release
 from streams.context import InvalidMessage, WorkerContext, check_key, now
-from streams.progress import (
-    MAX_RECENT_RESULTS,
-    OperationState,
-    apply_batch,
-    judge_errors,
-    wants_refill,
-)
+from streams.progress import MAX_RECENT_RESULTS, OperationState, apply_batch, judge_errors
+from streams.releases import wants_refill
 
 log = logging.getLogger("bulkops.worker")
 

@@ -1,7 +1,7 @@
 """Releasing and holding item batches, in the explode agent (serialised per sponsor).
 
 Nothing ever waits inside a process actor for time to pass. The explode agent decides, per
-batch, whether it may go to the items topic now (:func:`streams.progress.release_quota`:
+batch, whether it may go to the items topic now (:func:`streams.releases.release_quota`:
 the schedule, a pause, a stop, whether a link send's chunks all arrived) and holds the rest
 as one bit each; a link-send batch is stored when its chunk arrives, a code batch is planned
 again from the request. Releases are asked for with ``ReleaseTick`` messages: by a timer
@@ -21,14 +21,8 @@ from streams.agents.sink import summarise
 from streams.bitmaps import bit
 from streams.context import WorkerContext, now
 from streams.kinds import kind_of
-from streams.progress import (
-    due_batches,
-    is_batch_done,
-    mark_held,
-    mark_released,
-    outstanding,
-    release_quota,
-)
+from streams.progress import is_batch_done, outstanding
+from streams.releases import due_batches, mark_held, mark_released, release_quota
 
 log = logging.getLogger("bulkops.worker")
 

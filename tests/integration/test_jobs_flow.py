@@ -31,6 +31,7 @@ from core.webhooks import sign
 from schemas.jobs import SEED_JOB_TYPE_EXAMPLE, JobBatch, JobItem
 from tests.integration.conftest import Server
 from tests.integration.test_codegen_flow import submit, wait_terminal
+from tests.integration.test_metrics import scrape, total
 from tests.integration.test_resilience import _dead_letters as dead_letters
 from tests.support import wait_for
 
@@ -392,11 +393,7 @@ def test_each_item_shows_as_a_job_of_the_002_plan_pending_to_completed(
 
 
 def ignored_results(server: Server) -> float:
-    text = httpx.get(f"{server.base_url}/metrics", timeout=30).text
-    for line in text.splitlines():
-        if line.startswith('bulkops_job_results_total{result="ignored"}'):
-            return float(line.split()[-1])
-    return 0.0
+    return total(scrape(server), "bulkops_job_results_total", result="ignored")
 
 
 def test_bad_replayed_and_foreign_results_change_nothing_and_the_stream_goes_on(

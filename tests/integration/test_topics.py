@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
-from bulkops.cli import _ensure_topics
+from bulkops.local import ensure_topics
 from core.settings import ApiSettings
 from core.topics import HOUR_MS, Topics
 from tests.support import wait_for
@@ -43,7 +43,7 @@ def test_topics_get_their_retention_and_a_change_reaches_existing_ones(
     settings = ApiSettings(
         env="dev", kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix, partitions=2
     )
-    _ensure_topics(settings)
+    ensure_topics(settings)
     names = [spec.name for spec in topics.all()]
     # The broker applies a new topic's configuration from the metadata log a moment later.
     found = configs_once(
@@ -60,7 +60,7 @@ def test_topics_get_their_retention_and_a_change_reaches_existing_ones(
         assert found[spec.name]["segment.ms"] == str(HOUR_MS), "rolled to be compacted"
 
     shorter = settings.model_copy(update={"topic_retention_hours": 6})
-    _ensure_topics(shorter)
+    ensure_topics(shorter)
     again = configs_once(
         kafka_bootstrap,
         names,

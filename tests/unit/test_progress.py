@@ -8,18 +8,8 @@ from api.services.presenters import metrics, timespan
 from schemas.common import Channel, OperationStatus, OperationType
 from schemas.messages import BatchSunk, LinkSendSpec, OperationRequested
 from streams.bitmaps import set_bits, with_bit
-from streams.progress import (
-    OperationState,
-    all_exploded,
-    apply_batch,
-    mark_held,
-    mark_released,
-    outstanding,
-    pause,
-    register,
-    release_quota,
-    unexploded,
-)
+from streams.progress import OperationState, apply_batch, outstanding, pause, register
+from streams.releases import all_exploded, mark_held, mark_released, release_quota, unexploded
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

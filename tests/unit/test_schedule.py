@@ -11,7 +11,8 @@ from core import schedule as sched
 from schemas.common import OperationStatus
 from schemas.messages import ReleaseSchedule
 from schemas.requests import SchedulingOptions
-from streams.progress import OperationState, pause, release_quota, request_cancel, resume
+from streams.progress import OperationState, pause, request_cancel, resume
+from streams.releases import release_quota
 
 BERLIN = "Europe/Berlin"
 

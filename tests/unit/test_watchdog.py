@@ -8,10 +8,8 @@ from faust.types import TP
 
 from schemas.messages import OperationAbort, Redrive
 from streams.bitmaps import with_bit
-from streams.progress import (
-    apply_batch,
-    mark_released,
-)
+from streams.progress import apply_batch
+from streams.releases import mark_released
 from streams.watchdog import HOPS, PendingWork, StallWatchdog, Verdict, remedy
 from tests.unit.test_progress import NOW, link_state, sunk
 
