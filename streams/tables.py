@@ -25,7 +25,7 @@ from schemas.messages import ControlAction, OperationRequested
 from schemas.quotas import QuotaUse
 from streams.progress import OperationState
 
-# Table values are the model's JSON, keyed by alias: what the timers peek at without parsing.
+# Table values are the model's JSON, keyed by alias: what the indexes read without parsing.
 HELD_COUNT = OperationState.model_fields["held_count"].alias or "heldCount"
 WEBHOOK_STATE = OperationState.model_fields["webhook_state"].alias or "webhookState"
 COMPLETED_AT = OperationState.model_fields["completed_at"].alias or "completedAt"
@@ -42,16 +42,40 @@ class Operations:
     with a completion webhook still pending), the release timer only at those *holding*
     batches back. The indexes follow every save and are rebuilt by one scan when unknown: at
     start, and after every rebalance (:meth:`rescan`).
+
+    The watched operations' documents are also kept here as saved, so that the agents and
+    timers, which read them many times a second, do not go to the store (a RocksDB lookup
+    and a JSON decode, twice: Faust's table checks the key before it gets it), and so is the
+    state parsed from each (:meth:`view`) until its next save. The finished ones are indexed
+    by when they ended, for the eviction timer. Every write goes through :meth:`save` or
+    :meth:`drop`; what the changelog restores in a rebalance is read again by the
+    :meth:`rescan` that follows it.
     """
 
     def __init__(self, table: MutableMapping[str, Any]) -> None:
         self._table = table
         self._watched: set[str] | None = None
         self._holding: set[str] = set()
+        self._values: dict[str, dict[str, Any]] = {}
+        self._views: dict[str, OperationState] = {}
+        self._ended: dict[str, tuple[datetime, int]] = {}
 
     def load(self, operation_id: str) -> OperationState | None:
-        value = self._table.get(operation_id)
+        value = self._value(operation_id)
         return None if value is None else OperationState.model_validate(value)
+
+    def view(self, operation_id: str) -> OperationState | None:
+        """The operation's state for a reader that does not change it (a timer): parsed once
+        per save. Mutating it would corrupt what the others read: :meth:`load` to change."""
+        state = self._views.get(operation_id)
+        if state is None:
+            value = self._value(operation_id)
+            if value is None:
+                return None
+            state = OperationState.model_validate(value)
+            if operation_id in self._values:
+                self._views[operation_id] = state
+        return state
 
     def save(self, state: OperationState) -> None:
         value = state.model_dump(mode="json")
@@ -72,11 +96,14 @@ class Operations:
     def rescan(self) -> None:
         """Forget the index (the partitions held changed): the next look scans."""
         self._watched = None
+        self._holding = set()
+        self._values = {}
+        self._views = {}
+        self._ended = {}
 
     def _scanned(self) -> set[str]:
         if self._watched is None:
             self._watched = set()
-            self._holding = set()
             for op_id in self.ids():
                 value = self._table.get(op_id)
                 if value is not None:
@@ -85,19 +112,24 @@ class Operations:
 
     def _index(self, op_id: str, value: dict[str, Any]) -> None:
         assert self._watched is not None
+        self._views.pop(op_id, None)
         if _watched(value):
             self._watched.add(op_id)
+            self._values[op_id] = value
+            self._ended.pop(op_id, None)
         else:
             self._watched.discard(op_id)
+            self._values.pop(op_id, None)
+            ended = value.get(COMPLETED_AT) or value[LAST_UPDATED]
+            self._ended[op_id] = (datetime.fromisoformat(ended), int(value[SPONSOR_ID]))
         if value.get(HELD_COUNT) and not OperationStatus(value["status"]).is_terminal:
             self._holding.add(op_id)
         else:
             self._holding.discard(op_id)
 
-    def peek(self, operation_id: str) -> dict[str, Any] | None:
-        """The stored document itself, for timers that only look at a field or two."""
-        value = self._table.get(operation_id)
-        return None if value is None else dict(value)
+    def _value(self, operation_id: str) -> dict[str, Any] | None:
+        value = self._values.get(operation_id)
+        return self._table.get(operation_id) if value is None else value
 
     def ids(self) -> list[str]:
         return list(self._table.keys())
@@ -107,20 +139,21 @@ class Operations:
         if self._watched is not None:
             self._watched.discard(operation_id)
         self._holding.discard(operation_id)
+        self._values.pop(operation_id, None)
+        self._views.pop(operation_id, None)
+        self._ended.pop(operation_id, None)
 
     def finished_before(self, moment: datetime) -> list[tuple[str, int]]:
         """(operation id, sponsor id) of the operations :meth:`finished_by` ``moment``."""
-        found = []
-        for op_id in self.ids():
-            value = self._table.get(op_id)
-            if value is not None and _finished_by(value, moment):
-                found.append((op_id, int(value[SPONSOR_ID])))
-        return found
+        self._scanned()
+        return [
+            (op_id, sponsor) for op_id, (ended, sponsor) in self._ended.items() if ended < moment
+        ]
 
     def finished_by(self, operation_id: str, moment: datetime) -> bool:
         """Whether the operation ended before ``moment`` and has nothing left to do (no
         completion webhook still being delivered)."""
-        value = self._table.get(operation_id)
+        value = self._value(operation_id)
         return value is not None and _finished_by(value, moment)
 
 
@@ -129,7 +162,7 @@ def _watched(value: dict[str, Any]) -> bool:
 
 
 def _finished_by(value: dict[str, Any], moment: datetime) -> bool:
-    if not OperationStatus(value["status"]).is_terminal or value.get(WEBHOOK_STATE) == "pending":
+    if _watched(value):
         return False
     return datetime.fromisoformat(value.get(COMPLETED_AT) or value[LAST_UPDATED]) < moment
 

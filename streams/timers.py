@@ -28,9 +28,7 @@ from streams.agents.release import ask_for_release
 from streams.alerts import STALLED
 from streams.context import WorkerContext, now
 from streams.delivery import InFlightSafeConsumer
-from streams.progress import OperationState
 from streams.releases import due_batches
-from streams.tables import HELD_COUNT, WEBHOOK_STATE
 from streams.watchdog import PendingWork, StallWatchdog, remedy
 
 
@@ -39,11 +37,10 @@ async def release_due(ctx: WorkerContext) -> None:
     operations = ctx.tables.operations
     moment = now()
     for op_id in operations.holding():
-        value = operations.peek(op_id)
-        if not value or not value.get(HELD_COUNT):
+        state = operations.view(op_id)
+        if state is None or not state.held_count or state.status.is_terminal:
             continue
-        state = OperationState.model_validate(value)
-        if state.status.is_terminal or not due_batches(state, moment, 1):
+        if not due_batches(state, moment, 1):
             continue
         await ask_for_release(ctx, op_id, state.sponsor_id)
 
@@ -64,25 +61,23 @@ async def publish_running(ctx: WorkerContext) -> None:
     for op_id in {*operations.watched(), *dirty}:
         if op_id not in dirty and published.get(op_id, -math.inf) > stale_before:
             continue
-        value = operations.peek(op_id)
-        if value is None:
+        state = operations.view(op_id)
+        if state is None:
             continue
-        if value.get(WEBHOOK_STATE) == "pending":  # e.g. after a restart
-            ctx.webhooks.start(OperationState.model_validate(value), "operation_completed")
-        if op_id in dirty or not OperationStatus(value["status"]).is_terminal:
-            state = OperationState.model_validate(value)
-            state.last_updated = now()
-            await ctx.publish(state)
+        if state.webhook_state == "pending":  # e.g. after a restart
+            ctx.webhooks.start(state, "operation_completed")
+        if op_id in dirty or not state.status.is_terminal:
+            await ctx.publish(state.model_copy(update={"last_updated": now()}))
 
 
 async def alert_stalled(ctx: WorkerContext) -> None:
     """Running operations that stopped making progress raise an alert (streams/alerts.py)."""
     operations = ctx.tables.operations
     running = [
-        OperationState.model_validate(value)
+        state
         for op_id in operations.watched()
-        if (value := operations.peek(op_id)) is not None
-        and value["status"] == OperationStatus.PROCESSING.value
+        if (state := operations.view(op_id)) is not None
+        and state.status is OperationStatus.PROCESSING
     ]
     for state, message in ctx.alerts.stalled(running):
         ctx.alerts.raise_alert(state, STALLED, message)
@@ -95,17 +90,17 @@ async def find_stalls(
     operations = ctx.tables.operations
     assigned = consumer.assignment()
     clock = asyncio.get_running_loop().time()
+    flow = topics.flow()
     watched: list[str] = []
     for op_id in operations.watched():
-        value = operations.peek(op_id)
-        if value is None or OperationStatus(value["status"]).is_terminal:
+        state = operations.view(op_id)
+        if state is None or state.status.is_terminal:
             continue
-        state = OperationState.model_validate(value)
         work = PendingWork.of(state)
         if not work or state.partition is None:
             continue
-        tps = [TP(name, state.partition) for name in topics.flow()]
-        if not set(tps) <= assigned:
+        tps = [TP(name, state.partition) for name in flow]
+        if not assigned.issuperset(tps):
             continue
         watched.append(op_id)
         verdict = watchdog.observe(op_id, work.fingerprint(state), tps, consumer, clock)

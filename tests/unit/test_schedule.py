@@ -182,7 +182,7 @@ def test_a_cancel_releases_held_batches_so_they_settle() -> None:
     assert release_quota(state, now) == 10
 
 
-def test_the_timers_peek_at_the_keys_the_table_really_has() -> None:
+def test_the_indexes_read_the_keys_the_table_really_has() -> None:
     from streams.tables import HELD_COUNT as _HELD_COUNT
     from streams.tables import WEBHOOK_STATE as _WEBHOOK_STATE
 
