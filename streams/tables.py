@@ -11,7 +11,7 @@ Load, change and save in one synchronous step, and load again after any await.
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -167,6 +167,50 @@ def _finished_by(value: dict[str, Any], moment: datetime) -> bool:
     return datetime.fromisoformat(value.get(COMPLETED_AT) or value[LAST_UPDATED]) < moment
 
 
+class Remembered(MutableMapping[str, Any]):
+    """A table whose values, once read or written, are also kept in memory: for small tables
+    read and rewritten on every operation (a sponsor's serials and quota record), where a
+    RocksDB lookup and a JSON decode per read cost more than the few KiB they take. Writes go
+    to the table as before. :meth:`forget` after a rebalance (what the changelog restored is
+    read afresh)."""
+
+    def __init__(self, table: MutableMapping[str, Any]) -> None:
+        self._table = table
+        self._kept: dict[str, Any] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        value = self._kept.get(key)
+        if value is None:
+            value = self._kept[key] = self._table[key]
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = self._kept.get(key)
+        if value is None:
+            value = self._table.get(key)
+            if value is None:
+                return default
+            self._kept[key] = value
+        return value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._table[key] = value
+        self._kept[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        self._kept.pop(key, None)
+        del self._table[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table)
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def forget(self) -> None:
+        self._kept = {}
+
+
 class Serials:
     """Each sponsor's next code serial, and the range recent operations were given."""
 
@@ -262,6 +306,13 @@ class Tables:
     serials: Serials
     early_controls: EarlyControls
     quotas: QuotaTable
+    remembered: tuple[Remembered, ...] = ()
+
+    def rebalanced(self) -> None:
+        """The partitions held changed: what is kept beside the stores is read afresh."""
+        self.operations.rescan()
+        for table in self.remembered:
+            table.forget()
 
     @classmethod
     def over(
@@ -271,11 +322,13 @@ class Tables:
         early_controls: MutableMapping[str, Any],
         quotas: MutableMapping[str, Any],
     ) -> Tables:
+        remembered = (Remembered(serials), Remembered(quotas))
         return cls(
             Operations(operations),
-            Serials(serials),
+            Serials(remembered[0]),
             EarlyControls(early_controls),
-            QuotaTable(quotas),
+            QuotaTable(remembered[1]),
+            remembered,
         )
 
 

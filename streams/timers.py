@@ -133,7 +133,7 @@ def declare(app: faust.App, ctx: WorkerContext) -> None:
 
     # Receivers get (sender, **kwargs); the tables hold other partitions now.
     async def rebalanced(*_: Any, **__: Any) -> None:
-        ctx.tables.operations.rescan()
+        ctx.tables.rebalanced()
 
     app.on_rebalance_complete.connect(cast(Any, rebalanced))
 

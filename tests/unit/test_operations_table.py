@@ -9,7 +9,8 @@ from typing import Any
 
 from schemas.common import OperationStatus
 from streams.progress import OperationState
-from streams.tables import Operations
+from streams.tables import Operations, Remembered, Tables
+from tests.unit.test_agents import codes_request
 
 START = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -135,3 +136,50 @@ def test_a_pending_webhook_keeps_a_finished_operation_watched_and_not_evictable(
     operations.save(ended)
     assert operations.finished_before(START + timedelta(days=1)) == [(ended.operation_id, 101)]
     assert operations.finished_by(ended.operation_id, START + timedelta(days=1))
+
+
+def test_a_remembered_table_reads_each_key_once_until_it_forgets() -> None:
+    store = CountingStore()
+    store.data["7"] = {"next": 10, "recent": {}}
+    table = Remembered(store)
+    assert table.get("7") == {"next": 10, "recent": {}}
+    assert table["7"] == {"next": 10, "recent": {}}
+    assert table.get("8") is None and "8" not in table
+    reads = store.reads
+    table["7"] = {"next": 20, "recent": {}}
+    assert store.data["7"] == {"next": 20, "recent": {}}, "written through"
+    assert table.get("7") == {"next": 20, "recent": {}}
+    assert store.reads == reads, "served from memory"
+
+    store.data["7"] = {"next": 30, "recent": {}}  # e.g. restored from the changelog
+    table.forget()
+    assert table.get("7") == {"next": 30, "recent": {}}
+    del table["7"]
+    assert table.get("7") is None and "7" not in store.data
+
+
+def test_serials_and_quota_records_survive_a_rebalance_of_the_tables() -> None:
+    tables = Tables.over({}, {}, {}, {})
+    request_ids = iter(range(1000))
+
+    def reserve(sponsor: int, count: int) -> int:
+        request = codes_request(
+            total=count,
+            batch_size=10,
+            operationId=f"bulk_{next(request_ids):032d}",
+            sponsorId=sponsor,
+        )
+        return tables.serials.reserve(request)
+
+    assert reserve(1, 100) == 0
+    assert reserve(1, 50) == 100
+    tables.rebalanced()
+    assert reserve(1, 5) == 150
+    assert reserve(2, 5) == 0
+
+    record = tables.quotas.load("1")
+    record.active["bulk_x"] = 10
+    assert tables.quotas.load("1").active == {}, "a loaded record is the caller's own"
+    tables.quotas.save("1", record)
+    tables.rebalanced()
+    assert tables.quotas.load("1").active == {"bulk_x": 10}
