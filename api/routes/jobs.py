@@ -154,7 +154,9 @@ def get_jobs(
     ``pending`` before; their ``id`` shows once they are processed. Page with ``cursor``.
     """
     snapshot = visible(request, principal, operationId)
-    if snapshot.operation_type is not OperationType.JOB or snapshot.job_progress is None:
+    store = store_of(request)
+    progress = job_items.progress_of(store.state, snapshot)
+    if progress is None:
         raise ApiError(
             409,
             "NOT_A_JOB_OPERATION",
@@ -162,8 +164,9 @@ def get_jobs(
             f"/items/{operationId}",
         )
     page = job_items.page(
-        store_of(request).reader,
+        store.reader,
         snapshot,
+        progress,
         cursor=cursor,
         limit=limit,
         status=job_status,

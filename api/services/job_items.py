@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from schemas.common import ItemStatus
+from schemas.common import ItemStatus, OperationType
 from schemas.job_wire import JobProgress
 from schemas.jobs import JobsPage, JobStatus, JobView
-from schemas.messages import OperationSnapshot
+from schemas.messages import OperationRequested, OperationSnapshot
 
 FINISHED: dict[str, JobStatus] = {
     ItemStatus.SUCCESS: JobStatus.COMPLETED,
@@ -27,6 +27,26 @@ STORED_AS: dict[JobStatus, str] = {job: str(item) for item, job in FINISHED.item
 #: ``pending`` jobs deep in a mostly finished operation ends early with a cursor to go on.
 SCAN = 5000
 MAX_STEPS = 20
+
+
+class RequestReader(Protocol):
+    """:meth:`analytics.worker_state.WorkerState.request`: an operation's stored request."""
+
+    def request(self, sponsor_id: int, operation_id: str) -> OperationRequested | None: ...
+
+
+def progress_of(requests: RequestReader, snapshot: OperationSnapshot) -> JobProgress | None:
+    """The snapshot's ``jobProgress``; for a job operation archived before snapshots carried
+    it, the batch size and retry limit of its stored request (nothing was in flight: it ended).
+    None for an operation that is not a job."""
+    if snapshot.operation_type is not OperationType.JOB:
+        return None
+    if snapshot.job_progress is not None:
+        return snapshot.job_progress
+    request = requests.request(snapshot.sponsor_id, snapshot.operation_id)
+    if request is None or request.job is None:
+        return None
+    return JobProgress(batch_size=request.job.batch_size, max_retries=request.job.max_retries)
 
 
 class ItemsReader(Protocol):
@@ -78,14 +98,15 @@ class _Operation:
 def page(
     reader: ItemsReader,
     snapshot: OperationSnapshot,
+    progress: JobProgress,
     *,
     cursor: int,
     limit: int,
     status: JobStatus | None,
 ) -> JobsPage:
     """Jobs from item ``cursor`` on, at most ``limit`` of them, only ``status`` if given."""
-    assert snapshot.job_progress is not None and snapshot.job_type is not None
-    operation = _Operation(snapshot, snapshot.job_progress)
+    assert snapshot.job_type is not None
+    operation = _Operation(snapshot, progress)
     if status in STORED_AS:
         jobs, next_cursor = _finished(reader, operation, cursor, limit, status)
     else:

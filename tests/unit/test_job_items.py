@@ -11,8 +11,9 @@ import pytest
 from api.services import job_items
 from schemas.common import ItemStatus, OperationStatus, OperationType
 from schemas.job_wire import JobProgress
-from schemas.jobs import JobStatus
-from schemas.messages import OperationSnapshot
+from schemas.jobs import JobsPage, JobStatus
+from schemas.messages import OperationRequested, OperationSnapshot
+from tests.unit.test_job_running import job_run
 
 NOW = datetime(2026, 11, 28, 12, tzinfo=UTC)
 
@@ -57,6 +58,11 @@ class Items:
         return found[:limit]
 
 
+def jobs_page(reader: Items, snap: OperationSnapshot, **options: Any) -> JobsPage:
+    assert snap.job_progress is not None
+    return job_items.page(reader, snap, snap.job_progress, **options)
+
+
 def snapshot(
     total: int, in_flight: list[int], status: OperationStatus = OperationStatus.PROCESSING
 ) -> OperationSnapshot:
@@ -80,7 +86,7 @@ def snapshot(
 
 def test_finished_items_keep_their_outcome_and_the_gaps_are_processing_or_pending() -> None:
     reader = Items({0: (ItemStatus.SUCCESS, 1), 1: (ItemStatus.FAILED, 3), 2: ("Skipped", 1)})
-    page = job_items.page(reader, snapshot(40, [1]), cursor=0, limit=100, status=None)
+    page = jobs_page(reader, snapshot(40, [1]), cursor=0, limit=100, status=None)
     by_index = {job.index: job for job in page.jobs}
     assert [by_index[i].status for i in (0, 1, 2, 3, 10, 19, 20)] == [
         JobStatus.COMPLETED,
@@ -98,9 +104,7 @@ def test_finished_items_keep_their_outcome_and_the_gaps_are_processing_or_pendin
 
 def test_items_never_run_of_an_ended_operation_are_cancelled() -> None:
     ended = snapshot(20, [1], OperationStatus.CANCELLED)
-    page = job_items.page(
-        Items({0: (ItemStatus.SUCCESS, 1)}), ended, cursor=0, limit=5, status=None
-    )
+    page = jobs_page(Items({0: (ItemStatus.SUCCESS, 1)}), ended, cursor=0, limit=5, status=None)
     assert [job.status for job in page.jobs] == [JobStatus.COMPLETED] + [JobStatus.CANCELLED] * 4
     assert page.next_cursor == 5
 
@@ -116,26 +120,60 @@ def test_items_never_run_of_an_ended_operation_are_cancelled() -> None:
 def test_a_status_filter_keeps_only_its_jobs(wanted: JobStatus, indexes: list[int]) -> None:
     finished = {i: (ItemStatus.SUCCESS, 1) for i in range(10) if i not in (1, 3)}
     reader = Items(finished | {1: (ItemStatus.FAILED, 1)})
-    page = job_items.page(reader, snapshot(30, [1]), cursor=0, limit=100, status=wanted)
+    page = jobs_page(reader, snapshot(30, [1]), cursor=0, limit=100, status=wanted)
     assert [job.index for job in page.jobs] == indexes
     assert {job.status for job in page.jobs} == {wanted}
 
 
 def test_a_page_ends_at_its_limit_and_its_cursor_goes_on() -> None:
     reader = Items({})
-    first = job_items.page(reader, snapshot(25, []), cursor=0, limit=10, status=None)
+    first = jobs_page(reader, snapshot(25, []), cursor=0, limit=10, status=None)
     assert (first.jobs[-1].index, first.next_cursor) == (9, 10)
-    last = job_items.page(reader, snapshot(25, []), cursor=20, limit=10, status=None)
+    last = jobs_page(reader, snapshot(25, []), cursor=20, limit=10, status=None)
     assert ([j.index for j in last.jobs], last.next_cursor) == (list(range(20, 25)), None)
 
 
 def test_a_search_deep_in_a_finished_operation_stops_with_a_cursor() -> None:
     total = job_items.SCAN * (job_items.MAX_STEPS + 2)
     reader = Items({i: (ItemStatus.SUCCESS, 1) for i in range(total - 1)})
-    page = job_items.page(reader, snapshot(total, []), cursor=0, limit=10, status=JobStatus.PENDING)
+    page = jobs_page(reader, snapshot(total, []), cursor=0, limit=10, status=JobStatus.PENDING)
     assert page.jobs == [] and page.next_cursor == job_items.SCAN * job_items.MAX_STEPS
     assert reader.calls == job_items.MAX_STEPS
-    rest = job_items.page(
+    rest = jobs_page(
         reader, snapshot(total, []), cursor=page.next_cursor, limit=10, status=JobStatus.PENDING
     )
     assert [job.index for job in rest.jobs] == [total - 1] and rest.next_cursor is None
+
+
+class Requests:
+    def __init__(self, *requests: OperationRequested) -> None:
+        self.requests = {(r.sponsor_id, r.operation_id): r for r in requests}
+
+    def request(self, sponsor_id: int, operation_id: str) -> OperationRequested | None:
+        return self.requests.get((sponsor_id, operation_id))
+
+
+ARCHIVED = "job_" + "a" * 32
+
+
+def job_request(sponsor_id: int = 7) -> OperationRequested:
+    return OperationRequested(
+        operation_id=ARCHIVED,
+        operation_type=OperationType.JOB,
+        sponsor_id=sponsor_id,
+        requested_by="u",
+        requested_at=NOW,
+        total_items=20,
+        job=job_run(batch_size=4, max_retries=2),
+    )
+
+
+def test_an_operation_archived_without_its_job_progress_reads_it_from_its_request() -> None:
+    live = snapshot(20, [1])
+    assert job_items.progress_of(Requests(), live) is live.job_progress
+    archived = live.model_copy(update={"operation_id": ARCHIVED, "job_progress": None})
+    progress = job_items.progress_of(Requests(job_request()), archived)
+    assert progress == JobProgress(batch_size=4, max_retries=2)
+    assert job_items.progress_of(Requests(job_request(sponsor_id=8)), archived) is None
+    codes = archived.model_copy(update={"operation_type": OperationType.CODE_GENERATION})
+    assert job_items.progress_of(Requests(job_request()), codes) is None
