@@ -18,8 +18,29 @@ from pathlib import Path
 
 import psutil
 import redis
+from celery import Celery
 
 HERE = Path(__file__).resolve().parent
+
+
+def bench_app(name: str) -> Celery:
+    """A Celery app on the benchmark's Redis (``BENCH_REDIS_URL``), results ignored."""
+    app = Celery(name, broker=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    app.conf.update(task_ignore_result=True, worker_prefetch_multiplier=4, task_acks_late=False)
+    return app
+
+
+class WorkerRedis:
+    """The app's Redis as a client made on first use: in each prefork child, not the parent."""
+
+    def __init__(self, app: Celery) -> None:
+        self._app = app
+        self._client: redis.Redis | None = None
+
+    def __call__(self) -> redis.Redis:
+        if self._client is None:
+            self._client = redis.Redis.from_url(self._app.conf.broker_url)
+        return self._client
 
 
 class Rss:

@@ -28,8 +28,7 @@ from pathlib import Path
 
 import orjson
 import redis
-from celery import Celery
-from celery_base import HERE, Rss, celery_worker, redis_server
+from celery_base import HERE, Rss, WorkerRedis, bench_app, celery_worker, redis_server
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -37,17 +36,9 @@ from rich.table import Table
 MINTED, STORED = "bench:minted", "bench:stored"
 SPONSOR, TIER, PREFIX, VALIDITY_DAYS = 42, 4, "BULK", 365
 
-app = Celery("codegen_celery", broker=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
-app.conf.update(task_ignore_result=True, worker_prefetch_multiplier=4, task_acks_late=False)
-_redis: redis.Redis | None = None
+app = bench_app("codegen_celery")
+_store = WorkerRedis(app)
 _minter = None
-
-
-def _store() -> redis.Redis:
-    global _redis
-    if _redis is None:
-        _redis = redis.Redis.from_url(app.conf.broker_url)
-    return _redis
 
 
 @app.task(name="mint_batch")

@@ -21,24 +21,15 @@ import os
 import time
 
 import redis
-from celery import Celery
-from celery_base import Rss, celery_worker, percentile, redis_server
+from celery_base import Rss, WorkerRedis, bench_app, celery_worker, percentile, redis_server
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 DONE, LATENCIES = "bench:done", "bench:latency"
 
-app = Celery("jobs_celery", broker=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
-app.conf.update(task_ignore_result=True, worker_prefetch_multiplier=4, task_acks_late=False)
-_redis: redis.Redis | None = None
-
-
-def _counter() -> redis.Redis:
-    global _redis
-    if _redis is None:
-        _redis = redis.Redis.from_url(app.conf.broker_url)
-    return _redis
+app = bench_app("jobs_celery")
+_counter = WorkerRedis(app)
 
 
 @app.task(name="noop_item")
