@@ -167,49 +167,85 @@ def item_rows(batches: Sequence[ResultBatch]) -> TableRows:
 
 
 def _add_items(batch: ResultBatch, items: list[list[Any]]) -> None:
+    """Extend the ``items`` columns with the batch's rows.
+
+    Built a column at a time from lists the size of the batch, never a Python step per item
+    and column: a batch whose items share one outcome (every code of a code batch) costs a
+    few list multiplications, and the per-item work is left to the errors alone.
+    """
     n = len(batch.statuses)
     op = batch.operation_id
     indexes = range(batch.start_index, batch.start_index + n)
-    errors = {e.item_index: e for e in batch.errors}
+    statuses = batch.statuses
+    uniform = n > 0 and statuses.count(statuses[0]) == n
     items[0].extend([batch.sponsor_id] * n)
     items[1].extend([op] * n)
     items[2].extend(indexes)
     items[3].extend(batch.item_ids or [f"{op}:{i}" for i in indexes])
     items[4].extend([batch.operation_type.value] * n)
-    items[5].extend(s.value for s in batch.statuses)
+    items[5].extend([statuses[0].value] * n if uniform else [s.value for s in statuses])
     items[6].extend(batch.results)
-    for i in indexes:
-        error = errors.get(i)
-        items[7].append(error.error_code if error else None)
-        items[8].append(error.error_message if error else None)
-        items[9].append(error.error_category.value if error else None)
-        items[10].append(error.is_retryable if error else False)
-        items[11].append(error.retry_count if error else 0)
+    _add_errors(batch, n, items)
     items[12].extend([ms(batch.processed_at)] * n)
     items[13].extend([batch.duration_ms / n if n else 0.0] * n)
     items[14].extend([batch.channel.value if batch.channel else None] * n)
-    items[15].extend(batch.unit_cost if s is ItemStatus.SUCCESS else 0.0 for s in batch.statuses)
-    items[16].extend(
-        batch.attempts or [1 if s is not ItemStatus.SKIPPED else 0 for s in batch.statuses]
-    )
+    if uniform:
+        cost = batch.unit_cost if statuses[0] is ItemStatus.SUCCESS else 0.0
+        items[15].extend([cost] * n)
+    else:
+        items[15].extend([batch.unit_cost if s is ItemStatus.SUCCESS else 0.0 for s in statuses])
+    if batch.attempts:
+        items[16].extend(batch.attempts)
+    elif uniform:
+        items[16].extend([0 if statuses[0] is ItemStatus.SKIPPED else 1] * n)
+    else:
+        items[16].extend([0 if s is ItemStatus.SKIPPED else 1 for s in statuses])
     items[17].extend(batch.latencies_ms or [0.0] * n)
+
+
+def _add_errors(batch: ResultBatch, n: int, items: list[list[Any]]) -> None:
+    """The error columns (7 to 11): empty values, overwritten where an item failed."""
+    codes: list[str | None] = [None] * n
+    messages: list[str | None] = [None] * n
+    categories: list[str | None] = [None] * n
+    retryable = [False] * n
+    retries = [0] * n
+    for error in batch.errors:
+        offset = error.item_index - batch.start_index
+        if not 0 <= offset < n:
+            continue  # an error naming an item outside the batch stores nothing, as before
+        codes[offset] = error.error_code
+        messages[offset] = error.error_message
+        categories[offset] = error.error_category.value
+        retryable[offset] = error.is_retryable
+        retries[offset] = error.retry_count
+    items[7].extend(codes)
+    items[8].extend(messages)
+    items[9].extend(categories)
+    items[10].extend(retryable)
+    items[11].extend(retries)
 
 
 def code_rows(batch: ResultBatch) -> TableRows:
     """The ``codes`` rows of a code-generation batch: one per generated code."""
     if batch.tier_id is None or batch.expires_at is None:
         raise ValueError(f"code batch {batch.batch_index} of {batch.operation_id} lacks its tier")
-    made = [
-        (batch.start_index + offset, code)
-        for offset, (status, code) in enumerate(zip(batch.statuses, batch.results, strict=True))
-        if status is ItemStatus.SUCCESS and code is not None
-    ]
-    n = len(made)
+    n = len(batch.statuses)
+    indexes: Sequence[int] = range(batch.start_index, batch.start_index + n)
+    codes: Sequence[str | None] = batch.results
+    if batch.statuses.count(ItemStatus.SUCCESS) != n or None in codes:
+        made = [
+            (index, code)
+            for index, status, code in zip(indexes, batch.statuses, codes, strict=True)
+            if status is ItemStatus.SUCCESS and code is not None
+        ]
+        indexes, codes = [index for index, _ in made], [code for _, code in made]
+        n = len(made)
     columns: list[list[Any]] = [
         [batch.sponsor_id] * n,
         [batch.operation_id] * n,
-        [index for index, _ in made],
-        [code for _, code in made],
+        list(indexes),
+        list(codes),
         [batch.tier_id] * n,
         [batch.batch_name] * n,
         [ms(batch.processed_at)] * n,
