@@ -17,6 +17,7 @@ from faust.types import EventT, StreamT, TopicT
 from pydantic import ValidationError
 
 from streams.agents import control, count, explode, job_results, process, sink
+from streams.batching import batched
 from streams.context import WorkerContext
 from streams.writebehind import WriteBehind
 
@@ -89,11 +90,18 @@ def declare(app: faust.App, ctx: WorkerContext, sources: Sources) -> None:
     one_by_one(sources.job_results, job_results.handle, "job-results")
 
     async def store_results(stream: StreamT[bytes]) -> AsyncIterator[None]:
-        """Results in bulk: up to ``sink_max_messages`` within ``sink_within_seconds``."""
-        async for events in stream.take_events(  # type: ignore[attr-defined]  # not in StreamT
-            ctx.settings.sink_max_messages, within=ctx.settings.sink_within_seconds
+        """Results in bulk: up to ``sink_max_messages`` per insert, at most one insert per
+        ``sink_within_seconds`` unless the batches are full (:mod:`streams.batching`); the
+        next batch is read while one is stored. Acknowledged once stored."""
+        manual = stream.noack()  # type: ignore[attr-defined]  # on Stream, not on StreamT
+        settings = ctx.settings
+        async for events in batched(
+            manual.events(), settings.sink_max_messages, settings.sink_within_seconds
         ):
-            if await sink.store(ctx, events):
+            stored = await sink.store(ctx, events)
+            for event in events:
+                await manual.ack(event)
+            if stored:
                 yield None
 
     app.agent(sources.results, name="sink")(store_results)
