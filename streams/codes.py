@@ -30,11 +30,16 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from schemas.common import ItemStatus
 from schemas.messages import ItemBatch, ResultBatch
 
-_CROCKFORD = np.frombuffer(b"0123456789ABCDEFGHJKMNPQRSTVWXYZ", dtype=np.uint8)
+_CROCKFORD = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 BODY_LENGTH = 26
 # A body is the block's 128 bits, then two zero bits, read five bits per character (RFC 4648
-# base32 of the block, cut to 26 characters, in Crockford's alphabet).
-_FIVE_BITS = np.array([16, 8, 4, 2, 1], dtype=np.uint8)
+# base32 of the block, cut to 26 characters, in Crockford's alphabet). Character k is bits
+# [5k, 5k+5): inside the 16-bit big-endian pair of bytes starting at byte 5k // 8.
+_FIRST_BYTE = (5 * np.arange(BODY_LENGTH)) // 8
+_SHIFT = (11 - (5 * np.arange(BODY_LENGTH)) % 8).astype(np.uint16)
+# Digit values 0-31 become their characters; every other byte stays as it is.
+_DIGITS_TO_TEXT = _CROCKFORD + bytes(range(32, 256))
+_SEPARATOR = b" "
 
 
 class CodeMinter:
@@ -46,28 +51,42 @@ class CodeMinter:
         ).derive(secret.encode())
         self._cipher = Cipher(algorithms.AES(key), modes.ECB())  # noqa: S305 - single-block PRP
 
-    def bodies(self, sponsor_id: int, first_serial: int, count: int) -> list[str]:
+    def _blocks(self, sponsor_id: int, first_serial: int, count: int) -> bytes:
         if not 0 < sponsor_id < 2**64 or not 0 <= first_serial <= 2**64 - count:
             raise ValueError("sponsor id and serials must fit in 64 bits")
         blocks = np.empty((count, 2), dtype=">u8")  # (sponsorId, serial), big-endian
         blocks[:, 0] = sponsor_id
         blocks[:, 1] = np.arange(first_serial, first_serial + count, dtype=np.uint64)
         encryptor = self._cipher.encryptor()
-        ciphertext = encryptor.update(blocks.tobytes()) + encryptor.finalize()
-        return encode_bodies(ciphertext)
+        return encryptor.update(blocks.tobytes()) + encryptor.finalize()
+
+    def bodies(self, sponsor_id: int, first_serial: int, count: int) -> list[str]:
+        return encode_bodies(self._blocks(sponsor_id, first_serial, count))
 
     def codes(self, prefix: str, sponsor_id: int, first_serial: int, count: int) -> list[str]:
-        return [f"{prefix}-{body}" for body in self.bodies(sponsor_id, first_serial, count)]
+        ciphertext = self._blocks(sponsor_id, first_serial, count)
+        head = f"{prefix}-"
+        if head.isascii() and head.isprintable() and " " not in head:  # every CodePrefix
+            return encode_bodies(ciphertext, head)
+        return [head + body for body in encode_bodies(ciphertext)]
 
 
-def encode_bodies(ciphertext: bytes) -> list[str]:
-    """Each 16-byte block as 26 Crockford base32 characters, all blocks at once."""
-    bits = np.unpackbits(np.frombuffer(ciphertext, dtype=np.uint8).reshape(-1, 16), axis=1)
-    padded = np.zeros((bits.shape[0], BODY_LENGTH * 5), dtype=np.uint8)
-    padded[:, :128] = bits
-    digits = padded.reshape(-1, BODY_LENGTH, 5) @ _FIVE_BITS
-    text = np.ascontiguousarray(_CROCKFORD[digits])
-    return text.view(f"S{BODY_LENGTH}").ravel().astype(f"U{BODY_LENGTH}").tolist()
+def encode_bodies(ciphertext: bytes, head: str = "") -> list[str]:
+    """Each 16-byte block as 26 Crockford base32 characters after ``head``, all blocks at
+    once: the digits are cut from byte pairs by numpy, turned into characters by one
+    ``bytes.translate`` and into strings by one ``split`` (``head``: printable ASCII, no
+    space)."""
+    n = len(ciphertext) // 16
+    raw = np.zeros((n, 18), dtype=np.uint8)  # two zero bytes for the last pair
+    raw[:, :16] = np.frombuffer(ciphertext, dtype=np.uint8).reshape(n, 16)
+    pairs = (raw[:, _FIRST_BYTE].astype(np.uint16) << 8) | raw[:, _FIRST_BYTE + 1]
+    start = len(head)
+    text = np.empty((n, start + BODY_LENGTH + 1), dtype=np.uint8)
+    text[:, :start] = np.frombuffer(head.encode("ascii"), dtype=np.uint8)
+    text[:, start:-1] = (pairs >> _SHIFT) & 31
+    text[:, -1] = _SEPARATOR[0]
+    joined = text.tobytes().translate(_DIGITS_TO_TEXT).decode("ascii")
+    return joined.split(" ")[:-1]
 
 
 def generate_codes(minter: CodeMinter, batch: ItemBatch) -> ResultBatch:

@@ -88,3 +88,13 @@ def test_the_vectorised_encoding_is_base32_block_by_block() -> None:
     blocks = os.urandom(16 * 5000)
     expected = [_reference_body(blocks[i : i + 16]) for i in range(0, len(blocks), 16)]
     assert encode_bodies(blocks) == expected
+
+
+@pytest.mark.parametrize("prefix", ["L2025", "A-B-C", "X", "İNDİRİM", "WITH SPACE"])
+def test_codes_are_the_prefix_a_dash_and_the_body_whatever_the_prefix(prefix: str) -> None:
+    """The fast path writes the prefix into the same buffer as the bodies; prefixes it cannot
+    take (not ASCII, or with the separator) are joined one by one, with the same result."""
+    minter = CodeMinter(GOLDEN_SECRET)
+    bodies = minter.bodies(9, 1000, 300)
+    assert minter.codes(prefix, 9, 1000, 300) == [f"{prefix}-{body}" for body in bodies]
+    assert minter.codes(prefix, 9, 1000, 0) == []
