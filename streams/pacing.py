@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 # How often a bucket with no rate (a worker owning no partitions) looks again.
@@ -41,7 +42,8 @@ class TokenBucket:
         self._tokens = 1.0 if rate else 0.0
         self._updated = clock()
         self._paused_until = 0.0
-        self._lock = asyncio.Lock()
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._dispatcher: asyncio.Future[None] | None = None
 
     def _refill(self, now: float) -> None:
         if now > self._updated:
@@ -59,9 +61,31 @@ class TokenBucket:
         return (1 - self._tokens) / self.rate if self.rate else _IDLE_RECHECK_SECONDS
 
     async def acquire(self) -> None:
-        async with self._lock:  # first come, first served
-            while (wait := self.take(self._clock())) > 0:
+        """Wait for a token; first come, first served.
+
+        Waiters queue up and one dispatcher hands tokens out: every token earned by the time
+        it wakes goes to a waiter at once. (A lock passed from waiter to waiter gave at most
+        one token per turn of a busy event loop: 400 sends/s where 500 were allowed.)
+        """
+        if not self._waiters and self.take(self._clock()) == 0:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        if self._dispatcher is None or self._dispatcher.done():
+            self._dispatcher = asyncio.ensure_future(self._dispatch())
+        await waiter
+
+    async def _dispatch(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            if waiters[0].done():  # its acquire was cancelled
+                waiters.popleft()
+                continue
+            wait = self.take(self._clock())
+            if wait > 0:
                 await self._sleep(wait)
+            else:
+                waiters.popleft().set_result(None)
 
     def set_rate(self, rate: float) -> None:
         """From now on ``rate`` per second (tokens saved so far were earned at the old one)."""

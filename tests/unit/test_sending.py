@@ -209,6 +209,43 @@ async def test_token_bucket_holds_its_rate() -> None:
     assert now[0] == pytest.approx(2.0)  # 1 token at start, then 10 per second
 
 
+async def test_tokens_earned_while_the_loop_was_busy_reach_their_waiters_together() -> None:
+    """A busy event loop wakes the bucket late; what it earned meanwhile goes out in one turn
+    of the loop, in arrival order, not one waiter per turn (which capped a 500/s sender at
+    the loop's turns per second)."""
+    now = [0.0]
+
+    async def late_sleep(seconds: float) -> None:
+        now[0] += seconds + 0.2
+        await asyncio.sleep(0)  # other tasks run meanwhile
+
+    bucket = TokenBucket(rate=100, burst=100, clock=lambda: now[0], sleep=late_sleep)
+    await bucket.acquire()  # the token it starts with
+    served: list[int] = []
+
+    async def send(n: int) -> None:
+        await bucket.acquire()
+        served.append(n)
+
+    tasks = [asyncio.create_task(send(n)) for n in range(30)]
+    for _ in range(6):  # turns of the loop
+        await asyncio.sleep(0)
+    assert served == list(range(30))
+    await asyncio.gather(*tasks)
+    assert now[0] == pytest.approx(0.42)  # two late wakes of 0.21 s: 21 tokens each
+
+
+async def test_a_cancelled_wait_takes_no_token_from_the_others() -> None:
+    now, sleep = fake_time()
+    bucket = TokenBucket(rate=10, burst=1, clock=lambda: now[0], sleep=sleep)
+    await bucket.acquire()
+    gone = asyncio.ensure_future(bucket.acquire())
+    await asyncio.sleep(0)
+    gone.cancel()
+    await bucket.acquire()
+    assert now[0] == pytest.approx(0.1)  # the next token, not the one after it
+
+
 async def test_pause_blocks_the_bucket_for_retry_after() -> None:
     now, sleep = fake_time()
     bucket = TokenBucket(rate=1000, clock=lambda: now[0], sleep=sleep)
