@@ -176,28 +176,48 @@ class Pacer:
 
 class AdjustableLimit:
     """A semaphore whose size can change while it is held (a rethrottled ``maxConcurrency``):
-    growing lets waiters in at once; shrinking lets no new one in until enough have left."""
+    growing lets waiters in at once; shrinking lets no new one in until enough have left.
+
+    Waiters queue in arrival order and a leaving holder hands its slot to exactly one of them.
+    (A condition variable woken with ``notify_all`` on every exit, as before, woke all of a
+    batch's few hundred waiters per send only for one to get in: it cost a link-sending worker
+    a fifth of its event loop.)"""
 
     def __init__(self, size: int) -> None:
         if size < 1:
             raise ValueError("size must be at least 1")
         self.size = size
         self.held = 0
-        self._changed = asyncio.Condition()
+        self._waiters: deque[asyncio.Future[None]] = deque()
 
     async def __aenter__(self) -> None:
-        async with self._changed:
-            await self._changed.wait_for(lambda: self.held < self.size)
+        if self.held < self.size and not self._waiters:
             self.held += 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():  # granted, then cancelled: pass it on
+                self.held -= 1
+                self._admit()
+            raise
 
     async def __aexit__(self, *_: object) -> None:
-        async with self._changed:
-            self.held -= 1
-            self._changed.notify_all()
+        self.held -= 1
+        self._admit()
 
     async def resize(self, size: int) -> None:
         if size < 1:
             raise ValueError("size must be at least 1")
-        async with self._changed:
-            self.size = size
-            self._changed.notify_all()
+        self.size = size
+        self._admit()
+
+    def _admit(self) -> None:
+        """Hand free slots to the longest waiters; a cancelled waiter is dropped on the way."""
+        while self.held < self.size and self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.held += 1
+                waiter.set_result(None)

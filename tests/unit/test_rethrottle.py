@@ -53,6 +53,68 @@ async def test_a_limit_grows_and_shrinks_while_held() -> None:
         await limit.resize(0)
 
 
+async def test_a_limit_admits_waiters_in_arrival_order_one_per_leaver() -> None:
+    limit = AdjustableLimit(2)
+    order: list[int] = []
+    gates = [asyncio.Event() for _ in range(6)]
+
+    async def holder(n: int) -> None:
+        async with limit:
+            order.append(n)
+            await gates[n].wait()
+
+    tasks = [asyncio.create_task(holder(n)) for n in range(6)]
+    await asyncio.sleep(0)
+    assert order == [0, 1] and limit.held == 2
+    for n in (1, 0, 2, 3):
+        gates[n].set()
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert limit.held == 2
+    assert order == [0, 1, 2, 3, 4, 5]
+    gates[4].set()
+    gates[5].set()
+    await asyncio.gather(*tasks)
+    assert limit.held == 0
+
+
+async def test_a_cancelled_waiter_takes_no_slot() -> None:
+    limit = AdjustableLimit(1)
+    release = asyncio.Event()
+    inside: list[str] = []
+
+    async def holder(name: str) -> None:
+        async with limit:
+            inside.append(name)
+            await release.wait()
+
+    first = asyncio.create_task(holder("first"))
+    await asyncio.sleep(0)
+    waiting = asyncio.create_task(holder("cancelled"))
+    last = asyncio.create_task(holder("last"))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    release.set()
+    await asyncio.gather(first, last)
+    assert inside == ["first", "last"] and limit.held == 0
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+
+
+async def test_a_waiter_cancelled_after_its_turn_came_passes_the_slot_on() -> None:
+    limit = AdjustableLimit(1)
+    await limit.__aenter__()
+    granted = asyncio.create_task(limit.__aenter__())
+    after = asyncio.create_task(limit.__aenter__())
+    await asyncio.sleep(0)
+    await limit.__aexit__()  # the slot goes to `granted`, which is cancelled before it runs
+    granted.cancel()
+    await asyncio.wait_for(after, timeout=1)
+    assert granted.cancelled() and limit.held == 1
+    await limit.__aexit__()
+    assert limit.held == 0
+
+
 async def test_an_operation_rate_holds_its_sends_to_it() -> None:
     clock = [0.0]
     pacer = Pacer({"SMS": 1000.0}, {"SMS": 1000.0}, clock=lambda: clock[0])
