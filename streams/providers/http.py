@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 
@@ -24,6 +25,9 @@ from streams.providers.base import (
     network_error,
     parse_retry_after,
 )
+
+# Encoded here: aiohttp's FormData builds a multipart writer (and a uuid4) for every request.
+_FORM = "application/x-www-form-urlencoded"
 
 
 class _HttpProvider:
@@ -78,15 +82,16 @@ class TwilioStyleSms(_HttpProvider):
     def __init__(
         self, *, base_url: str, account_sid: str, auth_token: str, sender: str, timeout: float
     ) -> None:
-        super().__init__(base_url, timeout, auth=aiohttp.BasicAuth(account_sid, auth_token))
+        basic = aiohttp.encode_basic_auth(account_sid, auth_token)
+        super().__init__(base_url, timeout, headers={"Authorization": basic})
         self._path = f"/2010-04-01/Accounts/{account_sid}/Messages.json"
         self._sender = sender
 
     async def send(self, *, to: str, body: str, subject: str, idempotency_key: str) -> Delivery:
         status, payload, retry_after = await self._post(
             self._path,
-            data={"To": to, "From": self._sender, "Body": body},
-            headers={"Idempotency-Key": idempotency_key},
+            data=urlencode({"To": to, "From": self._sender, "Body": body}).encode(),
+            headers={"Content-Type": _FORM, "Idempotency-Key": idempotency_key},
         )
         if status in (200, 201) and "sid" in payload:
             return Delivery(str(payload["sid"]))
