@@ -3,11 +3,9 @@ ClickHouse server, since embedded chDB lets one process own its data."""
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 
 import faust
-import mode.loop
 from prometheus_client import start_http_server
 
 from analytics.store import AnalyticsStore
@@ -15,12 +13,6 @@ from core import heap, kafkalog, logs
 from core.settings import WorkerSettings
 from streams.app import build_worker
 from streams.providers.factory import build_providers
-
-
-def use_uvloop() -> None:
-    """uvloop where it is installed (not on Windows), as uvicorn does for ``serve``."""
-    if importlib.util.find_spec("uvloop") is not None:
-        mode.loop.use("uvloop")
 
 
 class _Worker(faust.Worker):
@@ -37,7 +29,6 @@ class _Worker(faust.Worker):
 
 def run(settings: WorkerSettings) -> None:
     """Run the worker until it is stopped, with Faust's own signal handling and shutdown."""
-    use_uvloop()
     store = AnalyticsStore.from_settings(settings)
     app = build_worker(settings, store.writer, store.state, build_providers(settings))
     if settings.metrics_port:
