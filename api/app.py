@@ -7,6 +7,7 @@ API + Faust worker in one process (embedded chDB: ``bulkops up``), and tests wit
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -33,6 +34,7 @@ from api.routes.operations import router as operations_router
 from api.routes.quotas import router as quotas_router
 from api.routes.submit import router as submit_router
 from api.routes.tickets import router as tickets_router
+from api.services.parallel import CpuPool
 from api.services.presenters import API_PREFIX
 from core.settings import ApiSettings
 from schemas.responses import ErrorBody
@@ -117,7 +119,10 @@ def create_api(
         try:
             yield
         finally:
-            await stop(app)
+            try:
+                await stop(app)
+            finally:
+                await asyncio.to_thread(app.state.cpu_pool.close)
 
     app = FastAPI(
         title="Bulkops",
@@ -131,6 +136,9 @@ def create_api(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.cpu_pool = CpuPool(
+        settings.address_check_processes, settings.address_check_parallel_from
+    )
     install_error_handlers(app)
     for router in (
         submit_router,

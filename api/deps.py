@@ -13,6 +13,7 @@ from analytics.store import AnalyticsStore
 from api.auth import Principal
 from api.errors import not_found, validation_error
 from api.producer import MessageSink
+from api.services.parallel import CpuPool
 from api.status_view import StatusView
 from core.settings import ApiSettings
 from schemas.messages import (
@@ -43,6 +44,10 @@ def view_of(request: Request) -> StatusView:
 
 def store_of(request: Request) -> AnalyticsStore:
     return request.app.state.store
+
+
+def pool_of(request: Request) -> CpuPool:
+    return request.app.state.cpu_pool
 
 
 def sink_of(request: Request) -> MessageSink:

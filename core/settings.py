@@ -282,6 +282,10 @@ class ApiSettings(BulkopsSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     # send-links bodies carry the recipients: 100,000 of them are about 20 MB of JSON.
     max_link_send_body_bytes: int = Field(default=32 * 1_048_576, ge=1024)
+    # A send-links list of this many recipients has its addresses checked by a pool of
+    # processes (one per core unless set; 0 or 1: always in the API process).
+    address_check_processes: int | None = Field(default=None, ge=0, le=64)
+    address_check_parallel_from: int = Field(default=10_000, ge=1)
     # jobs bodies carry the items (each as large as its type's schema allows).
     max_job_body_bytes: int = Field(default=32 * 1_048_576, ge=1024)
     token_leeway_seconds: int = Field(default=10, ge=0, le=300)

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Body, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from api.auth import CurrentPrincipal
-from api.deps import settings_of, store_of
+from api.deps import pool_of, settings_of, store_of
 from api.errors import validation_error
 from api.services import idempotency, link_sends, quotas
 from api.services.idempotency import IdempotencyKey
@@ -267,6 +267,7 @@ async def _plan_links(
         sponsor_id=sponsor_id,
         settings=settings,
         lookups=store_of(request).inventory,
+        pool=pool_of(request),
     )
     now = datetime.now(UTC)
     schedule = resolve_schedule(body.scheduling, now)
@@ -310,6 +311,7 @@ async def _queue_links(
         sponsor_id=sponsor_id,
         settings=settings,
         lookups=store_of(request).inventory,
+        pool=pool_of(request),
     )
     spec = link_sends.link_spec(settings, body)
     now = datetime.now(UTC)

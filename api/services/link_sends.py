@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 from analytics.interfaces import SubmitLookups
 from api.errors import ApiError, validation_error
+from api.services.parallel import CpuPool
 from api.services.recipients import Prepared, TemplateError, prepare
 from core.settings import ApiSettings
 from schemas.messages import LinkSendSpec, OperationSnapshot
@@ -34,6 +35,7 @@ def prepared_recipients(
     sponsor_id: int,
     settings: ApiSettings,
     lookups: SubmitLookups,
+    pool: CpuPool,
 ) -> Prepared:
     """Every recipient validated and rendered (blocking: call it off the event loop); 422
     for a bad template or when no recipient can be sent to."""
@@ -44,6 +46,7 @@ def prepared_recipients(
             region=settings.default_phone_region,
             link_base_url=settings.link_base_url,
             known_codes=lambda codes: lookups.known_codes(sponsor_id, codes),
+            addresses=pool.addresses,
         )
     except TemplateError as exc:
         raise validation_error(exc.field, str(exc)) from exc
