@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -47,10 +47,8 @@ class PeakRss(threading.Thread):
             except psutil.NoSuchProcess:
                 return
             for child in self.process.children(recursive=True):
-                try:
+                with suppress(psutil.NoSuchProcess):
                     self.latest += child.memory_info().rss
-                except psutil.NoSuchProcess:
-                    pass
             self.peak = max(self.peak, self.latest)
             time.sleep(0.1)
 
