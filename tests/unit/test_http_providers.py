@@ -4,6 +4,7 @@ or a classified error."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -157,3 +158,38 @@ async def test_a_whatsapp_message_goes_as_json_with_the_bearer_token(serve: Serv
             },
         }
     ]
+
+
+async def test_a_provider_nobody_listens_on_is_a_retryable_network_error() -> None:
+    from bulkops.localkafka import free_port
+
+    provider = sms(f"http://127.0.0.1:{free_port()}")
+    try:
+        with pytest.raises(ProviderError) as raised:
+            await provider.send(to="+905321234567", body="hi", subject="", idempotency_key="k")
+    finally:
+        await provider.close()
+    assert (raised.value.code, raised.value.retryable) == ("NETWORK_ERROR", True)
+
+
+async def test_a_slow_provider_is_a_retryable_timeout(serve: Serve) -> None:
+    release = asyncio.Event()
+
+    async def route(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.json_response({"sid": "late"})
+
+    provider = TwilioStyleSms(
+        base_url=await serve(SMS_PATH, route),
+        account_sid="AC123",
+        auth_token="secret",
+        sender="+15550001",
+        timeout=0.3,
+    )
+    try:
+        with pytest.raises(ProviderError) as raised:
+            await provider.send(to="+905321234567", body="hi", subject="", idempotency_key="k")
+    finally:
+        await provider.close()
+        release.set()
+    assert (raised.value.code, raised.value.retryable) == ("PROVIDER_TIMEOUT", True)
