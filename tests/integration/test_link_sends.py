@@ -50,11 +50,17 @@ def test_five_thousand_recipients_each_delivered_once(
 ) -> None:
     server: Server = make_server(
         **provider_env(
-            simulator, sender_rate_sms=5000, sender_rate_whatsapp=5000, sender_rate_email=5000
+            simulator,
+            sender_rate_sms=5000,
+            sender_rate_whatsapp=5000,
+            sender_rate_email=5000,
+            address_check_processes=2,
+            address_check_parallel_from=1000,  # the list's addresses checked in a pool
         )
     ).start()
     client = server.client(sponsor_id=21)
     operation_id = submit(client, body(5000, channel), "/send-links")
+    assert "address checks: a pool of 2 processes started" in server.log_tail(400)
     status = wait_terminal(client, operation_id, timeout=180)
     assert status["status"] == "Completed", status
     assert status["metrics"]["successfulItems"] == 5000
