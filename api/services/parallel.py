@@ -7,7 +7,11 @@ and the API process's GIL stays free for the worker meanwhile.
 
 The pool starts on the first list long enough to pay for it and lives until the API stops.
 Its processes come from a fork server (a clean process, not a fork of this threaded one).
-A pool that broke (a process killed) is replaced, and that list is checked here instead.
+Each pool process exits within a second or two of the API process that started it, however
+that one ended (a SIGKILL leaves no time to shut a pool down, and would otherwise leave them
+and their fork server behind). A pool that broke (a process killed) is replaced, and that
+list is checked here instead; after :data:`MAX_BROKEN` breaks in a row (processes that
+cannot start at all) the pool is given up and every list is checked here.
 """
 
 from __future__ import annotations
@@ -16,13 +20,19 @@ import logging
 import multiprocessing
 import os
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+
+import psutil
 
 from api.services.recipients import Checked, normalise_addresses
 from schemas.common import Channel
 
 log = logging.getLogger("bulkops.api")
+
+#: Breaks in a row after which the pool is given up.
+MAX_BROKEN = 3
 
 
 class CpuPool:
@@ -35,6 +45,7 @@ class CpuPool:
         self.slice_items = slice_items
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._broken = 0
 
     def addresses(self, raws: list[str | None], channel: Channel, region: str) -> list[Checked]:
         """:func:`~api.services.recipients.normalise_addresses`, the same result in order."""
@@ -50,11 +61,12 @@ class CpuPool:
                 [channel] * len(slices),
                 [region] * len(slices),
             )
-            return [checked for part in parts for checked in part]
-        except BrokenProcessPool:
-            log.warning("address-check processes died: a new pool next time, this list here")
+            checked = [checked for part in parts for checked in part]
+        except (BrokenProcessPool, OSError):  # OSError: submitted while the pool was breaking
             self._discard(pool)
             return normalise_addresses(raws, channel, region)
+        self._broken = 0
+        return checked
 
     def close(self) -> None:
         with self._lock:
@@ -69,7 +81,13 @@ class CpuPool:
                 context = multiprocessing.get_context(
                     "forkserver" if "forkserver" in methods else "spawn"
                 )
-                self._pool = ProcessPoolExecutor(self.processes, mp_context=context)
+                api = psutil.Process()
+                self._pool = ProcessPoolExecutor(
+                    self.processes,
+                    mp_context=context,
+                    initializer=_leave_with,
+                    initargs=(api.pid, api.create_time()),
+                )
                 log.info("address checks: a pool of %d processes started", self.processes)
             return self._pool
 
@@ -77,4 +95,32 @@ class CpuPool:
         with self._lock:
             if self._pool is pool:
                 self._pool = None
+                self._broken += 1
+                if self._broken >= MAX_BROKEN:
+                    self.processes = 1
+            broken = self._broken
         pool.shutdown(wait=False, cancel_futures=True)
+        if broken >= MAX_BROKEN:
+            log.error(
+                "address-check processes died %d times in a row: every list is checked in the "
+                "API process from now on",
+                broken,
+            )
+        else:
+            log.warning("address-check processes died: a new pool next time, this list here")
+
+
+def _leave_with(pid: int, created: float) -> None:
+    """In each pool process: exit once the process ``pid`` (started at ``created``) is gone."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(1)
+            try:
+                api = psutil.Process(pid)
+                if api.create_time() != created or api.status() == psutil.STATUS_ZOMBIE:
+                    os._exit(0)
+            except psutil.NoSuchProcess:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="leave-with-the-api", daemon=True).start()

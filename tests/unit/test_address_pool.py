@@ -7,12 +7,15 @@ from __future__ import annotations
 import copy
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
+import psutil
 import pytest
 
-from api.services.parallel import CpuPool
+from api.services.parallel import MAX_BROKEN, CpuPool
 from api.services.recipients import normalise_addresses
 from schemas.common import Channel
 from schemas.messages import OperationsMessage, RecipientChunk
@@ -67,13 +70,39 @@ def test_a_pool_whose_process_died_is_replaced_and_the_list_still_answered(
     expected = normalise_addresses(PHONES, Channel.SMS, "TR")
     assert pool.addresses(PHONES, Channel.SMS, "TR") == expected
     broken = pool._pool
-    assert broken is not None
-    for pid in list(broken._processes):  # the executor's own record of its processes
-        os.kill(pid, signal.SIGKILL)
+    kill_processes(pool)
     assert pool.addresses(PHONES, Channel.SMS, "TR") == expected
     assert pool._pool is None, "the broken pool is dropped"
     assert pool.addresses(PHONES, Channel.SMS, "TR") == expected
     assert pool._pool is not None and pool._pool is not broken
+
+
+def kill_processes(pool: CpuPool) -> None:
+    assert pool._pool is not None
+    for pid in list(pool._pool._processes):  # the executor's own record of its processes
+        os.kill(pid, signal.SIGKILL)
+
+
+def broken_before_use(pool: CpuPool) -> None:
+    """The pool's processes started and killed before a list comes."""
+    pool._started().submit(int).result()
+    kill_processes(pool)
+
+
+def test_a_pool_that_keeps_breaking_is_given_up(pool: CpuPool) -> None:
+    expected = normalise_addresses(PHONES, Channel.SMS, "TR")
+    for _ in range(MAX_BROKEN - 1):
+        broken_before_use(pool)
+        assert pool.addresses(PHONES, Channel.SMS, "TR") == expected  # answered here
+    assert pool.addresses(PHONES, Channel.SMS, "TR") == expected  # a new pool works
+    assert pool.processes == 2 and pool._pool is not None
+
+    for _ in range(MAX_BROKEN):  # the success above started the count again
+        broken_before_use(pool)
+        assert pool.addresses(PHONES, Channel.SMS, "TR") == expected
+    assert pool.processes == 1 and pool._pool is None, "given up: every list checked here"
+    assert pool.addresses(PHONES, Channel.SMS, "TR") == expected
+    assert pool._pool is None
 
 
 def submitted_items(parallel_from: int) -> list[tuple[str | None, str | None, str | None]]:
@@ -106,3 +135,25 @@ def test_a_submit_queues_the_same_items_with_the_pool_as_without() -> None:
     assert with_pool == submitted_items(parallel_from=1_000_000)
     assert ("+905321234567", "Merhaba n0: https://sponsor.example.com/redeem", None) in with_pool
     assert {code for *_, code in with_pool} >= {None, "INVALID_PHONE", "DUPLICATE_RECIPIENT"}
+
+
+def test_pool_processes_leave_with_a_killed_api_process() -> None:
+    script = (
+        "from api.services.parallel import CpuPool\n"
+        "from schemas.common import Channel\n"
+        "pool = CpuPool(processes=2, min_items=10)\n"
+        "pool.addresses(['+905321234567'] * 20, Channel.SMS, 'TR')\n"
+        "print(' '.join(str(pid) for pid in pool._pool._processes), flush=True)\n"
+        "import time; time.sleep(600)\n"
+    )
+    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) as api:
+        try:
+            assert api.stdout is not None
+            pids = [int(pid) for pid in api.stdout.readline().split()]
+            assert pids and all(psutil.pid_exists(pid) for pid in pids)
+            helpers = psutil.Process(api.pid).children(recursive=True)
+        finally:
+            api.kill()
+    gone, alive = psutil.wait_procs(helpers, timeout=10)
+    assert len(helpers) >= 3 and alive == [], "pool, fork server, resource tracker: all ended"
+    assert {p.pid for p in gone} >= set(pids)
