@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -212,3 +214,26 @@ class WorkerBehind:
             state.quota_view.apply_json(snapshot)
         self.worker.out["status"].clear()
         self.worker.out["quotas"].clear()
+
+
+LocalRoute = Callable[[web.Request], Awaitable[web.StreamResponse]]
+LocalHttp = Callable[[str, LocalRoute], Awaitable[str]]
+
+
+@pytest.fixture
+async def local_http() -> AsyncIterator[LocalHttp]:
+    """Starts real local HTTP servers, each answering POSTs to one path with one route;
+    gives their base URL. All are closed after the test."""
+    servers: list[TestServer] = []
+
+    async def start(path: str, route: LocalRoute) -> str:
+        app = web.Application()
+        app.router.add_post(path, route)
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        servers.append(server)
+        return str(server.make_url("")).rstrip("/")
+
+    yield start
+    for server in servers:
+        await server.close()

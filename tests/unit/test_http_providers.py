@@ -5,15 +5,15 @@ or a classified error."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from streams.providers.base import ProviderError
 from streams.providers.http import TwilioStyleSms, WhatsAppCloud
+from tests.unit.conftest import LocalHttp
 
 SMS_PATH = "/2010-04-01/Accounts/AC123/Messages.json"
 Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -21,20 +21,8 @@ Serve = Callable[[str, Route], Awaitable[str]]
 
 
 @pytest.fixture
-async def serve() -> AsyncIterator[Serve]:
-    servers: list[TestServer] = []
-
-    async def start(path: str, route: Route) -> str:
-        app = web.Application()
-        app.router.add_post(path, route)
-        server = TestServer(app, host="127.0.0.1")
-        await server.start_server()
-        servers.append(server)
-        return str(server.make_url(""))
-
-    yield start
-    for server in servers:
-        await server.close()
+def serve(local_http: LocalHttp) -> Serve:
+    return local_http
 
 
 def sms(url: str) -> TwilioStyleSms:

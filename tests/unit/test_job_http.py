@@ -5,18 +5,18 @@ deadline kept, and private addresses refused unless the type allows them."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from core.webhooks import sign
 from schemas.jobs import JobBatch, JobItem, JobResult
 from streams.jobs.executors import AttemptFailure
 from streams.jobs.http import HttpExecutor
+from tests.unit.conftest import LocalHttp
 
 SECRET = "type-secret"
 Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -44,20 +44,11 @@ def outcomes(body: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def serve() -> AsyncIterator[Callable[[Route], Awaitable[str]]]:
-    servers: list[TestServer] = []
-
+def serve(local_http: LocalHttp) -> Callable[[Route], Awaitable[str]]:
     async def start(route: Route) -> str:
-        app = web.Application()
-        app.router.add_post("/bulk", route)
-        server = TestServer(app, host="127.0.0.1")
-        await server.start_server()
-        servers.append(server)
-        return str(server.make_url("/bulk"))
+        return await local_http("/bulk", route) + "/bulk"
 
-    yield start
-    for server in servers:
-        await server.close()
+    return start
 
 
 def executor(url: str, *, allow_private: bool = True, **kwargs: Any) -> HttpExecutor:
