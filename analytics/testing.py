@@ -19,15 +19,9 @@ from analytics import rows
 from analytics.idempotency import StoredAnswer
 from analytics.reader import CodeCounts
 from analytics.rows import TableRows
-from schemas.common import Channel, ErrorCategory, ItemStatus, OperationType
-from schemas.messages import (
-    DealerRow,
-    ItemBatch,
-    ItemError,
-    ItemsChunk,
-    OperationRequested,
-    ResultBatch,
-)
+from schemas.common import Channel, ErrorCategory, ItemError, ItemStatus, OperationType
+from schemas.link_wire import DealerRow
+from schemas.messages import ItemBatch, ItemsChunk, OperationRequested, ResultBatch
 
 # Each table's sorting key: the identity of a row.
 _KEYS: dict[str, tuple[str, ...]] = {

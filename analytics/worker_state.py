@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from analytics import rows, sql
 from analytics.connection import Connection
 from analytics.timefix import utc
-from schemas.common import Channel, ErrorCategory, ItemStatus
-from schemas.messages import ItemBatch, ItemError, ItemsChunk, OperationRequested, ResultBatch
+from schemas.common import Channel, ErrorCategory, ItemError, ItemStatus
+from schemas.messages import ItemBatch, ItemsChunk, OperationRequested, ResultBatch
 
 _SQL = sql.load("worker.sql")
 

@@ -1,6 +1,6 @@
 """When an operation's batches may go out: start time, sending windows and spread.
 
-Pure functions of a :class:`~schemas.messages.ReleaseSchedule` and the time, shared by the
+Pure functions of a :class:`~schemas.run_rules.ReleaseSchedule` and the time, shared by the
 API (to refuse impossible schedules and to estimate completion) and the worker (to decide
 how many batches it may release now). Sending windows are evaluated in the operation's own
 time zone with :mod:`zoneinfo`, so "09:00 on weekdays" stays 09:00 across DST changes.
@@ -21,8 +21,8 @@ from functools import lru_cache
 from typing import get_args
 from zoneinfo import ZoneInfo
 
-from schemas.messages import ReleaseSchedule
 from schemas.requests import SchedulingOptions, Weekday
+from schemas.run_rules import ReleaseSchedule
 
 WEEKDAYS: tuple[str, ...] = get_args(Weekday)
 SEARCH_DAYS = 15

@@ -84,3 +84,15 @@ class WireModel(BaseModel):
         serialize_by_alias=True,
         extra="ignore",
     )
+
+
+class ItemError(WireModel):
+    """The seed's ``BulkError``."""
+
+    item_index: int
+    item_id: str
+    error_code: str
+    error_message: str
+    error_category: ErrorCategory
+    is_retryable: bool = False
+    retry_count: int = 0

@@ -16,112 +16,19 @@ from pydantic import Discriminator, Field, Tag, TypeAdapter, model_validator
 from schemas import SCHEMA_VERSION
 from schemas.common import (
     Channel,
-    ErrorCategory,
+    ItemError,
     ItemStatus,
     OperationStatus,
     OperationType,
     WireModel,
 )
 from schemas.job_wire import JobItem, JobProgress, JobRun
+from schemas.link_wire import DealerRow, LinkSendSpec, PreparedRecipient
 from schemas.quotas import QuotaRefusal, QuotaUpdate
 from schemas.requests import BulkCodeGenerationRequest
+from schemas.run_rules import AutoPauseRule, ReleaseSchedule, Throttle
 
 OPERATION_ID_PATTERN = r"^[a-z]+_[0-9a-f]{32}$"
-
-
-class ItemError(WireModel):
-    """The seed's ``BulkError``."""
-
-    item_index: int
-    item_id: str
-    error_code: str
-    error_message: str
-    error_category: ErrorCategory
-    is_retryable: bool = False
-    retry_count: int = 0
-
-
-class DealerRow(WireModel):
-    """One dealer of an Excel invitation upload, as validated by the API.
-
-    ``codes`` is filled by the worker when it reserves them from the sponsor's inventory.
-    """
-
-    row_number: int = Field(ge=2, description="The row in the uploaded sheet.")
-    email: str = Field(max_length=254)
-    phone: str = Field(max_length=32, description="E.164")
-    dealer_name: str = Field(max_length=200)
-    tier: str = Field(max_length=8, description="S, M, L or XL")
-    tier_id: int = Field(ge=1)
-    code_count: int = Field(ge=0, le=1000)
-    token: str = Field(max_length=64, description="The invitation's secret token.")
-    invitation_type: str = Field(max_length=16)
-    codes: list[str] = Field(default_factory=list, max_length=1000)
-
-
-class PreparedRecipient(WireModel):
-    """A recipient validated and rendered by the API: the worker only sends."""
-
-    index: int = Field(ge=0)
-    name: str
-    address: str | None = Field(description="E.164 phone number or normalised e-mail address.")
-    message: str | None = None
-    idempotency_key: str | None = Field(
-        default=None,
-        description="Provider idempotency key when not the item id: a retry reuses the "
-        "original item's, so a message that did get through is not sent twice.",
-    )
-    skip: ItemError | None = Field(
-        default=None, description="Set when validation failed: the item ends Skipped with it."
-    )
-    dealer: DealerRow | None = None
-
-
-class LinkSendSpec(WireModel):
-    """Everything about a link send but its recipients, which follow in ``RecipientChunk``s."""
-
-    channel: Channel
-    subject: str = Field(max_length=200)
-    batch_size: int = Field(ge=1, le=5000)
-    max_concurrency: int = Field(ge=1, le=100)
-    retry_attempts: int = Field(ge=0, le=10)
-    retry_delay_seconds: float = Field(ge=0, le=3600)
-    stop_on_first_error: bool = False
-    budget_limit: float | None = Field(default=None, gt=0)
-    price_per_message: float = Field(
-        ge=0, description="Snapshotted at submit from the price table."
-    )
-    recipient_chunks: int = Field(ge=1)
-    deliver: bool = Field(
-        default=True, description="False: record the items (dealer invitations) without a message."
-    )
-
-
-class ReleaseSchedule(WireModel):
-    """When batches may be released: the request's ``scheduling``, checked and resolved.
-
-    ``start_at`` is the requested ``scheduledDate`` (or the submit time); the rest is
-    evaluated in ``time_zone`` by :mod:`core.schedule`.
-    """
-
-    start_at: datetime
-    time_zone: str = Field(max_length=64)
-    spread_seconds: float = Field(default=0.0, ge=0, le=7 * 24 * 3600)
-    preferred_hours: list[str] = Field(default_factory=list, max_length=24)
-    avoid_weekdays: list[int] = Field(
-        default_factory=list, max_length=7, description="0 = Monday … 6 = Sunday"
-    )
-
-    @property
-    def always_open(self) -> bool:
-        return not self.preferred_hours and not self.avoid_weekdays
-
-
-class AutoPauseRule(WireModel):
-    """Pause the operation when ``rate`` of its latest ``window`` items failed."""
-
-    rate: float = Field(gt=0, le=1)
-    window: int = Field(ge=10, le=100_000)
 
 
 class OperationRequested(WireModel):
@@ -442,17 +349,6 @@ ProgressMessage = TypeAdapter(
     ]
 )
 """What the progress topic carries: stored batches, and webhook delivery attempts."""
-
-
-class Throttle(WireModel):
-    """How fast a send goes: in-flight sends, a send rate of its own, the spread of its
-    batches. In a rethrottle, what is absent stays as it is."""
-
-    max_concurrency: int | None = Field(default=None, ge=1, le=100)
-    rate_per_second: float | None = Field(
-        default=None, gt=0, le=100_000, description="This operation's own limit of sends/s."
-    )
-    spread_seconds: float | None = Field(default=None, ge=1, le=7 * 24 * 3600)
 
 
 class OperationSnapshot(WireModel):

@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from schemas.common import ErrorCategory, ItemStatus, OperationStatus, OperationType
-from schemas.messages import Throttle
 from schemas.quotas import QuotaLimits, QuotaRefusal, QuotaUse
+from schemas.run_rules import Throttle
 
 T = TypeVar("T")
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 
 from core.topics import sponsor_key
-from schemas.messages import BatchHold, ItemBatch, Throttle
+from schemas.messages import BatchHold, ItemBatch
+from schemas.run_rules import Throttle
 from streams.context import WorkerContext
 from streams.progress import has_budget, reserve_budget
 

@@ -17,16 +17,10 @@ from pydantic import Field, field_serializer, field_validator
 from core.schedule import open_seconds, planned_start, releases_end
 from schemas.common import OperationStatus
 from schemas.job_wire import MAX_BATCHES_SHOWN, JobProgress, JobRun
-from schemas.messages import (
-    AutoPauseRule,
-    BatchSunk,
-    LinkSendSpec,
-    OperationRequested,
-    OperationSnapshot,
-    ReleaseSchedule,
-    Throttle,
-)
+from schemas.link_wire import LinkSendSpec
+from schemas.messages import BatchSunk, OperationRequested, OperationSnapshot
 from schemas.quotas import QuotaRefusal
+from schemas.run_rules import AutoPauseRule, ReleaseSchedule, Throttle
 from streams.bitmaps import bit, indexes_of, with_bit
 
 MAX_RECENT_RESULTS = 10

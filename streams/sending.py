@@ -19,8 +19,9 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from core import metrics
-from schemas.common import ErrorCategory, ItemStatus
-from schemas.messages import ItemBatch, ItemError, PreparedRecipient, ResultBatch
+from schemas.common import ErrorCategory, ItemError, ItemStatus
+from schemas.link_wire import PreparedRecipient
+from schemas.messages import ItemBatch, ResultBatch
 from streams.pacing import Pacer
 from streams.providers.base import Provider, ProviderError
 

@@ -35,12 +35,7 @@ from api.services.submission import (
 )
 from core.topics import Topics, sponsor_key
 from schemas.common import ErrorCategory, OperationStatus
-from schemas.messages import (
-    ControlAction,
-    ControlCommand,
-    OperationSnapshot,
-    Throttle,
-)
+from schemas.messages import ControlAction, ControlCommand, OperationSnapshot
 from schemas.requests import RethrottleRequest
 from schemas.responses import (
     CancelResult,
@@ -50,6 +45,7 @@ from schemas.responses import (
     PauseResult,
     RetryResult,
 )
+from schemas.run_rules import Throttle
 
 log = logging.getLogger("bulkops.api")
 

@@ -10,7 +10,7 @@ import orjson
 from pydantic import TypeAdapter
 
 from schemas.job_wire import JobItem
-from schemas.messages import PreparedRecipient
+from schemas.link_wire import PreparedRecipient
 
 # The list field each kind of chunk carries its items in, and how a batch of them is encoded.
 _FIELDS: dict[str, tuple[str, TypeAdapter[Any]]] = {

@@ -21,7 +21,8 @@ from api.services.presenters import status_url
 from api.services.submission import queue_link_send
 from core.settings import ApiSettings
 from schemas.common import Channel, OperationStatus, OperationType
-from schemas.messages import DealerRow, LinkSendSpec, OperationSnapshot, PreparedRecipient
+from schemas.link_wire import DealerRow, LinkSendSpec, PreparedRecipient
+from schemas.messages import OperationSnapshot
 from schemas.responses import BulkInvitationStatus, DealerError, ErrorSummary
 
 log = logging.getLogger("bulkops.api")

@@ -10,7 +10,8 @@ from api.errors import ApiError, validation_error
 from api.services.parallel import CpuPool
 from api.services.recipients import Prepared, TemplateError, prepare
 from core.settings import ApiSettings
-from schemas.messages import LinkSendSpec, OperationSnapshot
+from schemas.link_wire import LinkSendSpec
+from schemas.messages import OperationSnapshot
 from schemas.requests import BulkLinkSendRequest
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from analytics.reader import HistoryRow
-from schemas.common import OperationStatus, OperationType
-from schemas.messages import ItemError, OperationSnapshot
+from schemas.common import ItemError, OperationStatus, OperationType
+from schemas.messages import OperationSnapshot
 from schemas.responses import (
     BulkError,
     HistoryEntry,

@@ -22,8 +22,8 @@ from urllib.parse import quote
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
-from schemas.common import Channel, ErrorCategory
-from schemas.messages import ItemError, PreparedRecipient
+from schemas.common import Channel, ErrorCategory, ItemError
+from schemas.link_wire import PreparedRecipient
 from schemas.requests import BulkLinkRecipient, BulkLinkSendRequest
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")

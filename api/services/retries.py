@@ -23,13 +23,8 @@ from api.errors import ApiError
 from api.services import jobs, quotas
 from api.services.submission import planned_send, queue_link_send
 from schemas.job_wire import JobItem
-from schemas.messages import (
-    DealerRow,
-    ItemBatch,
-    OperationRequested,
-    OperationSnapshot,
-    PreparedRecipient,
-)
+from schemas.link_wire import DealerRow, PreparedRecipient
+from schemas.messages import ItemBatch, OperationRequested, OperationSnapshot
 from schemas.responses import DryRunResult, RetryResult
 
 log = logging.getLogger("bulkops.api")

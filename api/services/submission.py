@@ -47,17 +47,11 @@ from core.topics import Topics, sponsor_key
 from core.webhooks import UnsafeTarget, check_target
 from schemas.common import OperationStatus, OperationType
 from schemas.jobs import JobProcessingOptions
-from schemas.messages import (
-    AutoPauseRule,
-    LinkSendSpec,
-    OperationAbort,
-    OperationRequested,
-    OperationSnapshot,
-    PreparedRecipient,
-    ReleaseSchedule,
-)
+from schemas.link_wire import LinkSendSpec, PreparedRecipient
+from schemas.messages import OperationAbort, OperationRequested, OperationSnapshot
 from schemas.requests import ProcessingOptions
 from schemas.responses import DryRunResult, Envelope, ErrorBody, OperationAccepted
+from schemas.run_rules import AutoPauseRule, ReleaseSchedule
 
 log = logging.getLogger("bulkops.api")
 

@@ -19,9 +19,9 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from schemas.common import ErrorCategory, ItemStatus
+from schemas.common import ErrorCategory, ItemError, ItemStatus
 from schemas.jobs import JobBatch, JobItem, JobItemOutcome, JobResult
-from schemas.messages import ItemBatch, ItemError, ResultBatch
+from schemas.messages import ItemBatch, ResultBatch
 from streams.jobs.executors import AttemptFailure, Executor
 from streams.sending import OperationGate, halting, stop_error
 

@@ -8,15 +8,9 @@ from typing import TYPE_CHECKING, ClassVar
 
 from analytics import rows
 from analytics.rows import TableRows
-from schemas.common import ErrorCategory, OperationType
-from schemas.messages import (
-    ItemBatch,
-    ItemError,
-    ItemsChunk,
-    PreparedRecipient,
-    RecipientChunk,
-    ResultBatch,
-)
+from schemas.common import ErrorCategory, ItemError, OperationType
+from schemas.link_wire import PreparedRecipient
+from schemas.messages import ItemBatch, ItemsChunk, RecipientChunk, ResultBatch
 from streams.kinds.links import LinkSend, recipient_chunk
 from streams.progress import OperationState, is_batch_done
 

@@ -22,13 +22,19 @@ from analytics.idempotency import COLUMNS as IDEMPOTENCY_COLUMNS
 from analytics.retention import Retention
 from analytics.retention import apply as apply_retention
 from analytics.store import AnalyticsStore
-from schemas.common import Channel, ErrorCategory, ItemStatus, OperationStatus, OperationType
+from schemas.common import (
+    Channel,
+    ErrorCategory,
+    ItemError,
+    ItemStatus,
+    OperationStatus,
+    OperationType,
+)
+from schemas.link_wire import PreparedRecipient
 from schemas.messages import (
     ItemBatch,
-    ItemError,
     OperationRequested,
     OperationSnapshot,
-    PreparedRecipient,
     RecipientChunk,
     ResultBatch,
 )

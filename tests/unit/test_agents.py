@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from schemas.common import ItemStatus, OperationStatus, OperationType
+from schemas.link_wire import LinkSendSpec, PreparedRecipient
 from schemas.messages import (
     BatchHold,
     BatchSunk,
@@ -16,12 +17,10 @@ from schemas.messages import (
     ControlCommand,
     DeadLetter,
     ItemBatch,
-    LinkSendSpec,
     OperationAbort,
     OperationRequested,
     OperationsMessage,
     OperationSnapshot,
-    PreparedRecipient,
     RecipientChunk,
     Redrive,
     ReleaseTick,

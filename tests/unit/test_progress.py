@@ -6,7 +6,8 @@ import pytest
 
 from api.services.presenters import metrics, timespan
 from schemas.common import Channel, OperationStatus, OperationType
-from schemas.messages import BatchSunk, LinkSendSpec, OperationRequested
+from schemas.link_wire import LinkSendSpec
+from schemas.messages import BatchSunk, OperationRequested
 from streams.bitmaps import set_bits, with_bit
 from streams.progress import OperationState, apply_batch, outstanding, pause, register
 from streams.releases import all_exploded, mark_held, mark_released, release_quota, unexploded

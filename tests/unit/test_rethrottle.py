@@ -14,8 +14,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from schemas.common import OperationStatus
-from schemas.messages import ControlAction, ControlCommand, Throttle
+from schemas.messages import ControlAction, ControlCommand
 from schemas.requests import SEED_CODE_GENERATION_EXAMPLE, SEED_LINK_SEND_EXAMPLE
+from schemas.run_rules import Throttle
 from streams.agents import control, guarded
 from streams.pacing import AdjustableLimit, Pacer
 from streams.progress import rethrottle

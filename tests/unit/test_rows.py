@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from analytics import rows
-from schemas.common import Channel, ErrorCategory, ItemStatus, OperationType
-from schemas.messages import ItemError, ResultBatch
+from schemas.common import Channel, ErrorCategory, ItemError, ItemStatus, OperationType
+from schemas.messages import ResultBatch
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 

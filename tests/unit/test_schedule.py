@@ -9,8 +9,8 @@ from pydantic import ValidationError
 
 from core import schedule as sched
 from schemas.common import OperationStatus
-from schemas.messages import ReleaseSchedule
 from schemas.requests import SchedulingOptions
+from schemas.run_rules import ReleaseSchedule
 from streams.progress import OperationState, pause, request_cancel, resume
 from streams.releases import release_quota
 

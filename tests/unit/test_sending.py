@@ -9,7 +9,8 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from schemas.common import Channel, ErrorCategory, ItemStatus, OperationType
-from schemas.messages import ItemBatch, LinkSendSpec, PreparedRecipient
+from schemas.link_wire import LinkSendSpec, PreparedRecipient
+from schemas.messages import ItemBatch
 from streams.pacing import Pacer, TokenBucket
 from streams.providers.base import Delivery, ProviderError
 from streams.sending import send_link_batch
@@ -172,7 +173,7 @@ async def test_budget_allows_only_what_it_covers() -> None:
 
 async def test_items_skipped_by_validation_are_not_sent() -> None:
     b = batch(2)
-    from schemas.messages import ItemError
+    from schemas.common import ItemError
 
     assert b.recipients is not None
     b.recipients[1] = b.recipients[1].model_copy(

@@ -16,14 +16,8 @@ from api.auth import Role
 from api.services import tickets
 from examples.tickets.service import type_spec
 from examples.tickets.store import Change, Refused, TicketStore
-from schemas.common import ErrorCategory, OperationStatus, OperationType
-from schemas.messages import (
-    ItemError,
-    JobItemsChunk,
-    OperationRequested,
-    OperationSnapshot,
-    RecentResult,
-)
+from schemas.common import ErrorCategory, ItemError, OperationStatus, OperationType
+from schemas.messages import JobItemsChunk, OperationRequested, OperationSnapshot, RecentResult
 from schemas.tickets import TicketStatus
 from tests.unit.conftest import (
     FakeMessageSink,
