@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import clickhouse_connect
+from clickhouse_connect.driver import options as driver_options
 from clickhouse_connect.driver.client import Client
 
 
@@ -25,6 +26,7 @@ def connect(
     else:
         chdb_path.mkdir(parents=True, exist_ok=True)
         bootstrap = clickhouse_connect.get_client(interface="chdb", path=str(chdb_path))
+    _import_pandas_now()
     try:
         # ``database`` is configuration, validated by its settings pattern, never user input.
         bootstrap.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
@@ -35,3 +37,14 @@ def connect(
     return clickhouse_connect.get_client(
         interface="chdb", path=str(chdb_path), database=database, settings=settings
     )
+
+
+def _import_pandas_now() -> None:
+    """Have clickhouse-connect import pandas (when installed) now, not in the first insert.
+
+    Every row insert asks whether its rows are a pandas DataFrame, and the first answer
+    imports pandas: 0.3-0.6 s holding the GIL inside the worker's first insert, which the
+    event loop waited out, so the first operation after a start stalled. A client opens
+    before anything is served.
+    """
+    _ = driver_options.pd

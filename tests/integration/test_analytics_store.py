@@ -8,6 +8,8 @@ to run the same tests against a ClickHouse server too.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -517,3 +519,38 @@ def _rows_holding(connection: Connection, value: str) -> dict[str, int]:
         if count[0][0]:
             found[table] = int(count[0][0])
     return found
+
+
+_FIRST_INSERT = """
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from analytics.connection import Connection
+
+connection = Connection.open(dsn=None, chdb_path=Path(sys.argv[1]), database="first")
+before = set(sys.modules)
+connection.insert(
+    "operation_requests",
+    [["op_1", 1, datetime.now(UTC), "{}"]],
+    ["operation_id", "sponsor_id", "requested_at", "request_json"],
+)
+print(" ".join(sorted(set(sys.modules) - before)))
+"""
+
+
+def test_the_first_insert_after_a_connection_opens_imports_no_pandas(tmp_path: Path) -> None:
+    """clickhouse-connect's first row insert imported pandas, holding the GIL for 0.3-0.6 s
+    inside the worker's first operation after a start; the import now comes with the open.
+    (A fresh interpreter: this one may have imported pandas long ago.)"""
+    done = subprocess.run(
+        [sys.executable, "-c", _FIRST_INSERT, str(tmp_path / "chdb")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parents[2],
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    imported = done.stdout.split()
+    assert [name for name in imported if name.split(".")[0] == "pandas"] == []
