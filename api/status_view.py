@@ -147,10 +147,20 @@ class StatusView:
     async def registered(self, operation_id: str, seconds: float) -> OperationSnapshot | None:
         """The operation's snapshot once the worker has registered (or refused) it; None if
         that does not happen within ``seconds``."""
+        return await self.until(operation_id, lambda snapshot: snapshot.version >= 1, seconds)
+
+    async def until(
+        self,
+        operation_id: str,
+        holds: Callable[[OperationSnapshot], bool],
+        seconds: float,
+    ) -> OperationSnapshot | None:
+        """The operation's live snapshot once ``holds`` is true of it (woken by each new
+        snapshot, not polled); None if that does not happen within ``seconds``."""
 
         def seen() -> bool:
             snapshot = self.get(operation_id)
-            return snapshot is not None and snapshot.version >= 1
+            return snapshot is not None and holds(snapshot)
 
         if await self._waiters.until(operation_id, seen, seconds):
             return self.get(operation_id)

@@ -139,21 +139,16 @@ async def _command(
         )
     except (ProduceError, TimeoutError) as exc:
         raise ApiError(503, "SYSTEM_ERROR", f"{action.value.title()} not queued; retry") from exc
-    view = view_of(request)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + settings.control_ack_timeout_seconds
-    while True:
-        current = view.get(snapshot.operation_id) or snapshot
-        if confirmed(current):
-            return current
-        if loop.time() > deadline:
-            raise ApiError(
-                504,
-                f"{action.value.upper()}_NOT_CONFIRMED",
-                f"The {action.value} is queued but the worker has not confirmed it yet; "
-                "poll status",
-            )
-        await asyncio.sleep(0.02)
+    current = await view_of(request).until(
+        snapshot.operation_id, confirmed, settings.control_ack_timeout_seconds
+    )
+    if current is None:
+        raise ApiError(
+            504,
+            f"{action.value.upper()}_NOT_CONFIRMED",
+            f"The {action.value} is queued but the worker has not confirmed it yet; poll status",
+        )
+    return current
 
 
 def _pause_result(snapshot: OperationSnapshot) -> PauseResult:
