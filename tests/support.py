@@ -1,12 +1,17 @@
-"""Helpers shared by the test suites: deadlines instead of sleeps, and tokens."""
+"""Helpers shared by the test suites: deadlines instead of sleeps, fresh interpreters."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+ROOT = Path(__file__).parents[1]
 
 
 class DeadlineExceeded(AssertionError):
@@ -43,3 +48,19 @@ def settles(read: Any, seconds: float, timeout: float) -> int:
         if current != value:
             value, since = current, time.monotonic()
     return int(value)
+
+
+def run_script(script: str, *args: str, timeout: float = 120) -> str:
+    """Run ``script`` in a fresh Python from the repository root (what this process imported
+    or opened long ago cannot hide the effect under test); fail on a non-zero exit. Its
+    standard output."""
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout

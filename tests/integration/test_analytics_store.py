@@ -8,8 +8,6 @@ to run the same tests against a ClickHouse server too.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -40,6 +38,7 @@ from schemas.messages import (
     RecipientChunk,
     ResultBatch,
 )
+from tests.support import run_script
 
 NOW = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 HTTP_URL = os.environ.get("BULKOPS_TEST_CLICKHOUSE_URL")
@@ -543,14 +542,5 @@ def test_the_first_insert_after_a_connection_opens_imports_no_pandas(tmp_path: P
     """clickhouse-connect's first row insert imported pandas, holding the GIL for 0.3-0.6 s
     inside the worker's first operation after a start; the import now comes with the open.
     (A fresh interpreter: this one may have imported pandas long ago.)"""
-    done = subprocess.run(
-        [sys.executable, "-c", _FIRST_INSERT, str(tmp_path / "chdb")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=Path(__file__).parents[2],
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    imported = done.stdout.split()
+    imported = run_script(_FIRST_INSERT, str(tmp_path / "chdb")).split()
     assert [name for name in imported if name.split(".")[0] == "pandas"] == []

@@ -3,8 +3,6 @@ database that a crash leaves as a prefix of its writes."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import faust
@@ -12,6 +10,7 @@ import pytest
 
 from streams import tablestore
 from streams.tables import ROCKSDB_OPTIONS
+from tests.support import run_script
 
 _VALUE = b"v" * 10_000
 
@@ -74,15 +73,7 @@ def test_a_crash_leaves_the_data_the_surviving_offset_claims(tmp_path: Path) -> 
     """Without the log a crash loses the last memtable; the database reopens as a prefix of
     its writes, so every change up to the offset that survived is there (the worker reads
     the changelog on from that offset)."""
-    done = subprocess.run(
-        [sys.executable, "-c", _CRASHING_WRITER, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=Path(__file__).parents[2],
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    run_script(_CRASHING_WRITER, str(tmp_path))
     store = _store(tmp_path, tablestore.STORE_URLS["rocksdb"])
     db = store._db_for_partition(0)
     offset = db.get(store.offset_key)
@@ -118,14 +109,6 @@ asyncio.run(store.stop())  # a worker stopping: Faust lets go of its databases
 def test_a_clean_stop_keeps_every_write(tmp_path: Path) -> None:
     """RocksDB flushes a database without a log when it closes: a worker that stopped
     cleanly reads no changelog again for what it wrote."""
-    done = subprocess.run(
-        [sys.executable, "-c", _STOPPING_WRITER, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=Path(__file__).parents[2],
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    run_script(_STOPPING_WRITER, str(tmp_path))
     db = _store(tmp_path, tablestore.STORE_URLS["rocksdb"])._db_for_partition(0)
     assert [db.get(f"key-{i}".encode()) for i in range(10)] == [b"kept"] * 10
