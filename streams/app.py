@@ -23,7 +23,7 @@ import faust
 from analytics.interfaces import KeptState, ResultSink
 from core.settings import WorkerSettings
 from core.topics import Topics
-from streams import agents, ownership, tables, tablestore, timers
+from streams import agents, ownership, tables, timers
 from streams.codes import CodeMinter
 from streams.context import Outboxes, WorkerContext
 from streams.delivery import App
@@ -38,7 +38,7 @@ def faust_app(settings: WorkerSettings) -> App:
         settings.app_id,
         gapless_topics=[spec.name for spec in Topics(settings.topic_prefix).internal()],
         broker=f"kafka://{settings.kafka_bootstrap}",
-        store=tablestore.STORE_URLS[settings.table_store],
+        store=f"{settings.table_store}://",
         datadir=str(settings.worker_data_dir / "{conf.name}"),
         key_serializer="raw",
         value_serializer="raw",
