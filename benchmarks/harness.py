@@ -53,6 +53,12 @@ class PeakRss(threading.Thread):
             time.sleep(0.1)
 
 
+def cpu_seconds(process: psutil.Process) -> float:
+    """CPU time ``process`` has used so far (user + system, every thread)."""
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]

@@ -8,7 +8,8 @@ operation, stamped when this process receives it), so following 10,000 operation
 to the API.
 
 Prints operations/s from the first submit to the last completion, submit answers/s,
-submit → Completed latency (p50, p99, max) and the server's peak RSS.
+submit → Completed latency (p50, p99, max), the server's CPU time per operation (user +
+system, all its threads: steadier than operations/s on a shared machine) and its peak RSS.
 
     .venv/bin/python benchmarks/small_ops.py                     # the figures
     .venv/bin/python benchmarks/small_ops.py --operations 2000   # a quicker look
@@ -27,7 +28,7 @@ from typing import Any
 
 import aiohttp
 from confluent_kafka import Consumer
-from harness import Running, bulkops_system, percentile
+from harness import Running, bulkops_system, cpu_seconds, percentile
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -123,6 +124,8 @@ def run(console: Console, system: Running, args: argparse.Namespace) -> dict[str
         holder["started"] = asyncio.run(submit_all(system, args, submitted, failures))
         holder["submitted"] = time.monotonic()
 
+    serve = system.server_rss.process
+    cpu_before = cpu_seconds(serve)
     thread = threading.Thread(target=submitting, daemon=True)
     thread.start()
     deadline = time.monotonic() + args.timeout
@@ -142,6 +145,7 @@ def run(console: Console, system: Running, args: argparse.Namespace) -> dict[str
             if not thread.is_alive() and finished == len(submitted):
                 break
             time.sleep(0.2)
+    cpu = cpu_seconds(serve) - cpu_before
     completions.stopped.set()
     thread.join(timeout=5)
     latencies = [
@@ -158,6 +162,7 @@ def run(console: Console, system: Running, args: argparse.Namespace) -> dict[str
         "started": holder.get("started", 0.0),
         "submit_seconds": holder.get("submitted", 0.0) - holder.get("started", 0.0),
         "last_done": max(ends, default=0.0),
+        "cpu_seconds": cpu,
         "latencies": latencies,
         "statuses": statuses,
         "failures": failures,
@@ -189,7 +194,8 @@ def report(console: Console, args: argparse.Namespace, result: dict[str, Any], p
         title=f"{args.operations:,} operations of {args.size} codes, {args.sponsors} sponsors, "
         f"{args.partitions} partitions"
     )
-    for column in ("completed", "ops/s", "submits/s", "p50 ms", "p99 ms", "max ms", "peak RSS"):
+    columns = ("completed", "ops/s", "submits/s", "p50 ms", "p99 ms", "max ms", "CPU/op")
+    for column in (*columns, "peak RSS"):
         table.add_column(column, justify="right")
     table.add_row(
         f"{completed:,}/{result['submitted']:,}",
@@ -200,6 +206,7 @@ def report(console: Console, args: argparse.Namespace, result: dict[str, Any], p
         f"{percentile(ms, 0.5):,.0f}" if ms else "-",
         f"{percentile(ms, 0.99):,.0f}" if ms else "-",
         f"{max(ms):,.0f}" if ms else "-",
+        f"{result['cpu_seconds'] * 1000 / completed:.2f} ms" if completed else "-",
         f"{peak / MIB:,.0f} MiB",
     )
     console.print(table)
