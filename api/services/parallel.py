@@ -16,6 +16,7 @@ cannot start at all) the pool is given up and every list is checked here.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -99,6 +100,7 @@ class CpuPool:
                 if self._broken >= MAX_BROKEN:
                     self.processes = 1
             broken = self._broken
+        _kill_workers(pool)
         pool.shutdown(wait=False, cancel_futures=True)
         if broken >= MAX_BROKEN:
             log.error(
@@ -108,6 +110,24 @@ class CpuPool:
             )
         else:
             log.warning("address-check processes died: a new pool next time, this list here")
+
+
+def _kill_workers(pool: ProcessPoolExecutor) -> None:
+    """Kill what is left of a broken pool's processes (they hold no state).
+
+    CPython before 3.14 races here: a process that a submit starts while the pool is breaking
+    can miss the pool's own termination. It then waits forever for the queue lock its killed
+    sibling held, and the pool's manager thread waits forever to join it, so the interpreter
+    never exits (seen once: CI's pytest hung after its last test). By the time a list sees
+    the pool broken, every submit of that list is done, so every process is in the record.
+    """
+    kill = getattr(pool, "kill_workers", None)  # Python 3.14
+    if kill is not None:
+        kill()
+        return
+    for process in list((pool._processes or {}).values()):
+        with contextlib.suppress(ValueError):  # closed already
+            process.kill()
 
 
 def _leave_with(pid: int, created: float) -> None:

@@ -9,7 +9,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from concurrent.futures.process import _ExecutorManagerThread
 from typing import Any
 
 import psutil
@@ -20,6 +22,7 @@ from api.services.recipients import normalise_addresses
 from schemas.common import Channel
 from schemas.messages import OperationsMessage, RecipientChunk
 from schemas.requests import SEED_LINK_SEND_EXAMPLE
+from tests.support import wait_for
 from tests.unit.conftest import FakeMessageSink, api_client, auth
 
 PHONES: list[str | None] = [
@@ -78,9 +81,17 @@ def test_a_pool_whose_process_died_is_replaced_and_the_list_still_answered(
 
 
 def kill_processes(pool: CpuPool) -> None:
-    assert pool._pool is not None
-    for pid in list(pool._pool._processes):  # the executor's own record of its processes
+    """SIGKILL the pool's processes, and wait until the pool has seen it.
+
+    Waiting keeps the next list from racing the pool's breakdown inside CPython (a process
+    started by a submit at that moment can crash the fork server, which breaks the next
+    pool too): the next list finds the pool broken at its first submit.
+    """
+    executor = pool._pool
+    assert executor is not None
+    for pid in list(executor._processes):  # the executor's own record of its processes
         os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: executor._broken, timeout=30, message="the pool sees its processes died")
 
 
 def broken_before_use(pool: CpuPool) -> None:
@@ -103,6 +114,12 @@ def test_a_pool_that_keeps_breaking_is_given_up(pool: CpuPool) -> None:
     assert pool.processes == 1 and pool._pool is None, "given up: every list checked here"
     assert pool.addresses(PHONES, Channel.SMS, "TR") == expected
     assert pool._pool is None
+    # Nothing of the broken pools is left for the interpreter's exit to wait on.
+    wait_for(lambda: not pool_managers(), timeout=30, message="the broken pools' managers end")
+
+
+def pool_managers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if isinstance(t, _ExecutorManagerThread)]
 
 
 def submitted_items(parallel_from: int) -> list[tuple[str | None, str | None, str | None]]:
