@@ -240,6 +240,14 @@ class Reader:
         rows = self._query("item_counts", {"sponsor": sponsor_id, "operation": operation_id})
         return {str(status): int(count) for status, count in rows}
 
+    def last_success_at(self, sponsor_id: int, operation_id: str) -> datetime | None:
+        """When the operation's last successful item was processed (None: none was)."""
+        rows = self._query("last_success", {"sponsor": sponsor_id, "operation": operation_id})
+        moment = rows[0][0] if rows else None
+        if not isinstance(moment, datetime) or moment.year <= 1970:  # max() of no rows
+            return None
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
     def statistics(self, sponsor_id: int | None, *, since: datetime, tz: str) -> dict[str, Any]:
         """Dashboard figures (the seed's ``/statistics``), from the statistics rollup, and
         ``as_of``: when the rollup was last recomputed (``None`` before its first time)."""

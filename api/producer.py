@@ -23,6 +23,7 @@ from typing import Protocol
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from core.kafkalog import client_logger
+from core.producing import producer_config
 
 # Failures after which the message is certainly not in the log.
 _NOT_PERSISTED = frozenset(
@@ -72,18 +73,6 @@ class MessageSink(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-def producer_config(bootstrap: str, delivery_timeout: float = 30.0) -> dict[str, object]:
-    return {
-        "bootstrap.servers": bootstrap,
-        "enable.idempotence": True,
-        "acks": "all",
-        "partitioner": "murmur2_random",
-        "linger.ms": 2,
-        "message.max.bytes": 1_048_576,
-        "message.timeout.ms": max(1000, int(delivery_timeout * 1000)),
-    }
 
 
 def delivery_error(err: KafkaError) -> ProduceError:

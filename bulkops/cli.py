@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from bulkops import localkafka
 from bulkops.client import BulkopsClient, BulkopsError
 from bulkops.local import ensure_topics, run_http, start_examples, start_simulator
+from bulkops.processes import Processors
 from core import logs
 from core.settings import ApiSettings, ClientSettings, WorkerSettings
 from core.topics import Topics
@@ -63,7 +64,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         )
         if args.examples:
             examples = start_examples(api_settings, base, worker_settings.smtp_port)
-        run_http(app, api_settings)
+        with Processors(worker_settings.processors):
+            run_http(app, api_settings)
     finally:
         for example in examples:
             example.terminate()
@@ -79,8 +81,10 @@ def cmd_serve(_: argparse.Namespace) -> int:
     from bulkops.runtime import combined_app
 
     api_settings = ApiSettings()
+    worker_settings = WorkerSettings()
     ensure_topics(api_settings)
-    run_http(combined_app(api_settings, WorkerSettings()), api_settings)
+    with Processors(worker_settings.processors):
+        run_http(combined_app(api_settings, worker_settings), api_settings)
     return 0
 
 
@@ -109,7 +113,18 @@ def cmd_worker(_: argparse.Namespace) -> int:
         )
         return 2
     ensure_topics(settings)
-    run_worker(settings)
+    with Processors(settings.processors):
+        run_worker(settings)
+    return 0
+
+
+def cmd_processor(args: argparse.Namespace) -> int:
+    """One processor process (``serve``, ``up`` and ``worker`` start theirs)."""
+    from streams import processor
+
+    settings = WorkerSettings()
+    ensure_topics(settings)
+    processor.run(settings, args.index, watch_parent=args.watch_parent)
     return 0
 
 
@@ -310,6 +325,14 @@ def _running_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "serve", help="API + worker in one process, broker already running"
     ).set_defaults(func=cmd_serve)
     sub.add_parser("api", help="the API alone (ClickHouse server mode)").set_defaults(func=cmd_api)
+    processor = sub.add_parser(
+        "processor", help="a processor process: code batches beside a worker (any mode)"
+    )
+    processor.add_argument("--index", type=int, default=0, help="its number on this host")
+    processor.add_argument(
+        "--watch-parent", action="store_true", help="stop when the starting process is gone"
+    )
+    processor.set_defaults(func=cmd_processor)
     sub.add_parser("worker", help="the Faust worker alone (ClickHouse server mode)").set_defaults(
         func=cmd_worker
     )

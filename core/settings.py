@@ -11,6 +11,7 @@ Dev defaults for secrets are labelled as such and refused unless ``BULKOPS_ENV=d
 from __future__ import annotations
 
 import math
+import os
 import socket
 from pathlib import Path
 from typing import Literal
@@ -155,6 +156,17 @@ class BulkopsSettings(BaseSettings):
         """Faust application id: also the consumer group and the prefix of table changelogs."""
         return f"{self.topic_prefix}-worker"
 
+    @property
+    def processor_group(self) -> str:
+        """The consumer group the processor processes share on the work topic."""
+        return f"{self.app_id}-processors"
+
+
+def spare_cores() -> int:
+    """The cores this process may run on (its affinity, where the OS tells), but one."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(0, (usable or 1) - 1)
+
 
 class WorkerSettings(BulkopsSettings):
     """The Faust worker: explode, process, progress, sink."""
@@ -223,6 +235,11 @@ class WorkerSettings(BulkopsSettings):
 
     # Item batches processed at once (link sends wait on I/O; codes do not care).
     process_concurrency: int = Field(default=32, ge=1, le=1000)
+    # Processor processes started beside the worker (`serve`, `up`, `worker`) for batches
+    # that need no worker state (code generation: streams/processor.py); default one per
+    # core this process may use beyond its own, 0 processes every batch in the worker. More
+    # can run anywhere with `bulkops processor`.
+    processors: int = Field(default_factory=spare_cores, ge=0, le=64)
 
     # Providers. The defaults point at the simulator (`bulkops simulator`) on 127.0.0.1.
     sms_api_url: str = "http://127.0.0.1:8025"

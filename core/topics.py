@@ -60,6 +60,12 @@ class Topics:
         return TopicSpec(f"{self.prefix}.items")
 
     @property
+    def work(self) -> TopicSpec:
+        """Item batches of kinds that need no worker state (``ItemBatch``: code generation),
+        for the processor processes (:mod:`streams.processor`) when the worker runs some."""
+        return TopicSpec(f"{self.prefix}.work")
+
+    @property
     def results(self) -> TopicSpec:
         """Outcomes of item batches (``ResultBatch``)."""
         return TopicSpec(f"{self.prefix}.results")
@@ -139,6 +145,7 @@ class Topics:
         return [
             self.operations,
             self.items,
+            self.work,
             self.results,
             self.progress,
             self.control,

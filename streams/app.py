@@ -88,6 +88,7 @@ def build_worker(
     out = Outboxes(
         operations=sources.operations,
         items=sources.items,
+        work=topic(topics.work.name),
         results=sources.results,
         progress=sources.progress,
         status=topic(topics.status.name),

@@ -62,6 +62,7 @@ class Outbox(Protocol):
 class Outboxes:
     operations: Outbox
     items: Outbox
+    work: Outbox
     results: Outbox
     progress: Outbox
     status: Outbox
@@ -105,6 +106,30 @@ class Registry:
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def dead_letter_of(
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    reason: str,
+    exc: BaseException,
+) -> DeadLetter:
+    """The dead letter of a message that could not be used (logged and counted here)."""
+    log.warning("dead-lettered %s[%d]@%d: %s", topic, partition, offset, reason)
+    DEAD_LETTERS.labels(topic, type(exc).__name__).inc()
+    return DeadLetter(
+        source_topic=topic,
+        partition=partition,
+        offset=offset,
+        key=key.decode(errors="replace") if key else None,
+        reason=reason[:4000],
+        error_type=type(exc).__name__,
+        payload=(value or b"")[:65536].decode(errors="replace"),
+        failed_at=now(),
+    )
 
 
 @dataclass
@@ -163,19 +188,14 @@ class WorkerContext:
 
     async def dead_letter(self, event: EventT[bytes], reason: str, exc: BaseException) -> None:
         message = event.message
-        log.warning(
-            "dead-lettered %s[%d]@%d: %s", message.topic, message.partition, message.offset, reason
-        )
-        DEAD_LETTERS.labels(message.topic, type(exc).__name__).inc()
-        letter = DeadLetter(
-            source_topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            key=message.key.decode(errors="replace") if message.key else None,
-            reason=reason[:4000],
-            error_type=type(exc).__name__,
-            payload=(message.value or b"")[:65536].decode(errors="replace"),
-            failed_at=now(),
+        letter = dead_letter_of(
+            message.topic,
+            message.partition,
+            message.offset,
+            message.key,
+            message.value,
+            reason,
+            exc,
         )
         await self.send(self.out.dead_letter, message.key, letter)
 
@@ -227,8 +247,12 @@ class WorkerContext:
 
 def check_key(event: EventT[bytes], sponsor_id: int) -> None:
     """Every flow topic is keyed by sponsor id; a message keyed otherwise is refused."""
-    if event.message.key != sponsor_key(sponsor_id):
+    check_sponsor_key(event.message.key, sponsor_id)
+
+
+def check_sponsor_key(key: bytes | None, sponsor_id: int) -> None:
+    if key != sponsor_key(sponsor_id):
         raise InvalidMessage(
-            f"message key {event.message.key!r} does not match sponsorId {sponsor_id}: "
+            f"message key {key!r} does not match sponsorId {sponsor_id}: "
             f"every flow topic is keyed by sponsor id"
         )

@@ -88,6 +88,9 @@ def worker_settings(**overrides: Any) -> WorkerSettings:
         "quota_max_items_per_day": 0,
         # Rows written at once: a handler's effects are visible when it returns.
         "write_behind_seconds": 0,
+        # Every batch processed by the worker's own process agent (tests/unit/test_processor.py
+        # hands code batches to processors).
+        "processors": 0,
         **overrides,
     }
     return WorkerSettings(**values)
@@ -110,6 +113,7 @@ def fake_worker(**settings: Any) -> FakeWorker:
     names = (
         "operations",
         "items",
+        "work",
         "results",
         "progress",
         "status",

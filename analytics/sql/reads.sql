@@ -88,6 +88,10 @@ SELECT status, count() FROM items FINAL
 WHERE sponsor_id = {sponsor:UInt64} AND operation_id = {operation:String}
 GROUP BY status
 
+-- name: last_success
+SELECT max(processed_at) FROM items FINAL
+WHERE sponsor_id = {sponsor:UInt64} AND operation_id = {operation:String} AND status = 'Success'
+
 -- name: known_codes
 SELECT DISTINCT code FROM codes
 WHERE sponsor_id = {sponsor:UInt64} AND code IN {codes:Array(String)}

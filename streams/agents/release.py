@@ -15,11 +15,11 @@ import asyncio
 import logging
 
 from core.topics import sponsor_key
-from schemas.common import OperationStatus
+from schemas.common import OperationStatus, OperationType
 from schemas.messages import ItemBatch, Redrive, ReleaseTick
 from streams.agents.sink import summarise
 from streams.bitmaps import bit
-from streams.context import WorkerContext, now
+from streams.context import Outbox, WorkerContext, now
 from streams.kinds import kind_of
 from streams.progress import is_batch_done, outstanding
 from streams.releases import due_batches, mark_held, mark_released, release_quota
@@ -41,6 +41,14 @@ async def ask_for_release(ctx: WorkerContext, operation_id: str, sponsor_id: int
     tick = ReleaseTick(operation_id=operation_id, sponsor_id=sponsor_id)
     await ctx.send(ctx.out.operations, sponsor_key(sponsor_id), tick)
     return True
+
+
+def batches_outbox(ctx: WorkerContext, operation_type: OperationType) -> Outbox:
+    """Where an operation's batches are handed out to be processed: the items topic, or the
+    work topic when the worker runs processor processes and its batches need nothing but
+    themselves (:mod:`streams.processor`)."""
+    stateless = ctx.settings.processors > 0 and kind_of(operation_type).stateless
+    return ctx.out.work if stateless else ctx.out.items
 
 
 async def release_or_hold(
@@ -72,8 +80,9 @@ async def release_or_hold(
         else:
             to_hold.append(batch)
     operations.save(state)
+    outbox = batches_outbox(ctx, state.operation_type)
     for batch in to_send:
-        await ctx.send(ctx.out.items, key, batch)
+        await ctx.send(outbox, key, batch)
     if to_hold:
         keep(ctx, operation_id, to_hold)
         log.info(
@@ -99,7 +108,8 @@ async def on_hold(ctx: WorkerContext, batch: ItemBatch) -> None:
     if state is None or state.status.is_terminal or is_batch_done(state, batch.batch_index):
         return
     if state.paused_at is None:
-        await ctx.send(ctx.out.items, sponsor_key(batch.sponsor_id), batch)
+        outbox = batches_outbox(ctx, state.operation_type)
+        await ctx.send(outbox, sponsor_key(batch.sponsor_id), batch)
         return
     keep(ctx, batch.operation_id, [batch])
     log.debug("operation %s: batch %d held while paused", batch.operation_id, batch.batch_index)
@@ -124,8 +134,9 @@ async def on_release(ctx: WorkerContext, tick: ReleaseTick) -> None:
     missing = [i for i in indexes if i not in held]
     if missing:
         log.error("operation %s: held batches %s not found", tick.operation_id, missing[:10])
+    outbox = batches_outbox(ctx, state.operation_type)
     deliveries = [
-        await ctx.out.items.send(key=sponsor_key(state.sponsor_id), value=held[i].encode())
+        await outbox.send(key=sponsor_key(state.sponsor_id), value=held[i].encode())
         for i in indexes
         if i in held
     ]
@@ -181,7 +192,7 @@ async def on_redrive(ctx: WorkerContext, redrive: Redrive) -> None:
             await ctx.send(ctx.out.progress, key, summarise(ctx, stored))
             counted += 1
         else:
-            await ctx.out.items.send(key=key, value=payload.encode())
+            await batches_outbox(ctx, state.operation_type).send(key=key, value=payload.encode())
             resent += 1
     log.warning(
         "operation %s: re-drove %d batches released and never counted: "

@@ -9,7 +9,9 @@ all of them (register, release or hold, stop rules, count, sink, report). A kind
 * how to get the message of a batch exploded earlier back (:meth:`~OperationKind.stored_batches`),
   for batches that were held or must be re-driven;
 * how a batch is processed (:meth:`~OperationKind.process`), and what its result carries
-  for the sink (:meth:`~OperationKind.annotate`);
+  for the sink (:meth:`~OperationKind.annotate`); a kind whose batches need nothing but
+  themselves (``stateless``) is processed by the processor processes when the worker runs
+  some (:meth:`~OperationKind.process_alone`, :mod:`streams.processor`);
 * what the sink stores beside the items (:meth:`~OperationKind.side_rows`).
 
 A replay is recognised the same way for every kind: a batch counted in the operation's
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, ClassVar
 from analytics.rows import TableRows
 from schemas.common import OperationType
 from schemas.messages import ItemBatch, ItemsChunk, OperationRequested, ResultBatch
+from streams.codes import CodeMinter
 from streams.context import InvalidMessage
 from streams.progress import OperationState
 
@@ -33,6 +36,8 @@ if TYPE_CHECKING:
 
 class OperationKind(ABC):
     operation_type: ClassVar[OperationType]
+    # Batches need no worker state, table or store: any process with the minter can do them.
+    stateless: ClassVar[bool] = False
 
     def serial_base(self, ctx: WorkerContext, request: OperationRequested) -> int:
         """The first serial of the operation's range, for kinds that number their items."""
@@ -66,6 +71,10 @@ class OperationKind(ABC):
     @abstractmethod
     async def process(self, ctx: WorkerContext, batch: ItemBatch) -> ResultBatch | None:
         """The batch's outcome, or None when it was handed back to be held (paused)."""
+
+    def process_alone(self, minter: CodeMinter, batch: ItemBatch) -> ResultBatch:
+        """The batch's outcome from the batch alone (``stateless`` kinds only)."""
+        raise NotImplementedError(f"{self.operation_type.value} batches need the worker")
 
     def annotate(self, batch: ItemBatch, result: ResultBatch) -> ResultBatch:
         """What the result of ``batch`` must carry for the sink, however it was reached

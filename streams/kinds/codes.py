@@ -8,7 +8,7 @@ from analytics import rows
 from analytics.rows import TableRows
 from schemas.common import OperationType
 from schemas.messages import ItemBatch, OperationRequested, ResultBatch
-from streams.codes import generate_codes
+from streams.codes import CodeMinter, generate_codes
 from streams.kinds.base import OperationKind
 from streams.plan import code_item_batches
 from streams.progress import OperationState
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 class CodeGeneration(OperationKind):
     operation_type: ClassVar[OperationType] = OperationType.CODE_GENERATION
+    stateless: ClassVar[bool] = True
 
     def serial_base(self, ctx: WorkerContext, request: OperationRequested) -> int:
         return ctx.tables.serials.reserve(request)
@@ -50,7 +51,10 @@ class CodeGeneration(OperationKind):
         }
 
     async def process(self, ctx: WorkerContext, batch: ItemBatch) -> ResultBatch | None:
-        return generate_codes(ctx.minter, batch)
+        return self.process_alone(ctx.minter, batch)
+
+    def process_alone(self, minter: CodeMinter, batch: ItemBatch) -> ResultBatch:
+        return generate_codes(minter, batch)
 
     def side_rows(self, result: ResultBatch) -> list[TableRows]:
         return [rows.code_rows(result)]

@@ -16,6 +16,7 @@ def main() -> None:
     try:
         counts = store.reader.code_counts(sponsor_id, operation_id)
         items = store.reader.item_counts(sponsor_id, operation_id)
+        last_success = store.reader.last_success_at(sponsor_id, operation_id)
         print(
             json.dumps(
                 {
@@ -26,6 +27,7 @@ def main() -> None:
                     "all_items": sum(items.values()),
                     "duplicate_codes": store.reader.duplicate_codes(),
                     "history": store.reader.history_count(sponsor_id),
+                    "last_success_at": last_success.timestamp() if last_success else None,
                 }
             )
         )

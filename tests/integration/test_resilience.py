@@ -18,7 +18,7 @@ from tests.integration.test_codegen_flow import all_codes, wait_terminal
 from tests.support import wait_for
 
 
-def _dead_letters(bootstrap: str, topic: str, expected: int) -> list[DeadLetter]:
+def dead_letters(bootstrap: str, topic: str, expected: int) -> list[DeadLetter]:
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -76,7 +76,7 @@ def test_malformed_requests_go_to_dead_letter_and_worker_goes_on(server: Server)
     producer.produce(server.topics.operations.name, key=sponsor_key(7), value=orjson.dumps(good))
     assert producer.flush(10) == 0
 
-    letters = _dead_letters(bootstrap, server.topics.dead_letter.name, expected=len(bad))
+    letters = dead_letters(bootstrap, server.topics.dead_letter.name, expected=len(bad))
     assert len(letters) == len(bad)
     reasons = [letter.reason for letter in letters]
     assert all(letter.source_topic == server.topics.operations.name for letter in letters)

@@ -1,0 +1,173 @@
+"""Processor processes on the real broker and chDB, through the REST API: code batches are
+made beside the worker, a killed processor loses nothing and makes nothing twice, and no
+code is made after a cancel was answered."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+import httpx
+import orjson
+import psutil
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from api.producer import producer_config
+from tests.integration.conftest import Server, probe_every_code_once, run_probe
+from tests.integration.test_codegen_flow import submit, wait_terminal
+from tests.integration.test_resilience import dead_letters
+from tests.support import wait_for
+
+
+def processor_pids(server: Server) -> list[int]:
+    assert server.process is not None
+    pids = []
+    for child in psutil.Process(server.process.pid).children():
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE and "processor" in child.cmdline():
+                pids.append(child.pid)
+        except psutil.Error:  # gone meanwhile
+            continue
+    return pids
+
+
+def messages_on(server: Server, topic: str) -> int:
+    """How many messages ``topic`` holds (the sum of its partitions' end offsets)."""
+    consumer = Consumer(
+        {"bootstrap.servers": server.env["BULKOPS_KAFKA_BOOTSTRAP"], "group.id": "probe"}
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return sum(
+            consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in partitions
+        )
+    finally:
+        consumer.close()
+
+
+def processed(client: httpx.Client, operation_id: str) -> int:
+    response = client.get(f"/status/{operation_id}")
+    return int(response.json()["data"]["metrics"]["processedItems"]) if response.is_success else 0
+
+
+def codes(quantity: int, batch_size: int) -> dict[str, Any]:
+    return {
+        "subscriptionTierId": 1,
+        "quantity": quantity,
+        "processing": {"batchSize": batch_size},
+    }
+
+
+def test_code_batches_are_made_by_the_processors_every_code_once(make_server: Any) -> None:
+    server: Server = make_server(
+        BULKOPS_PROCESSORS="2", BULKOPS_MAX_ITEMS_PER_OPERATION="50000"
+    ).start()
+    wait_for(lambda: len(processor_pids(server)) == 2, timeout=30, message="two processors")
+    client = server.client(sponsor_id=61)
+    operation_id = submit(client, codes(50_000, 1000))
+    status = wait_terminal(client, operation_id, timeout=120)
+    assert status["status"] == "Completed", status
+    assert status["metrics"]["successfulItems"] == 50_000
+    assert messages_on(server, server.topics.work.name) == 50
+    assert messages_on(server, server.topics.items.name) == 0, "no code batch in the worker"
+    probe_every_code_once(server, operation_id, 61, 50_000)
+
+
+def test_a_processor_killed_mid_operation_loses_nothing_and_makes_each_code_once(
+    make_server: Any,
+) -> None:
+    quantity = 300_000
+    server: Server = make_server(
+        BULKOPS_PROCESSORS="1", BULKOPS_MAX_ITEMS_PER_OPERATION=str(quantity)
+    ).start()
+    (first,) = wait_for(lambda: processor_pids(server), timeout=30, message="a processor")
+    client = server.client(sponsor_id=62)
+    operation_id = submit(client, codes(quantity, 500))
+    wait_for(
+        lambda: processed(client, operation_id) >= quantity // 5,
+        timeout=120,
+        interval=0.02,
+        message="a fifth made",
+    )
+    os.kill(first, signal.SIGKILL)
+    wait_for(
+        lambda: [pid for pid in processor_pids(server) if pid != first],
+        timeout=30,
+        message="the processor started again",
+    )
+    status = wait_terminal(client, operation_id, timeout=180)
+    assert status["status"] == "Completed", status
+    metrics = status["metrics"]
+    assert metrics["processedItems"] == metrics["successfulItems"] == quantity
+    assert "processor 0 exited with -9" in server.log_path.read_text(errors="replace")
+    probe_every_code_once(server, operation_id, 62, quantity)
+
+
+def test_no_code_is_made_after_a_cancel_is_answered(make_server: Any) -> None:
+    quantity = 600_000
+    server: Server = make_server(
+        BULKOPS_PROCESSORS="1", BULKOPS_MAX_ITEMS_PER_OPERATION=str(quantity)
+    ).start()
+    wait_for(lambda: processor_pids(server), timeout=30, message="a processor")
+    client = server.client(sponsor_id=63)
+    operation_id = submit(client, codes(quantity, 500))
+    wait_for(
+        lambda: processed(client, operation_id) >= 20_000,
+        timeout=120,
+        interval=0.02,
+        message="codes under way",
+    )
+    response = client.post(f"/cancel/{operation_id}")
+    answered = time.time()
+    assert response.status_code == 200, response.text
+    status = wait_terminal(client, operation_id, timeout=120)
+    assert status["status"] == "Cancelled", status
+    metrics = status["metrics"]
+    made = metrics["successfulItems"]
+    assert 20_000 <= made < quantity
+    assert made + metrics["skippedItems"] == metrics["processedItems"] == quantity
+    server.stop()
+    probe = run_probe(server.chdb_path, operation_id, 63)
+    assert probe["success_items"] == probe["unique_codes"] == made
+    assert probe["last_success_at"] is not None
+    assert probe["last_success_at"] <= answered, "a code was made after the cancel was answered"
+
+
+def test_bad_messages_on_the_work_topic_are_dead_lettered_and_processing_goes_on(
+    make_server: Any,
+) -> None:
+    server: Server = make_server(BULKOPS_PROCESSORS="1").start()
+    wait_for(lambda: processor_pids(server), timeout=30, message="a processor")
+    batch = {
+        "operationId": "codegen_" + "e" * 32,
+        "sponsorId": 64,
+        "operationType": "BulkCodeGeneration",
+        "batchIndex": 0,
+        "startIndex": 0,
+        "count": 10,
+        "code": {"prefix": "X", "tierId": 1, "validityDays": 30, "serialBase": 0},
+    }
+    link = {**batch, "operationType": "BulkLinkSend", "code": None}
+    bad = [
+        (b"64", b"{not json"),
+        (b"65", orjson.dumps(batch)),  # keyed by another sponsor
+        (b"64", orjson.dumps(link)),  # a kind the processors do not do
+    ]
+    producer = Producer(producer_config(server.env["BULKOPS_KAFKA_BOOTSTRAP"]))
+    for key, value in bad:
+        producer.produce(server.topics.work.name, key=key, value=value)
+    assert producer.flush(10) == 0
+    letters = dead_letters(
+        server.env["BULKOPS_KAFKA_BOOTSTRAP"], server.topics.dead_letter.name, expected=len(bad)
+    )
+    assert {letter.source_topic for letter in letters} == {server.topics.work.name}
+    reasons = " | ".join(letter.reason for letter in letters)
+    assert "does not match sponsorId" in reasons and "not processed here" in reasons
+    client = server.client(sponsor_id=64)
+    operation_id = submit(client, codes(2000, 500))
+    status = wait_terminal(client, operation_id, timeout=60)
+    assert status["status"] == "Completed" and status["metrics"]["successfulItems"] == 2000
+    assert messages_on(server, server.topics.results.name) == 4, "nothing for the bad ones"
