@@ -18,7 +18,7 @@ from api.services.submission import delivery_timeout
 from api.status_view import KafkaViewFollower, QuotaView, StatusView
 from bulkops import topicadmin
 from core import heap
-from core.lag import worker_lag
+from core.lag import LagMetrics, processor_lag, worker_lag
 from core.settings import ApiSettings, WorkerSettings
 from core.topics import Topics, TopicSpec
 from streams.app import build_worker
@@ -45,7 +45,10 @@ def _start_api_parts(app: FastAPI, settings: ApiSettings) -> None:
     app.state.job_type_view = job_types
     app.state.status_follower = follower
     app.state.lag_probe = worker_lag(settings)
-    app.state.metrics_collectors = [LiveOperations(view), app.state.lag_probe]
+    app.state.metrics_collectors = [
+        LiveOperations(view),
+        LagMetrics(app.state.lag_probe, processor_lag(settings)),
+    ]
     app.state.message_sink = KafkaMessageSink(
         settings.kafka_bootstrap, delivery_timeout=delivery_timeout(settings)
     )

@@ -133,21 +133,32 @@ class ConsumerLag:
         return sum(ends[key] - starts[key] for key in ends)
 
     def collect(self) -> Iterator[Metric]:
-        lags = self.read()
+        return LagMetrics(self).collect()
+
+
+class LagMetrics:
+    """The lag of several groups as one Prometheus collector (one family per metric)."""
+
+    def __init__(self, *probes: ConsumerLag) -> None:
+        self.probes = probes
+
+    def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily(
             "bulkops_consumer_lag_probe_ok",
             "1 if the broker answered the last consumer lag probe, else 0.",
             labels=["group"],
         )
-        up.add_metric([self.group], 0.0 if lags is None else 1.0)
-        yield up
         family = GaugeMetricFamily(
             "bulkops_consumer_lag_messages",
             "Messages not yet consumed by the group, per topic and partition.",
             labels=["group", "topic", "partition"],
         )
-        for lag in lags or ():
-            family.add_metric([self.group, lag.topic, str(lag.partition)], float(lag.lag))
+        for probe in self.probes:
+            lags = probe.read()
+            up.add_metric([probe.group], 0.0 if lags is None else 1.0)
+            for lag in lags or ():
+                family.add_metric([probe.group, lag.topic, str(lag.partition)], float(lag.lag))
+        yield up
         yield family
 
 
@@ -155,4 +166,13 @@ def worker_lag(settings: BulkopsSettings) -> ConsumerLag:
     """The lag of the worker group on the topics it consumes."""
     return ConsumerLag(
         settings.kafka_bootstrap, settings.app_id, Topics(settings.topic_prefix).consumed()
+    )
+
+
+def processor_lag(settings: BulkopsSettings) -> ConsumerLag:
+    """The lag of the processor processes' group on the work topic."""
+    return ConsumerLag(
+        settings.kafka_bootstrap,
+        settings.processor_group,
+        [Topics(settings.topic_prefix).work.name],
     )

@@ -32,7 +32,7 @@ from schemas.jobs import SEED_JOB_TYPE_EXAMPLE, JobBatch, JobItem
 from tests.integration.conftest import Server
 from tests.integration.test_codegen_flow import submit, wait_terminal
 from tests.integration.test_metrics import scrape, total
-from tests.integration.test_resilience import _dead_letters as dead_letters
+from tests.integration.test_resilience import dead_letters
 from tests.support import wait_for
 
 TYPE = "ticket:update_status"

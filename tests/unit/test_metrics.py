@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
 from api.observability import LiveOperations
-from core.lag import ConsumerLag
+from core.lag import ConsumerLag, LagMetrics
 from schemas.messages import BatchSunk, OperationSnapshot
 from streams.agents import count, explode, guarded, process
 from streams.testing import event, fake_worker
@@ -142,3 +142,14 @@ def test_an_unreachable_broker_reads_as_no_lag_and_probe_not_ok() -> None:
     families = {family.name: family for family in lag.collect()}
     assert [s.value for s in families["bulkops_consumer_lag_probe_ok"].samples] == [0.0]
     assert families["bulkops_consumer_lag_messages"].samples == []
+
+
+def test_the_lags_of_several_groups_are_one_family_per_metric() -> None:
+    probes = [ConsumerLag("127.0.0.1:1", group, ["t"], timeout=0.2) for group in ("w", "p")]
+    families = list(LagMetrics(*probes).collect())
+    assert [f.name for f in families] == [
+        "bulkops_consumer_lag_probe_ok",
+        "bulkops_consumer_lag_messages",
+    ]
+    assert [s.labels["group"] for s in families[0].samples] == ["w", "p"]
+    assert families[1].samples == []
