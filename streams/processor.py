@@ -50,8 +50,9 @@ log = logging.getLogger("bulkops.processor")
 
 #: Batches taken per round (one flush and one commit each).
 ROUND = 16
-#: How long reading the control topic up to its end may take before the round is given up.
-CONTROL_TIMEOUT_SECONDS = 30.0
+#: How long reading the control topic up to its end, or the broker's acks of a round's
+#: results, may take before the round is given up (and done again by a new process).
+BROKER_TIMEOUT_SECONDS = 30.0
 _REPORT_EVERY_SECONDS = 60.0
 
 
@@ -74,6 +75,7 @@ class Processor:
 
     def __init__(self, settings: WorkerSettings, index: int) -> None:
         self.name = f"processor {index}"
+        self._group = settings.processor_group
         self._topics = Topics(settings.topic_prefix)
         self._minter = CodeMinter(settings.code_secret)
         retention = timedelta(seconds=settings.early_control_retention_seconds)
@@ -107,7 +109,7 @@ class Processor:
             "%s: taking %s (group %s), controls from %d partitions",
             self.name,
             self._topics.work.name,
-            self._consumer.memberid() or "joining",
+            self._group,
             partitions,
         )
         try:
@@ -132,7 +134,7 @@ class Processor:
                 log.warning("%s: %s", self.name, error)
                 continue
             self._handle(message)
-        self._producer.flush(CONTROL_TIMEOUT_SECONDS)
+        self._producer.flush(BROKER_TIMEOUT_SECONDS)
         if len(self._producer) or self._undelivered:
             raise KafkaException(f"results not delivered: {self._undelivered[:3]}")
         offsets = {
@@ -153,7 +155,7 @@ class Processor:
         try:
             batch = ItemBatch.model_validate_json(value)
             check_sponsor_key(key, batch.sponsor_id)
-            self._controls.catch_up(message.partition() or 0, CONTROL_TIMEOUT_SECONDS)
+            self._controls.catch_up(message.partition() or 0, BROKER_TIMEOUT_SECONDS)
             result = outcome(batch, self._controls.view, self._minter)
         except (ValidationError, ValueError) as exc:
             letter = dead_letter_of(

@@ -66,15 +66,20 @@ def test_metrics_move_during_an_operation_and_the_lag_returns_to_zero(
     assert total(after, "bulkops_operations", status="Completed") == 1
     route = "/api/v1/bulk-operations/status/{operationId}"
     assert total(after, "bulkops_http_request_duration_seconds_count", route=route) >= 1
-    assert total(after, "bulkops_consumer_lag_probe_ok") == 1
+    worker_group = f"{server.env['BULKOPS_TOPIC_PREFIX']}-worker"
+    processor_group = f"{worker_group}-processors"
+    for group in (worker_group, processor_group):
+        assert total(after, "bulkops_consumer_lag_probe_ok", group=group) == 1
     lag_partitions = {
-        (dict(labels)["topic"], dict(labels)["partition"])
+        (dict(labels)["group"], dict(labels)["topic"], dict(labels)["partition"])
         for (name, labels) in after
         if name == "bulkops_consumer_lag_messages"
     }
     assert lag_partitions == {
-        (topic, str(p)) for topic in server.topics.consumed() for p in range(4)
-    }, "every partition of every topic the worker group reads"
+        (worker_group, topic, str(p)) for topic in server.topics.consumed() for p in range(4)
+    } | {(processor_group, server.topics.work.name, str(p)) for p in range(4)}, (
+        "every partition of every topic the worker group and the processors' group read"
+    )
     assert operation_id not in httpx.get(f"{server.base_url}/metrics").text
 
     wait_for(
