@@ -93,6 +93,7 @@ def test_a_processor_killed_mid_operation_loses_nothing_and_makes_each_code_once
         message="a fifth made",
     )
     os.kill(first, signal.SIGKILL)
+    assert processed(client, operation_id) < quantity, "killed mid-operation"
     wait_for(
         lambda: [pid for pid in processor_pids(server) if pid != first],
         timeout=30,
