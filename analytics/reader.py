@@ -13,7 +13,7 @@ from typing import Any
 from analytics import sql
 from analytics.connection import Connection
 from analytics.timefix import utc
-from schemas.messages import OperationSnapshot
+from schemas.status import OperationSnapshot
 
 _SQL = sql.load("reads.sql")
 

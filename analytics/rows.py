@@ -13,14 +13,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from schemas.common import ItemStatus
-from schemas.messages import (
-    ItemBatch,
-    ItemsChunk,
-    OperationRequested,
-    OperationSnapshot,
-    RecipientChunk,
-    ResultBatch,
-)
+from schemas.messages import ItemBatch, ItemsChunk, OperationRequested, RecipientChunk, ResultBatch
+from schemas.status import OperationSnapshot
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)

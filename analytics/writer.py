@@ -10,7 +10,8 @@ from analytics import rows
 from analytics.connection import Connection
 from analytics.rows import TableRows
 from core.metrics import CLICKHOUSE_ROWS_WRITTEN, CLICKHOUSE_WRITE_ERRORS, CLICKHOUSE_WRITE_SECONDS
-from schemas.messages import OperationRequested, OperationSnapshot, ResultBatch
+from schemas.messages import OperationRequested, ResultBatch
+from schemas.status import OperationSnapshot
 
 
 class ResultWriter:

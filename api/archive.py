@@ -15,7 +15,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
-from schemas.messages import OperationSnapshot
+from schemas.status import OperationSnapshot
 
 log = logging.getLogger("bulkops.api.status")
 

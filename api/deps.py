@@ -16,11 +16,9 @@ from api.producer import MessageSink
 from api.services.parallel import CpuPool
 from api.status_view import StatusView
 from core.settings import ApiSettings
-from schemas.messages import (
-    OPERATION_ID_PATTERN,
-    OperationSnapshot,
-)
+from schemas.messages import OPERATION_ID_PATTERN
 from schemas.responses import ErrorBody
+from schemas.status import OperationSnapshot
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "A body that is not JSON (or not UTF-8)"},

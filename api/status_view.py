@@ -34,8 +34,8 @@ from pydantic import ValidationError
 
 from api.archive import ArchiveReads, ReadMany
 from core.kafkalog import client_logger
-from schemas.messages import OperationSnapshot
 from schemas.quotas import QuotaSnapshot
+from schemas.status import OperationSnapshot
 
 log = logging.getLogger("bulkops.api.status")
 

@@ -22,11 +22,11 @@ from schemas.messages import (
     DeadLetter,
     ItemBatch,
     OperationRequested,
-    OperationSnapshot,
     ResultBatch,
 )
 from schemas.quotas import QuotaSnapshot, QuotaUpdate
 from schemas.requests import BulkCodeGenerationRequest
+from schemas.status import OperationSnapshot
 
 MODELS: dict[str, type[BaseModel]] = {
     "BulkCodeGenerationRequest": BulkCodeGenerationRequest,

@@ -1,7 +1,8 @@
 """Kafka message contracts.
 
-Every message of the flow is keyed by the sponsor id (as its decimal string) except the
-operation-status snapshots, which are keyed by operation id on a compacted topic.
+Every message of the flow is keyed by the sponsor id (as its decimal string); the
+operation-status snapshots, keyed by operation id on a compacted topic, are in
+:mod:`schemas.status`.
 """
 
 from __future__ import annotations
@@ -18,13 +19,12 @@ from schemas.common import (
     Channel,
     ItemError,
     ItemStatus,
-    OperationStatus,
     OperationType,
     WireModel,
 )
-from schemas.job_wire import JobItem, JobProgress, JobRun
+from schemas.job_wire import JobItem, JobRun
 from schemas.link_wire import DealerRow, LinkSendSpec, PreparedRecipient
-from schemas.quotas import QuotaRefusal, QuotaUpdate
+from schemas.quotas import QuotaUpdate
 from schemas.requests import BulkCodeGenerationRequest
 from schemas.run_rules import AutoPauseRule, ReleaseSchedule, Throttle
 
@@ -349,74 +349,6 @@ ProgressMessage = TypeAdapter(
     ]
 )
 """What the progress topic carries: stored batches, and webhook delivery attempts."""
-
-
-class OperationSnapshot(WireModel):
-    """State of one operation, published to the compacted status topic (key = operation id)."""
-
-    schema_version: int = SCHEMA_VERSION
-    operation_id: str
-    sponsor_id: int
-    operation_type: OperationType
-    job_type: str | None = Field(
-        default=None, description="A BulkJob's registered type (`ticket:update_status`)."
-    )
-    operation_name: str
-    requested_by: str
-    status: OperationStatus
-    priority: int = Field(default=5, ge=1, le=10, description="1 (low) to 10 (high).")
-    job_progress: JobProgress | None = Field(
-        default=None, description="A BulkJob's batches with the owning system, its retry limit."
-    )
-    total_items: int
-    processed_items: int = 0
-    successful_items: int = 0
-    failed_items: int = 0
-    skipped_items: int = 0
-    batches_total: int = 0
-    batches_done: int = 0
-    created_at: datetime
-    started_at: datetime | None = None
-    completed_at: datetime | None = None
-    last_updated: datetime
-    current_phase: str
-    status_message: str
-    processing_ms_total: float = 0.0
-    channel: Channel | None = None
-    total_cost: float = 0.0
-    stop_reason: str | None = Field(
-        default=None,
-        description="Why the operation stopped early: CANCELLED, STOP_ON_FIRST_ERROR, "
-        "BUDGET_EXCEEDED, SUBMISSION_INCOMPLETE or QUOTA_EXCEEDED.",
-    )
-    quota_refusal: QuotaRefusal | None = Field(
-        default=None, description="Which quota refused the operation (stopReason QUOTA_EXCEEDED)."
-    )
-    request_hash: str | None = Field(
-        default=None, max_length=64, description="sha256 of the submitted body."
-    )
-    cancelled_at: datetime | None = None
-    paused_at: datetime | None = None
-    pause_reason: str | None = Field(
-        default=None, description="Why the operation paused itself (absent for a user's pause)."
-    )
-    scheduled_start: datetime | None = Field(
-        default=None, description="When a scheduled operation starts (first open window)."
-    )
-    releases_end_at: datetime | None = Field(
-        default=None, description="When the last batch is planned to go out (spread sends)."
-    )
-    retry_of: str | None = None
-    throttle: Throttle | None = Field(
-        default=None, description="A send's concurrency, own rate and spread, as now in force."
-    )
-    webhook_state: str | None = Field(default=None, description="pending, delivered or failed")
-    webhook_attempts: list[WebhookAttempt] = Field(default_factory=list)
-    errors: list[ItemError] = Field(default_factory=list)
-    recent_results: list[RecentResult] = Field(default_factory=list)
-    version: int = Field(
-        default=0, ge=0, description="Grows with every change; readers keep the highest."
-    )
 
 
 class ControlAction(StrEnum):

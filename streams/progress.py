@@ -18,9 +18,10 @@ from core.schedule import open_seconds, planned_start, releases_end
 from schemas.common import OperationStatus
 from schemas.job_wire import MAX_BATCHES_SHOWN, JobProgress, JobRun
 from schemas.link_wire import LinkSendSpec
-from schemas.messages import BatchSunk, OperationRequested, OperationSnapshot
+from schemas.messages import BatchSunk, OperationRequested
 from schemas.quotas import QuotaRefusal
 from schemas.run_rules import AutoPauseRule, ReleaseSchedule, Throttle
+from schemas.status import OperationSnapshot
 from streams.bitmaps import bit, indexes_of, with_bit
 
 MAX_RECENT_RESULTS = 10

@@ -36,7 +36,6 @@ from api.services.submission import (
 )
 from core.settings import ApiSettings
 from schemas.common import OperationType
-from schemas.messages import OperationSnapshot
 from schemas.responses import (
     BulkInvitationHistory,
     BulkInvitationJob,
@@ -45,6 +44,7 @@ from schemas.responses import (
     ErrorBody,
     TierInventory,
 )
+from schemas.status import OperationSnapshot
 
 router = APIRouter(prefix=DEALER_PREFIX, tags=["dealer-invitations"])
 

@@ -35,7 +35,7 @@ from api.services.submission import (
 )
 from core.topics import Topics, sponsor_key
 from schemas.common import ErrorCategory, OperationStatus
-from schemas.messages import ControlAction, ControlCommand, OperationSnapshot
+from schemas.messages import ControlAction, ControlCommand
 from schemas.requests import RethrottleRequest
 from schemas.responses import (
     CancelResult,
@@ -46,6 +46,7 @@ from schemas.responses import (
     RetryResult,
 )
 from schemas.run_rules import Throttle
+from schemas.status import OperationSnapshot
 
 log = logging.getLogger("bulkops.api")
 

@@ -26,7 +26,7 @@ from api.services import tickets
 from api.services.presenters import API_PREFIX
 from api.status_view import StatusView
 from core.settings import ApiSettings
-from schemas.messages import OperationSnapshot
+from schemas.status import OperationSnapshot
 
 LIVE_INTERVAL = 0.25
 LIST_INTERVAL = 1.0

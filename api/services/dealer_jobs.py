@@ -22,8 +22,8 @@ from api.services.submission import queue_link_send
 from core.settings import ApiSettings
 from schemas.common import Channel, OperationStatus, OperationType
 from schemas.link_wire import DealerRow, LinkSendSpec, PreparedRecipient
-from schemas.messages import OperationSnapshot
 from schemas.responses import BulkInvitationStatus, DealerError, ErrorSummary
+from schemas.status import OperationSnapshot
 
 log = logging.getLogger("bulkops.api")
 

@@ -30,7 +30,7 @@ from pydantic import BaseModel
 from analytics.idempotency import StoredAnswer
 from api.deps import store_of, view_of
 from api.errors import ApiError
-from schemas.messages import OperationSnapshot
+from schemas.status import OperationSnapshot
 
 REPLAYED_HEADER = "Idempotent-Replayed"
 T = TypeVar("T")

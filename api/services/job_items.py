@@ -15,7 +15,8 @@ from typing import Any, Protocol
 from schemas.common import ItemStatus, OperationType
 from schemas.job_wire import JobProgress
 from schemas.jobs import JobsPage, JobStatus, JobView
-from schemas.messages import OperationRequested, OperationSnapshot
+from schemas.messages import OperationRequested
+from schemas.status import OperationSnapshot
 
 FINISHED: dict[str, JobStatus] = {
     ItemStatus.SUCCESS: JobStatus.COMPLETED,

@@ -33,8 +33,9 @@ from core.settings import ApiSettings
 from schemas.common import OperationType
 from schemas.job_wire import JobItem, JobProgress, JobRun
 from schemas.jobs import BulkJobRequest, JobTypeRecord
-from schemas.messages import OperationRequested, OperationSnapshot
+from schemas.messages import OperationRequested
 from schemas.responses import DryRunResult
+from schemas.status import OperationSnapshot
 
 #: Item errors reported in one answer (all are counted).
 MAX_REPORTED_ERRORS = 100

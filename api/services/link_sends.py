@@ -11,8 +11,8 @@ from api.services.parallel import CpuPool
 from api.services.recipients import Prepared, TemplateError, prepare
 from core.settings import ApiSettings
 from schemas.link_wire import LinkSendSpec
-from schemas.messages import OperationSnapshot
 from schemas.requests import BulkLinkSendRequest
+from schemas.status import OperationSnapshot
 
 
 def check_request(settings: ApiSettings, body: BulkLinkSendRequest) -> None:

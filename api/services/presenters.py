@@ -6,7 +6,6 @@ from datetime import datetime, timedelta
 
 from analytics.reader import HistoryRow
 from schemas.common import ItemError, OperationStatus, OperationType
-from schemas.messages import OperationSnapshot
 from schemas.responses import (
     BulkError,
     HistoryEntry,
@@ -15,6 +14,7 @@ from schemas.responses import (
     OperationStatusOut,
     RecentResultOut,
 )
+from schemas.status import OperationSnapshot
 
 API_PREFIX = "/api/v1/bulk-operations"
 

@@ -22,9 +22,9 @@ from api.producer import ProduceError
 from api.status_view import QuotaView
 from core.quotas import default_limits, quota_now, refusal, taken, use_on
 from core.topics import DEFAULTS_KEY, Topics, sponsor_key
-from schemas.messages import OperationSnapshot
 from schemas.quotas import QuotaLimits, QuotaRefusal, QuotaUpdate, QuotaUse
 from schemas.responses import QuotaEstimate, QuotaOverview
+from schemas.status import OperationSnapshot
 
 log = logging.getLogger("bulkops.api")
 

@@ -24,8 +24,9 @@ from api.services import jobs, quotas
 from api.services.submission import planned_send, queue_link_send
 from schemas.job_wire import JobItem
 from schemas.link_wire import DealerRow, PreparedRecipient
-from schemas.messages import ItemBatch, OperationRequested, OperationSnapshot
+from schemas.messages import ItemBatch, OperationRequested
 from schemas.responses import DryRunResult, RetryResult
+from schemas.status import OperationSnapshot
 
 log = logging.getLogger("bulkops.api")
 

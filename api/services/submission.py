@@ -48,10 +48,11 @@ from core.webhooks import UnsafeTarget, check_target
 from schemas.common import OperationStatus, OperationType
 from schemas.jobs import JobProcessingOptions
 from schemas.link_wire import LinkSendSpec, PreparedRecipient
-from schemas.messages import OperationAbort, OperationRequested, OperationSnapshot
+from schemas.messages import OperationAbort, OperationRequested
 from schemas.requests import ProcessingOptions
 from schemas.responses import DryRunResult, Envelope, ErrorBody, OperationAccepted
 from schemas.run_rules import AutoPauseRule, ReleaseSchedule
+from schemas.status import OperationSnapshot
 
 log = logging.getLogger("bulkops.api")
 

@@ -19,7 +19,7 @@ from api.services import jobs
 from api.services.presenters import time_remaining
 from core.settings import ApiSettings
 from schemas.jobs import BulkJobRequest, JobTypeRecord
-from schemas.messages import OperationSnapshot
+from schemas.status import OperationSnapshot
 from schemas.tickets import (
     TicketBulkAccepted,
     TicketBulkEntry,

@@ -31,13 +31,8 @@ from schemas.common import (
     OperationType,
 )
 from schemas.link_wire import PreparedRecipient
-from schemas.messages import (
-    ItemBatch,
-    OperationRequested,
-    OperationSnapshot,
-    RecipientChunk,
-    ResultBatch,
-)
+from schemas.messages import ItemBatch, OperationRequested, RecipientChunk, ResultBatch
+from schemas.status import OperationSnapshot
 from tests.support import run_script
 
 NOW = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)

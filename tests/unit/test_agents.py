@@ -20,12 +20,12 @@ from schemas.messages import (
     OperationAbort,
     OperationRequested,
     OperationsMessage,
-    OperationSnapshot,
     RecipientChunk,
     Redrive,
     ReleaseTick,
     ResultBatch,
 )
+from schemas.status import OperationSnapshot
 from streams.agents import control, count, explode, guarded, process, sink
 from streams.progress import is_batch_done
 from streams.testing import FakeWorker, event, fake_worker

@@ -12,8 +12,9 @@ from fastapi.testclient import TestClient
 from api.auth import Role
 from api.status_view import StatusView
 from core.topics import Topics
-from schemas.messages import OperationRequested, OperationSnapshot
+from schemas.messages import OperationRequested
 from schemas.requests import SEED_CODE_GENERATION_EXAMPLE
+from schemas.status import OperationSnapshot
 from tests.unit.conftest import FakeMessageSink, auth
 
 

@@ -11,9 +11,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from schemas.common import ErrorCategory, OperationStatus
-from schemas.messages import ItemBatch, OperationRequested, OperationSnapshot
+from schemas.messages import ItemBatch, OperationRequested
 from schemas.requests import SEED_LINK_SEND_EXAMPLE
 from schemas.run_rules import AutoPauseRule
+from schemas.status import OperationSnapshot
 from streams.progress import OperationState, apply_batch, judge_errors, resume
 from streams.providers.base import Delivery, ProviderError
 from streams.testing import fake_worker

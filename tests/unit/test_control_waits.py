@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from api.status_view import StatusView
-from schemas.messages import OperationSnapshot
+from schemas.status import OperationSnapshot
 from tests.unit.conftest import FakeMessageSink, api_client, auth
 
 BASE = "/api/v1/bulk-operations"

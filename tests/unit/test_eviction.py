@@ -15,13 +15,8 @@ import pytest
 
 from api.status_view import StatusView
 from schemas.common import OperationStatus
-from schemas.messages import (
-    ControlAction,
-    ControlCommand,
-    OperationEvict,
-    OperationsMessage,
-    OperationSnapshot,
-)
+from schemas.messages import ControlAction, ControlCommand, OperationEvict, OperationsMessage
+from schemas.status import OperationSnapshot
 from streams import timers
 from streams.agents import control, evict, guarded
 from streams.testing import FakeWorker, event, fake_worker

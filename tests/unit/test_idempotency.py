@@ -13,8 +13,9 @@ from fastapi.testclient import TestClient
 from api.auth import Role
 from core.topics import Topics
 from schemas.common import OperationStatus, OperationType
-from schemas.messages import OperationRequested, OperationSnapshot
+from schemas.messages import OperationRequested
 from schemas.requests import SEED_CODE_GENERATION_EXAMPLE, SEED_LINK_SEND_EXAMPLE
+from schemas.status import OperationSnapshot
 from tests.unit.conftest import FakeMessageSink, auth
 from tests.unit.test_dealer_api import rows, upload
 from tests.unit.test_workbook import xlsx

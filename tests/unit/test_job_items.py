@@ -12,7 +12,8 @@ from api.services import job_items
 from schemas.common import ItemStatus, OperationStatus, OperationType
 from schemas.job_wire import JobProgress
 from schemas.jobs import JobsPage, JobStatus
-from schemas.messages import OperationRequested, OperationSnapshot
+from schemas.messages import OperationRequested
+from schemas.status import OperationSnapshot
 from tests.unit.test_job_running import job_run
 
 NOW = datetime(2026, 11, 28, 12, tzinfo=UTC)

@@ -14,7 +14,8 @@ from prometheus_client import REGISTRY
 
 from api.observability import LiveOperations
 from core.lag import ConsumerLag, LagMetrics
-from schemas.messages import BatchSunk, OperationSnapshot
+from schemas.messages import BatchSunk
+from schemas.status import OperationSnapshot
 from streams.agents import count, explode, guarded, process
 from streams.testing import event, fake_worker
 from streams.writebehind import WriteBehind

@@ -13,7 +13,7 @@ from api.auth import Role
 from api.routes import live
 from api.status_view import StatusView
 from core.lag import PartitionLag
-from schemas.messages import OperationSnapshot
+from schemas.status import OperationSnapshot
 from tests.unit.conftest import auth
 from tests.unit.test_metrics import snapshot
 

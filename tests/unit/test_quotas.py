@@ -10,8 +10,9 @@ import pytest
 
 from core.quotas import refusal, seconds_to_midnight, taken, use_on
 from schemas.common import OperationStatus
-from schemas.messages import ControlAction, ControlCommand, OperationSnapshot
+from schemas.messages import ControlAction, ControlCommand
 from schemas.quotas import Quota, QuotaLimits, QuotaSnapshot, QuotaUpdate, QuotaUse
+from schemas.status import OperationSnapshot
 from streams.agents import control, explode, guarded
 from streams.testing import FakeWorker, event, fake_worker
 from tests.unit.test_agents import codes_request, handle_operations, run_batches_through

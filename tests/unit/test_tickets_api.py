@@ -17,7 +17,8 @@ from api.services import tickets
 from examples.tickets.service import type_spec
 from examples.tickets.store import Change, Refused, TicketStore
 from schemas.common import ErrorCategory, ItemError, OperationStatus, OperationType
-from schemas.messages import JobItemsChunk, OperationRequested, OperationSnapshot, RecentResult
+from schemas.messages import JobItemsChunk, OperationRequested, RecentResult
+from schemas.status import OperationSnapshot
 from schemas.tickets import TicketStatus
 from tests.unit.conftest import (
     FakeMessageSink,
