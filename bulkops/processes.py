@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from types import TracebackType
+
+from core import metrics
 
 log = logging.getLogger("bulkops")
 
@@ -16,6 +20,14 @@ _CHECK_SECONDS = 0.5
 _QUICK_DEATH_SECONDS = 10.0
 _MAX_BACKOFF_SECONDS = 30.0
 _STOP_SECONDS = 10.0
+
+
+def exit_name(code: int) -> str:
+    """``0``, ``1``, … or the signal's name (``SIGKILL``) for a process a signal ended."""
+    if code < 0:
+        with suppress(ValueError):
+            return signal.Signals(-code).name
+    return str(code)
 
 
 def processor_command(index: int) -> list[str]:
@@ -39,6 +51,7 @@ class Processors:
     def __enter__(self) -> Processors:
         for index in range(self._count):
             self._children[index] = self._spawn(index)
+        metrics.PROCESSORS_RUNNING.set(len(self._children))
         if self._count:
             log.info("started %d processor processes", self._count)
             self._watcher.start()
@@ -62,6 +75,7 @@ class Processors:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
+        metrics.PROCESSORS_RUNNING.set(0)
 
     def pids(self) -> list[int]:
         return [child.pid for child in self._children.values() if child.poll() is None]
@@ -73,6 +87,7 @@ class Processors:
         started = dict.fromkeys(self._children, time.monotonic())
         backoff = dict.fromkeys(self._children, 0.5)
         while not self._stopping.wait(_CHECK_SECONDS):
+            metrics.PROCESSORS_RUNNING.set(len(self.pids()))
             for index, child in list(self._children.items()):
                 code = child.poll()
                 if code is None:
@@ -82,10 +97,12 @@ class Processors:
                 log.warning(
                     "processor %d exited with %s; starting it again in %.0fs",
                     index,
-                    code,
+                    exit_name(code),
                     backoff[index],
                 )
                 if self._stopping.wait(backoff[index]):
                     return
                 self._children[index] = self._spawn(index)
                 started[index] = time.monotonic()
+                metrics.PROCESSOR_RESTARTS.labels(exit_name(code)).inc()
+                metrics.PROCESSORS_RUNNING.set(len(self.pids()))

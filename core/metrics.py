@@ -95,6 +95,16 @@ WRITE_BEHIND_ROWS = Gauge(
     "Operation rows waiting in the worker's write-behind buffer.",
     multiprocess_mode="livesum",
 )
+PROCESSORS_RUNNING = Gauge(
+    "bulkops_processors_running",
+    "Processor processes this worker started that are running now.",
+    multiprocess_mode="livesum",
+)
+PROCESSOR_RESTARTS = Counter(
+    "bulkops_processor_restarts_total",
+    "Processor processes that exited and were started again, by exit (code or signal name).",
+    ["exit"],
+)
 HTTP_REQUEST_SECONDS = Histogram(
     "bulkops_http_request_duration_seconds",
     "API request latency, by method, route template and status code.",

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import psutil
 import pytest
+from prometheus_client import REGISTRY
 
 from bulkops.processes import Processors
 from schemas.common import ItemStatus, OperationType
@@ -140,10 +141,17 @@ def sleeper() -> list[str]:
     return [sys.executable, "-c", "import time; time.sleep(120)"]
 
 
+def sample(name: str, labels: dict[str, str] | None = None) -> float:
+    return REGISTRY.get_sample_value(name, labels or {}) or 0.0
+
+
 def test_a_dead_processor_is_started_again_and_all_stop_with_the_worker() -> None:
+    restarts = {"exit": "SIGKILL"}
+    killed_before = sample("bulkops_processor_restarts_total", restarts)
     with Processors(2, command=lambda _: sleeper()) as processors:
         first = processors.pids()
         assert len(first) == 2
+        assert sample("bulkops_processors_running") == 2
         os.kill(first[0], signal.SIGKILL)
         again = wait_for(
             lambda: [p for p in processors.pids() if p not in first],
@@ -151,5 +159,12 @@ def test_a_dead_processor_is_started_again_and_all_stop_with_the_worker() -> Non
             message="started again",
         )
         assert first[1] in processors.pids()
+        wait_for(
+            lambda: sample("bulkops_processor_restarts_total", restarts) == killed_before + 1,
+            timeout=5,
+            message="the restart counted, by the signal that ended the process",
+        )
+        wait_for(lambda: sample("bulkops_processors_running") == 2, timeout=5, message="2 running")
+    assert sample("bulkops_processors_running") == 0
     for pid in [first[1], *again]:
         assert not psutil.pid_exists(pid), "stopped and waited for with the worker"
