@@ -12,6 +12,7 @@ from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any, cast
 
+import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
 from analytics import sql
@@ -96,7 +97,9 @@ class Connection:
         timestamps: Collection[str] = (),
     ) -> None:
         """Column-oriented rows, sent as Arrow (:mod:`analytics.arrow`)."""
-        arrow = to_arrow(columns, values, timestamps)
+        self.insert_arrow(table, to_arrow(columns, values, timestamps))
+
+    def insert_arrow(self, table: str, arrow: pa.Table) -> None:
         with self.write_lock:
             self._writer.insert_arrow(table, arrow)
 

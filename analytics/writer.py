@@ -28,14 +28,14 @@ class ResultWriter:
         stored, and its items are what a replay is recognised by.
         """
         items = rows.item_rows(batches)
-        for table in _merged(extra):
+        for table in merged_by_table(extra):
             self._write(table)
         self._write(items)
         return len(items)
 
     def write(self, tables: Sequence[TableRows]) -> None:
         """Store rows of any tables, one insert per table (rows of one table are merged)."""
-        for table in _merged(tables):
+        for table in merged_by_table(tables):
             self._write(table)
 
     def record_request(self, request: OperationRequested) -> None:
@@ -68,7 +68,7 @@ class ResultWriter:
         CLICKHOUSE_ROWS_WRITTEN.labels(table.table).inc(len(table))
 
 
-def _merged(tables: Sequence[TableRows]) -> list[TableRows]:
+def merged_by_table(tables: Sequence[TableRows]) -> list[TableRows]:
     """One ``TableRows`` per table, in first-seen order; the rows of later ones are moved into
     the first of their table (the inputs are built for this one insert and consumed by it)."""
     merged: dict[str, TableRows] = {}
