@@ -8,7 +8,7 @@ re-entrant, so a caller can read and write under it as one step (code reservatio
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -16,7 +16,6 @@ import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
 from analytics import sql
-from analytics.arrow import to_arrow
 from analytics.client import connect
 from analytics.faults import WriteFaults
 
@@ -89,17 +88,8 @@ class Connection:
         with self.write_lock:
             self._writer.insert(table, rows, column_names=columns)
 
-    def insert_columns(
-        self,
-        table: str,
-        columns: Sequence[str],
-        values: Sequence[Sequence[Any]],
-        timestamps: Collection[str] = (),
-    ) -> None:
-        """Column-oriented rows, sent as Arrow (:mod:`analytics.arrow`)."""
-        self.insert_arrow(table, to_arrow(columns, values, timestamps))
-
     def insert_arrow(self, table: str, arrow: pa.Table) -> None:
+        """Column-oriented rows (:mod:`analytics.arrow`): ClickHouse reads them natively."""
         with self.write_lock:
             self._writer.insert_arrow(table, arrow)
 

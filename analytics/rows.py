@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pyarrow as pa
+
+from analytics import arrow
 from schemas.common import ItemStatus
 from schemas.messages import ItemBatch, ItemsChunk, OperationRequested, RecipientChunk, ResultBatch
 from schemas.status import OperationSnapshot
@@ -33,19 +36,29 @@ def from_ms(ticks: int | datetime) -> datetime:
 
 @dataclass
 class TableRows:
-    """Rows for one table, ready for one insert (column-oriented: one list per column)."""
+    """Rows for one table, ready for one insert: Python rows, or (column-oriented) Arrow
+    tables of ``columns``, one per message they came from (:mod:`analytics.arrow`)."""
 
     table: str
     columns: tuple[str, ...]
     rows: list[list[Any]] = field(default_factory=list)
     column_oriented: bool = False
-    # Column-oriented: the columns holding ``ms()`` ticks of a DateTime64(3).
-    timestamps: tuple[str, ...] = ()
+    chunks: list[pa.Table] = field(default_factory=list)
 
     def __len__(self) -> int:
         if self.column_oriented:
-            return len(self.rows[0]) if self.rows else 0
+            return sum(chunk.num_rows for chunk in self.chunks)
         return len(self.rows)
+
+    def arrow(self) -> pa.Table:
+        """The column-oriented rows as one Arrow table."""
+        return arrow.concatenated(self.chunks)
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every row as a dict by column (timestamps as :func:`ms` ticks)."""
+        if self.column_oriented:
+            return [r for chunk in self.chunks for r in arrow.records(chunk)]
+        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
 
 
 ITEM_COLUMNS = (
@@ -151,73 +164,99 @@ TEMPLATE_COLUMNS = (
 
 
 def item_rows(batches: Sequence[ResultBatch]) -> TableRows:
-    """One ``items`` row per item of every batch, column-oriented (the sink's hot path)."""
-    columns: list[list[Any]] = [[] for _ in ITEM_COLUMNS]
-    for batch in batches:
-        _add_items(batch, columns)
+    """One ``items`` row per item of every batch, an Arrow table per batch (the sink's hot
+    path)."""
     return TableRows(
-        "items", ITEM_COLUMNS, columns, column_oriented=True, timestamps=("processed_at",)
+        "items", ITEM_COLUMNS, column_oriented=True, chunks=[_item_table(b) for b in batches]
     )
 
 
-def _add_items(batch: ResultBatch, items: list[list[Any]]) -> None:
-    """Extend the ``items`` columns with the batch's rows.
+def _item_table(batch: ResultBatch) -> pa.Table:
+    """The batch's ``items`` rows.
 
-    Built a column at a time from lists the size of the batch, never a Python step per item
-    and column: a batch whose items share one outcome (every code of a code batch) costs a
-    few list multiplications, and the per-item work is left to the errors alone.
+    A batch whose items share one outcome (every code of a code batch) is a few repeated
+    values; per-item work is left to the results and to the errors.
     """
     n = len(batch.statuses)
-    op = batch.operation_id
-    indexes = range(batch.start_index, batch.start_index + n)
     statuses = batch.statuses
     uniform = n > 0 and statuses.count(statuses[0]) == n
-    items[0].extend([batch.sponsor_id] * n)
-    items[1].extend([op] * n)
-    items[2].extend(indexes)
-    items[3].extend(batch.item_ids or [f"{op}:{i}" for i in indexes])
-    items[4].extend([batch.operation_type.value] * n)
-    items[5].extend([statuses[0].value] * n if uniform else [s.value for s in statuses])
-    items[6].extend(batch.results)
-    _add_errors(batch, n, items)
-    items[12].extend([ms(batch.processed_at)] * n)
-    items[13].extend([batch.duration_ms / n if n else 0.0] * n)
-    items[14].extend([batch.channel.value if batch.channel else None] * n)
+    indexes = arrow.counting(batch.start_index, n)
     if uniform:
-        cost = batch.unit_cost if statuses[0] is ItemStatus.SUCCESS else 0.0
-        items[15].extend([cost] * n)
+        status = arrow.repeated(statuses[0].value, n, arrow.TEXT)
+        cost = arrow.repeated(
+            batch.unit_cost if statuses[0] is ItemStatus.SUCCESS else 0.0, n, arrow.FLOAT
+        )
+        attempts = arrow.repeated(0 if statuses[0] is ItemStatus.SKIPPED else 1, n, arrow.INT)
     else:
-        items[15].extend([batch.unit_cost if s is ItemStatus.SUCCESS else 0.0 for s in statuses])
-    if batch.attempts:
-        items[16].extend(batch.attempts)
-    elif uniform:
-        items[16].extend([0 if statuses[0] is ItemStatus.SKIPPED else 1] * n)
-    else:
-        items[16].extend([0 if s is ItemStatus.SKIPPED else 1 for s in statuses])
-    items[17].extend(batch.latencies_ms or [0.0] * n)
+        status = pa.array([s.value for s in statuses], arrow.TEXT)
+        cost = pa.array(
+            [batch.unit_cost if s is ItemStatus.SUCCESS else 0.0 for s in statuses], arrow.FLOAT
+        )
+        attempts = pa.array([0 if s is ItemStatus.SKIPPED else 1 for s in statuses], arrow.INT)
+    channel = batch.channel.value if batch.channel else None
+    return arrow.table(
+        ITEM_COLUMNS,
+        [
+            arrow.repeated(batch.sponsor_id, n, arrow.INT),
+            arrow.repeated(batch.operation_id, n, arrow.TEXT),
+            indexes,
+            (
+                pa.array(batch.item_ids, arrow.TEXT)
+                if batch.item_ids
+                else arrow.prefixed(f"{batch.operation_id}:", indexes)
+            ),
+            arrow.repeated(batch.operation_type.value, n, arrow.TEXT),
+            status,
+            pa.array(batch.results, arrow.TEXT),
+            *_error_arrays(batch, n),
+            arrow.repeated(ms(batch.processed_at), n, arrow.MILLISECONDS_UTC),
+            arrow.repeated(batch.duration_ms / n if n else 0.0, n, arrow.FLOAT),
+            arrow.repeated(channel, n, arrow.TEXT),
+            cost,
+            arrow.values(batch.attempts, arrow.INT) if batch.attempts else attempts,
+            (
+                arrow.values(batch.latencies_ms, arrow.FLOAT)
+                if batch.latencies_ms
+                else arrow.repeated(0.0, n, arrow.FLOAT)
+            ),
+        ],
+    )
 
 
-def _add_errors(batch: ResultBatch, n: int, items: list[list[Any]]) -> None:
-    """The error columns (7 to 11): empty values, overwritten where an item failed."""
+def _error_arrays(batch: ResultBatch, n: int) -> list[pa.Array]:
+    """The error columns: empty, but where an item failed (the last error of an item wins;
+    an error naming an item outside the batch stores nothing)."""
+    placed = [
+        (offset, error)
+        for error in batch.errors
+        if 0 <= (offset := error.item_index - batch.start_index) < n
+    ]
+    if not placed:
+        return [
+            arrow.repeated(None, n, arrow.TEXT),
+            arrow.repeated(None, n, arrow.TEXT),
+            arrow.repeated(None, n, arrow.TEXT),
+            arrow.repeated(False, n, arrow.BOOL),
+            arrow.repeated(0, n, arrow.INT),
+        ]
     codes: list[str | None] = [None] * n
     messages: list[str | None] = [None] * n
     categories: list[str | None] = [None] * n
     retryable = [False] * n
     retries = [0] * n
-    for error in batch.errors:
-        offset = error.item_index - batch.start_index
-        if not 0 <= offset < n:
-            continue  # an error naming an item outside the batch stores nothing, as before
+    for offset, error in placed:
         codes[offset] = error.error_code
         messages[offset] = error.error_message
         categories[offset] = error.error_category.value
         retryable[offset] = error.is_retryable
         retries[offset] = error.retry_count
-    items[7].extend(codes)
-    items[8].extend(messages)
-    items[9].extend(categories)
-    items[10].extend(retryable)
-    items[11].extend(retries)
+    return [
+        pa.array(codes, arrow.TEXT),
+        pa.array(messages, arrow.TEXT),
+        pa.array(categories, arrow.TEXT),
+        pa.array(retryable, arrow.BOOL),
+        pa.array(retries, arrow.INT),
+    ]
 
 
 def code_rows(batch: ResultBatch) -> TableRows:
@@ -225,33 +264,34 @@ def code_rows(batch: ResultBatch) -> TableRows:
     if batch.tier_id is None or batch.expires_at is None:
         raise ValueError(f"code batch {batch.batch_index} of {batch.operation_id} lacks its tier")
     n = len(batch.statuses)
-    indexes: Sequence[int] = range(batch.start_index, batch.start_index + n)
     codes: Sequence[str | None] = batch.results
-    if batch.statuses.count(ItemStatus.SUCCESS) != n or None in codes:
+    if batch.statuses.count(ItemStatus.SUCCESS) == n and None not in codes:
+        indexes = arrow.counting(batch.start_index, n)
+    else:
         made = [
             (index, code)
-            for index, status, code in zip(indexes, batch.statuses, codes, strict=True)
+            for index, status, code in zip(
+                range(batch.start_index, batch.start_index + n), batch.statuses, codes, strict=True
+            )
             if status is ItemStatus.SUCCESS and code is not None
         ]
-        indexes, codes = [index for index, _ in made], [code for _, code in made]
+        indexes = pa.array([index for index, _ in made], arrow.INT)
+        codes = [code for _, code in made]
         n = len(made)
-    columns: list[list[Any]] = [
-        [batch.sponsor_id] * n,
-        [batch.operation_id] * n,
-        list(indexes),
-        list(codes),
-        [batch.tier_id] * n,
-        [batch.batch_name] * n,
-        [ms(batch.processed_at)] * n,
-        [ms(batch.expires_at)] * n,
-    ]
-    return TableRows(
-        "codes",
+    chunk = arrow.table(
         CODE_COLUMNS,
-        columns,
-        column_oriented=True,
-        timestamps=("created_at", "expires_at"),
+        [
+            arrow.repeated(batch.sponsor_id, n, arrow.INT),
+            arrow.repeated(batch.operation_id, n, arrow.TEXT),
+            indexes,
+            pa.array(codes, arrow.TEXT),
+            arrow.repeated(batch.tier_id, n, arrow.INT),
+            arrow.repeated(batch.batch_name, n, arrow.TEXT),
+            arrow.repeated(ms(batch.processed_at), n, arrow.MILLISECONDS_UTC),
+            arrow.repeated(ms(batch.expires_at), n, arrow.MILLISECONDS_UTC),
+        ],
     )
+    return TableRows("codes", CODE_COLUMNS, column_oriented=True, chunks=[chunk])
 
 
 def dealer_rows(batch: ResultBatch) -> list[TableRows]:

@@ -49,15 +49,7 @@ class MemoryTables:
         self.inserts.append(table.table)
         keys = _KEYS[table.table]
         into = self.tables.setdefault(table.table, {})
-        records = (
-            [
-                dict(zip(table.columns, values, strict=True))
-                for values in zip(*table.rows, strict=True)
-            ]
-            if table.column_oriented
-            else [dict(zip(table.columns, values, strict=True)) for values in table.rows]
-        )
-        for record in records:
+        for record in table.records():
             key = tuple(record[k] for k in keys)
             current = into.get(key)
             if current is None or record.get("version", 0) >= current.get("version", 0):

@@ -56,9 +56,7 @@ class ResultWriter:
         started = time.perf_counter()
         try:
             if table.column_oriented:
-                self._connection.insert_columns(
-                    table.table, table.columns, table.rows, table.timestamps
-                )
+                self._connection.insert_arrow(table.table, table.arrow())
             else:
                 self._connection.insert(table.table, table.rows, table.columns)
         except Exception:
@@ -77,8 +75,7 @@ def merged_by_table(tables: Sequence[TableRows]) -> list[TableRows]:
         if into is table:
             continue
         if table.column_oriented:
-            for column, values in zip(into.rows, table.rows, strict=True):
-                column.extend(values)
+            into.chunks.extend(table.chunks)
         else:
             into.rows.extend(table.rows)
     return list(merged.values())

@@ -27,7 +27,6 @@ from rich.console import Console
 from rich.table import Table
 
 from analytics import rows
-from analytics.arrow import to_arrow
 from analytics.store import AnalyticsStore
 from analytics.writer import merged_by_table
 from schemas.common import ItemStatus, OperationType
@@ -81,7 +80,7 @@ def main() -> int:
         for group in groups:
             cpu, wall = cpu_seconds(process), time.perf_counter()
             tables = merged_by_table([*map(rows.code_rows, group), rows.item_rows(group)])
-            arrows = [(t.table, to_arrow(t.columns, t.rows, t.timestamps)) for t in tables]
+            arrows = [(t.table, t.arrow()) for t in tables]
             middle_cpu, middle = cpu_seconds(process), time.perf_counter()
             for table, arrow in arrows:
                 connection.insert_arrow(table, arrow)

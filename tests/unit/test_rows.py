@@ -96,8 +96,8 @@ def reference_items(result: ResultBatch) -> list[dict[str, Any]]:
 
 def as_rows(table: rows.TableRows) -> list[dict[str, Any]]:
     assert table.column_oriented
-    items = zip(*table.rows, strict=True)  # every column one value per item
-    return [dict(zip(table.columns, values, strict=True)) for values in items]
+    assert all(chunk.column_names == list(table.columns) for chunk in table.chunks)
+    return table.records()
 
 
 S, F, K = ItemStatus.SUCCESS, ItemStatus.FAILED, ItemStatus.SKIPPED
