@@ -7,10 +7,12 @@ them: ``--per-insert`` batches (50) per call of ``ResultWriter.insert_results``,
 no API, no counting: the floor under what one ``bulkops serve`` can sink per second.
 
 Prints, per phase (building the Arrow tables in Python; chDB's insert), wall seconds, CPU
-seconds of the whole process (all threads, chDB's included) and microseconds of each per
-code, and the codes/s the owning process could store at best.
+seconds of the whole process (all threads, chDB's included), microseconds of each per code,
+CPU milliseconds per call, and the codes/s the owning process could store at best.
 
     .venv/bin/python benchmarks/store_floor.py
+    # what each insert costs whatever it holds: small operations' inserts
+    .venv/bin/python benchmarks/store_floor.py --quantity 6000 --batch-size 30 --per-insert 1
 """
 
 from __future__ import annotations
@@ -93,7 +95,8 @@ def main() -> int:
         connection.close()
     n = args.quantity
     table = Table(title=f"storing {n:,} codes ({len(groups)} inserts of each table)")
-    for column in ("phase", "wall s", "CPU s", "wall µs/code", "CPU µs/code", "codes/s at best"):
+    columns = ("phase", "wall s", "CPU s", "wall µs/code", "CPU µs/code", "CPU ms/call")
+    for column in (*columns, "codes/s at best"):
         table.add_column(column, justify="right")
     for phase, wall, cpu in (
         ("Arrow tables (Python)", build, build_cpu),
@@ -106,6 +109,7 @@ def main() -> int:
             f"{cpu:.2f}",
             f"{wall / n * 1e6:.2f}",
             f"{cpu / n * 1e6:.2f}",
+            f"{cpu / len(groups) * 1e3:.2f}",
             f"{n / wall:,.0f}",
         )
     console.print(table)

@@ -103,7 +103,7 @@ def test_a_processor_killed_mid_operation_loses_nothing_and_makes_each_code_once
     assert status["status"] == "Completed", status
     metrics = status["metrics"]
     assert metrics["processedItems"] == metrics["successfulItems"] == quantity
-    assert "processor 0 exited with -9" in server.log_path.read_text(errors="replace")
+    assert "processor 0 exited with SIGKILL" in server.log_path.read_text(errors="replace")
     probe_every_code_once(server, operation_id, 62, quantity)
 
 
