@@ -89,13 +89,18 @@ def encode_bodies(ciphertext: bytes, head: str = "") -> list[str]:
     return joined.split(" ")[:-1]
 
 
-def generate_codes(minter: CodeMinter, batch: ItemBatch) -> ResultBatch:
-    """Process one code-generation item batch: every item succeeds with its code."""
+def generate_codes(
+    minter: CodeMinter, batch: ItemBatch, taken_at: datetime | None = None
+) -> ResultBatch:
+    """Process one code-generation item batch: every item succeeds with its code.
+
+    ``taken_at``: when the batch was taken, its items' ``processed_at`` (now by default).
+    """
     spec = batch.code
     if spec is None:
         raise ValueError("a code-generation batch needs its code spec")
     started = time.perf_counter()
-    now = datetime.now(UTC)
+    now = taken_at or datetime.now(UTC)
     codes = minter.codes(
         spec.prefix, batch.sponsor_id, spec.serial_base + batch.start_index, batch.count
     )

@@ -56,9 +56,15 @@ BROKER_TIMEOUT_SECONDS = 30.0
 _REPORT_EVERY_SECONDS = 60.0
 
 
-def outcome(batch: ItemBatch, view: ControlView, minter: CodeMinter) -> ResultBatch | None:
+def outcome(
+    batch: ItemBatch, view: ControlView, minter: CodeMinter, taken_at: datetime | None = None
+) -> ResultBatch | None:
     """What becomes of ``batch``: its result (skipped items if its operation was cancelled),
-    or None when it goes back to the worker to be held (its operation is paused)."""
+    or None when it goes back to the worker to be held (its operation is paused).
+
+    ``taken_at``: when the processor took the batch, before it read the controls; its items'
+    ``processed_at``.
+    """
     kind = kind_of(batch.operation_type)
     if not kind.stateless:
         raise InvalidMessage(f"{batch.operation_type.value} batches are not processed here")
@@ -67,7 +73,7 @@ def outcome(batch: ItemBatch, view: ControlView, minter: CodeMinter) -> ResultBa
         return kind.annotate(batch, skip_batch(batch, reason))
     if view.is_paused(batch.operation_id):
         return None
-    return kind.annotate(batch, kind.process_alone(minter, batch))
+    return kind.annotate(batch, kind.process_alone(minter, batch, taken_at))
 
 
 class Processor:
@@ -155,8 +161,11 @@ class Processor:
         try:
             batch = ItemBatch.model_validate_json(value)
             check_sponsor_key(key, batch.sponsor_id)
+            # Stamped before the controls are read: a batch that goes on passed its check
+            # before any cancel it missed was answered, and its items say so.
+            taken_at = datetime.now(UTC)
             self._controls.catch_up(message.partition() or 0, BROKER_TIMEOUT_SECONDS)
-            result = outcome(batch, self._controls.view, self._minter)
+            result = outcome(batch, self._controls.view, self._minter, taken_at)
         except (ValidationError, ValueError) as exc:
             letter = dead_letter_of(
                 message.topic() or "",

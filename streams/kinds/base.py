@@ -21,6 +21,7 @@ bitmap is skipped, a stored batch is recognised by its items (``KeptState.stored
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
 from analytics.rows import TableRows
@@ -72,8 +73,11 @@ class OperationKind(ABC):
     async def process(self, ctx: WorkerContext, batch: ItemBatch) -> ResultBatch | None:
         """The batch's outcome, or None when it was handed back to be held (paused)."""
 
-    def process_alone(self, minter: CodeMinter, batch: ItemBatch) -> ResultBatch:
-        """The batch's outcome from the batch alone (``stateless`` kinds only)."""
+    def process_alone(
+        self, minter: CodeMinter, batch: ItemBatch, taken_at: datetime | None = None
+    ) -> ResultBatch:
+        """The batch's outcome from the batch alone (``stateless`` kinds only), its items
+        processed at ``taken_at`` (now by default)."""
         raise NotImplementedError(f"{self.operation_type.value} batches need the worker")
 
     def annotate(self, batch: ItemBatch, result: ResultBatch) -> ResultBatch:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
 from analytics import rows
@@ -53,8 +54,10 @@ class CodeGeneration(OperationKind):
     async def process(self, ctx: WorkerContext, batch: ItemBatch) -> ResultBatch | None:
         return self.process_alone(ctx.minter, batch)
 
-    def process_alone(self, minter: CodeMinter, batch: ItemBatch) -> ResultBatch:
-        return generate_codes(minter, batch)
+    def process_alone(
+        self, minter: CodeMinter, batch: ItemBatch, taken_at: datetime | None = None
+    ) -> ResultBatch:
+        return generate_codes(minter, batch, taken_at)
 
     def side_rows(self, result: ResultBatch) -> list[TableRows]:
         return [rows.code_rows(result)]

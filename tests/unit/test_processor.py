@@ -97,6 +97,17 @@ async def test_a_processor_makes_the_codes_the_worker_makes() -> None:
     assert all(r and r.statuses == [ItemStatus.SUCCESS] * 250 for r in made)
 
 
+async def test_a_batch_is_processed_when_it_was_taken_before_the_controls_were_read() -> None:
+    """The cancel guarantee is measured on ``processed_at``: it is the moment the processor
+    took the batch, before its control check, not a moment after it."""
+    worker = fake_worker(processors=1)
+    await handle_operations(worker, codes_request())
+    batch = released_to(worker, "work")[0]
+    result = outcome(batch, ControlView(timedelta(days=1)), worker.ctx.minter, taken_at=NOW)
+    assert result is not None and result.processed_at == NOW
+    assert result.expires_at is not None and result.expires_at > NOW
+
+
 async def test_a_processors_results_are_counted_once_by_the_worker() -> None:
     """A processor killed after sending its results makes them again: counted once."""
     worker = fake_worker(processors=1)
