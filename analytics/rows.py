@@ -186,12 +186,16 @@ def _item_table(batch: ResultBatch) -> pa.Table:
         cost = arrow.repeated(
             batch.unit_cost if statuses[0] is ItemStatus.SUCCESS else 0.0, n, arrow.FLOAT
         )
-        attempts = arrow.repeated(0 if statuses[0] is ItemStatus.SKIPPED else 1, n, arrow.INT)
     else:
         status = pa.array([s.value for s in statuses], arrow.TEXT)
         cost = pa.array(
             [batch.unit_cost if s is ItemStatus.SUCCESS else 0.0 for s in statuses], arrow.FLOAT
         )
+    if batch.attempts:
+        attempts = arrow.values(batch.attempts, arrow.INT)
+    elif uniform:
+        attempts = arrow.repeated(0 if statuses[0] is ItemStatus.SKIPPED else 1, n, arrow.INT)
+    else:
         attempts = pa.array([0 if s is ItemStatus.SKIPPED else 1 for s in statuses], arrow.INT)
     channel = batch.channel.value if batch.channel else None
     return arrow.table(
@@ -213,7 +217,7 @@ def _item_table(batch: ResultBatch) -> pa.Table:
             arrow.repeated(batch.duration_ms / n if n else 0.0, n, arrow.FLOAT),
             arrow.repeated(channel, n, arrow.TEXT),
             cost,
-            arrow.values(batch.attempts, arrow.INT) if batch.attempts else attempts,
+            attempts,
             (
                 arrow.values(batch.latencies_ms, arrow.FLOAT)
                 if batch.latencies_ms

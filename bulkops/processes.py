@@ -92,17 +92,18 @@ class Processors:
                 code = child.poll()
                 if code is None:
                     continue
+                ended = exit_name(code)
                 quick = time.monotonic() - started[index] < _QUICK_DEATH_SECONDS
                 backoff[index] = min(_MAX_BACKOFF_SECONDS, backoff[index] * 2) if quick else 1.0
                 log.warning(
                     "processor %d exited with %s; starting it again in %.0fs",
                     index,
-                    exit_name(code),
+                    ended,
                     backoff[index],
                 )
                 if self._stopping.wait(backoff[index]):
                     return
                 self._children[index] = self._spawn(index)
                 started[index] = time.monotonic()
-                metrics.PROCESSOR_RESTARTS.labels(exit_name(code)).inc()
+                metrics.PROCESSOR_RESTARTS.labels(ended).inc()
                 metrics.PROCESSORS_RUNNING.set(len(self.pids()))
