@@ -17,6 +17,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from api.producer import producer_config
 from tests.integration.conftest import Server, probe_every_code_once, run_probe
 from tests.integration.test_codegen_flow import submit, wait_terminal
+from tests.integration.test_metrics import scrape, total
 from tests.integration.test_resilience import dead_letters
 from tests.support import wait_for
 
@@ -104,6 +105,9 @@ def test_a_processor_killed_mid_operation_loses_nothing_and_makes_each_code_once
     metrics = status["metrics"]
     assert metrics["processedItems"] == metrics["successfulItems"] == quantity
     assert "processor 0 exited with SIGKILL" in server.log_path.read_text(errors="replace")
+    samples = scrape(server)
+    assert total(samples, "bulkops_processor_restarts_total", exit="SIGKILL") == 1
+    assert total(samples, "bulkops_processors_running") == 1
     probe_every_code_once(server, operation_id, 62, quantity)
 
 
