@@ -13,8 +13,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from analytics import arrow
+from analytics.arrow import Same
 from schemas.common import ItemStatus
 from schemas.messages import ItemBatch, ItemsChunk, OperationRequested, RecipientChunk, ResultBatch
 from schemas.status import OperationSnapshot
@@ -36,61 +38,66 @@ def from_ms(ticks: int | datetime) -> datetime:
 
 @dataclass
 class TableRows:
-    """Rows for one table, ready for one insert: Python rows, or (column-oriented) Arrow
-    tables of ``columns``, one per message they came from (:mod:`analytics.arrow`)."""
+    """Rows for one table, ready for one insert: Python rows, or (column-oriented) rows
+    gathered batch by batch into Arrow columns (:class:`analytics.arrow.Columns`)."""
 
     table: str
     columns: tuple[str, ...]
     rows: list[list[Any]] = field(default_factory=list)
-    column_oriented: bool = False
-    chunks: list[pa.Table] = field(default_factory=list)
+    gathered: arrow.Columns | None = None
+
+    @property
+    def column_oriented(self) -> bool:
+        return self.gathered is not None
 
     def __len__(self) -> int:
-        if self.column_oriented:
-            return sum(chunk.num_rows for chunk in self.chunks)
-        return len(self.rows)
+        return len(self.gathered) if self.gathered is not None else len(self.rows)
 
     def arrow(self) -> pa.Table:
         """The column-oriented rows as one Arrow table."""
-        return arrow.concatenated(self.chunks)
+        if self.gathered is None:
+            raise ValueError(f"rows of {self.table} are not column-oriented")
+        return self.gathered.table()
 
     def records(self) -> list[dict[str, Any]]:
         """Every row as a dict by column (timestamps as :func:`ms` ticks)."""
-        if self.column_oriented:
-            return [r for chunk in self.chunks for r in arrow.records(chunk)]
+        if self.gathered is not None:
+            return arrow.records(self.arrow())
         return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
 
 
-ITEM_COLUMNS = (
-    "sponsor_id",
-    "operation_id",
-    "item_index",
-    "item_id",
-    "operation_type",
-    "status",
-    "result_data",
-    "error_code",
-    "error_message",
-    "error_category",
-    "is_retryable",
-    "retry_count",
-    "processed_at",
-    "processing_duration_ms",
-    "channel",
-    "cost",
-    "attempts",
-    "provider_latency_ms",
-)
-CODE_COLUMNS = (
-    "sponsor_id",
-    "operation_id",
-    "item_index",
-    "code",
-    "subscription_tier_id",
-    "batch_name",
-    "created_at",
-    "expires_at",
-)
+ITEM_TYPES = {
+    "sponsor_id": arrow.INT,
+    "operation_id": arrow.TEXT,
+    "item_index": arrow.INT,
+    "item_id": arrow.TEXT,
+    "operation_type": arrow.TEXT,
+    "status": arrow.TEXT,
+    "result_data": arrow.TEXT,
+    "error_code": arrow.TEXT,
+    "error_message": arrow.TEXT,
+    "error_category": arrow.TEXT,
+    "is_retryable": arrow.BOOL,
+    "retry_count": arrow.INT,
+    "processed_at": arrow.MILLISECONDS_UTC,
+    "processing_duration_ms": arrow.FLOAT,
+    "channel": arrow.TEXT,
+    "cost": arrow.FLOAT,
+    "attempts": arrow.INT,
+    "provider_latency_ms": arrow.FLOAT,
+}
+ITEM_COLUMNS = tuple(ITEM_TYPES)
+CODE_TYPES = {
+    "sponsor_id": arrow.INT,
+    "operation_id": arrow.TEXT,
+    "item_index": arrow.INT,
+    "code": arrow.TEXT,
+    "subscription_tier_id": arrow.INT,
+    "batch_name": arrow.TEXT,
+    "created_at": arrow.MILLISECONDS_UTC,
+    "expires_at": arrow.MILLISECONDS_UTC,
+}
+CODE_COLUMNS = tuple(CODE_TYPES)
 OPERATION_COLUMNS = (
     "operation_id",
     "sponsor_id",
@@ -164,70 +171,61 @@ TEMPLATE_COLUMNS = (
 
 
 def item_rows(batches: Sequence[ResultBatch]) -> TableRows:
-    """One ``items`` row per item of every batch, an Arrow table per batch (the sink's hot
-    path)."""
-    return TableRows(
-        "items", ITEM_COLUMNS, column_oriented=True, chunks=[_item_table(b) for b in batches]
-    )
+    """One ``items`` row per item of every batch (the sink's hot path: a batch adds a few
+    values, and each column is built once for all of them)."""
+    gathered = arrow.Columns(ITEM_COLUMNS, ITEM_TYPES.values(), complete=_default_item_ids)
+    for batch in batches:
+        gathered.add(len(batch.statuses), _item_segments(batch))
+    return TableRows("items", ITEM_COLUMNS, gathered=gathered)
 
 
-def _item_table(batch: ResultBatch) -> pa.Table:
-    """The batch's ``items`` rows.
+def _item_segments(batch: ResultBatch) -> list[arrow.Segment]:
+    """The batch's part of each ``items`` column.
 
-    A batch whose items share one outcome (every code of a code batch) is a few repeated
+    A batch whose items share one outcome (every code of a code batch) is a few shared
     values; per-item work is left to the results and to the errors.
     """
     n = len(batch.statuses)
     statuses = batch.statuses
-    uniform = n > 0 and statuses.count(statuses[0]) == n
-    indexes = arrow.counting(batch.start_index, n)
-    if uniform:
-        status = arrow.repeated(statuses[0].value, n, arrow.TEXT)
-        cost = arrow.repeated(
-            batch.unit_cost if statuses[0] is ItemStatus.SUCCESS else 0.0, n, arrow.FLOAT
-        )
+    status: arrow.Segment
+    cost: arrow.Segment
+    attempts: arrow.Segment
+    if n and statuses.count(statuses[0]) == n:
+        status = Same(statuses[0].value)
+        cost = Same(batch.unit_cost if statuses[0] is ItemStatus.SUCCESS else 0.0)
+        attempts = Same(0 if statuses[0] is ItemStatus.SKIPPED else 1)
     else:
-        status = pa.array([s.value for s in statuses], arrow.TEXT)
-        cost = pa.array(
-            [batch.unit_cost if s is ItemStatus.SUCCESS else 0.0 for s in statuses], arrow.FLOAT
-        )
-    if batch.attempts:
-        attempts = arrow.values(batch.attempts, arrow.INT)
-    elif uniform:
-        attempts = arrow.repeated(0 if statuses[0] is ItemStatus.SKIPPED else 1, n, arrow.INT)
-    else:
-        attempts = pa.array([0 if s is ItemStatus.SKIPPED else 1 for s in statuses], arrow.INT)
-    channel = batch.channel.value if batch.channel else None
-    return arrow.table(
-        ITEM_COLUMNS,
-        [
-            arrow.repeated(batch.sponsor_id, n, arrow.INT),
-            arrow.repeated(batch.operation_id, n, arrow.TEXT),
-            indexes,
-            (
-                pa.array(batch.item_ids, arrow.TEXT)
-                if batch.item_ids
-                else arrow.prefixed(f"{batch.operation_id}:", indexes)
-            ),
-            arrow.repeated(batch.operation_type.value, n, arrow.TEXT),
-            status,
-            pa.array(batch.results, arrow.TEXT),
-            *_error_arrays(batch, n),
-            arrow.repeated(ms(batch.processed_at), n, arrow.MILLISECONDS_UTC),
-            arrow.repeated(batch.duration_ms / n if n else 0.0, n, arrow.FLOAT),
-            arrow.repeated(channel, n, arrow.TEXT),
-            cost,
-            attempts,
-            (
-                arrow.values(batch.latencies_ms, arrow.FLOAT)
-                if batch.latencies_ms
-                else arrow.repeated(0.0, n, arrow.FLOAT)
-            ),
-        ],
-    )
+        status = [s.value for s in statuses]
+        cost = [batch.unit_cost if s is ItemStatus.SUCCESS else 0.0 for s in statuses]
+        attempts = [0 if s is ItemStatus.SKIPPED else 1 for s in statuses]
+    return [
+        Same(batch.sponsor_id),
+        Same(batch.operation_id),
+        arrow.counting(batch.start_index, n),
+        batch.item_ids or Same(None),
+        Same(batch.operation_type.value),
+        status,
+        batch.results,
+        *_error_segments(batch, n),
+        Same(ms(batch.processed_at)),
+        Same(batch.duration_ms / n if n else 0.0),
+        Same(batch.channel.value if batch.channel else None),
+        cost,
+        arrow.each(batch.attempts) if batch.attempts else attempts,
+        arrow.each(batch.latencies_ms) if batch.latencies_ms else Same(0.0),
+    ]
 
 
-def _error_arrays(batch: ResultBatch, n: int) -> list[pa.Array]:
+def _default_item_ids(items: pa.Table) -> pa.Table:
+    """Items of batches that name none are ``{operation_id}:{item_index}``."""
+    ids = items.column("item_id")
+    if not ids.null_count:
+        return items
+    default = arrow.joined(items.column("operation_id"), ":", items.column("item_index"))
+    return items.set_column(ITEM_COLUMNS.index("item_id"), "item_id", pc.coalesce(ids, default))
+
+
+def _error_segments(batch: ResultBatch, n: int) -> list[arrow.Segment]:
     """The error columns: empty, but where an item failed (the last error of an item wins;
     an error naming an item outside the batch stores nothing)."""
     placed = [
@@ -236,13 +234,7 @@ def _error_arrays(batch: ResultBatch, n: int) -> list[pa.Array]:
         if 0 <= (offset := error.item_index - batch.start_index) < n
     ]
     if not placed:
-        return [
-            arrow.repeated(None, n, arrow.TEXT),
-            arrow.repeated(None, n, arrow.TEXT),
-            arrow.repeated(None, n, arrow.TEXT),
-            arrow.repeated(False, n, arrow.BOOL),
-            arrow.repeated(0, n, arrow.INT),
-        ]
+        return [Same(None), Same(None), Same(None), Same(False), Same(0)]
     codes: list[str | None] = [None] * n
     messages: list[str | None] = [None] * n
     categories: list[str | None] = [None] * n
@@ -254,13 +246,7 @@ def _error_arrays(batch: ResultBatch, n: int) -> list[pa.Array]:
         categories[offset] = error.error_category.value
         retryable[offset] = error.is_retryable
         retries[offset] = error.retry_count
-    return [
-        pa.array(codes, arrow.TEXT),
-        pa.array(messages, arrow.TEXT),
-        pa.array(categories, arrow.TEXT),
-        pa.array(retryable, arrow.BOOL),
-        pa.array(retries, arrow.INT),
-    ]
+    return [codes, messages, categories, retryable, retries]
 
 
 def code_rows(batch: ResultBatch) -> TableRows:
@@ -269,6 +255,7 @@ def code_rows(batch: ResultBatch) -> TableRows:
         raise ValueError(f"code batch {batch.batch_index} of {batch.operation_id} lacks its tier")
     n = len(batch.statuses)
     codes: Sequence[str | None] = batch.results
+    indexes: arrow.Segment
     if batch.statuses.count(ItemStatus.SUCCESS) == n and None not in codes:
         indexes = arrow.counting(batch.start_index, n)
     else:
@@ -279,23 +266,24 @@ def code_rows(batch: ResultBatch) -> TableRows:
             )
             if status is ItemStatus.SUCCESS and code is not None
         ]
-        indexes = pa.array([index for index, _ in made], arrow.INT)
+        indexes = [index for index, _ in made]
         codes = [code for _, code in made]
         n = len(made)
-    chunk = arrow.table(
-        CODE_COLUMNS,
+    gathered = arrow.Columns(CODE_COLUMNS, CODE_TYPES.values())
+    gathered.add(
+        n,
         [
-            arrow.repeated(batch.sponsor_id, n, arrow.INT),
-            arrow.repeated(batch.operation_id, n, arrow.TEXT),
+            Same(batch.sponsor_id),
+            Same(batch.operation_id),
             indexes,
-            pa.array(codes, arrow.TEXT),
-            arrow.repeated(batch.tier_id, n, arrow.INT),
-            arrow.repeated(batch.batch_name, n, arrow.TEXT),
-            arrow.repeated(ms(batch.processed_at), n, arrow.MILLISECONDS_UTC),
-            arrow.repeated(ms(batch.expires_at), n, arrow.MILLISECONDS_UTC),
+            codes,
+            Same(batch.tier_id),
+            Same(batch.batch_name),
+            Same(ms(batch.processed_at)),
+            Same(ms(batch.expires_at)),
         ],
     )
-    return TableRows("codes", CODE_COLUMNS, column_oriented=True, chunks=[chunk])
+    return TableRows("codes", CODE_COLUMNS, gathered=gathered)
 
 
 def dealer_rows(batch: ResultBatch) -> list[TableRows]:

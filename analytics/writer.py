@@ -74,8 +74,8 @@ def merged_by_table(tables: Sequence[TableRows]) -> list[TableRows]:
         into = merged.setdefault(table.table, table)
         if into is table:
             continue
-        if table.column_oriented:
-            into.chunks.extend(table.chunks)
+        if into.gathered is not None and table.gathered is not None:
+            into.gathered.extend(table.gathered)
         else:
             into.rows.extend(table.rows)
     return list(merged.values())

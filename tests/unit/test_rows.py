@@ -96,7 +96,7 @@ def reference_items(result: ResultBatch) -> list[dict[str, Any]]:
 
 def as_rows(table: rows.TableRows) -> list[dict[str, Any]]:
     assert table.column_oriented
-    assert all(chunk.column_names == list(table.columns) for chunk in table.chunks)
+    assert table.arrow().column_names == list(table.columns)
     return table.records()
 
 
