@@ -52,7 +52,7 @@ def faust_app(settings: WorkerSettings) -> App:
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         producer_max_request_size=1_048_576,
-        producer_linger_ms=5,
+        producer_linger=settings.producer_linger_seconds,
         table_standby_replicas=0,
         web_enabled=False,
         consumer_group_instance_id=f"{settings.app_id}-{settings.instance_id}",
