@@ -190,8 +190,8 @@ class WorkerSettings(BulkopsSettings):
     write_behind_seconds: float = Field(default=0.1, ge=0, le=5)
     write_behind_max_rows: int = Field(default=5000, ge=1, le=100_000)
     # How long the worker's producer holds a message for others to the same partition. A
-    # small operation sends a dozen messages on several topics; at 5 ms each went in a
-    # request of its own, and those writes were ~11 % of the event loop (docs/architecture.md).
+    # small operation's messages went in requests of their own at 5 ms, and writing them was
+    # 11-16 % of the event loop; each hop may wait this long (docs/architecture.md).
     producer_linger_seconds: float = Field(default=0.02, ge=0, le=1)
     max_errors_in_status: int = Field(default=50, ge=0, le=1000)
     # Static group membership: a worker restarted with the same id takes its partitions back
