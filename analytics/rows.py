@@ -190,13 +190,18 @@ def _item_segments(batch: ResultBatch) -> list[arrow.Segment]:
     status: arrow.Segment
     cost: arrow.Segment
     attempts: arrow.Segment
-    if n and statuses.count(statuses[0]) == n:
+    uniform = n > 0 and statuses.count(statuses[0]) == n
+    if uniform:
         status = Same(statuses[0].value)
         cost = Same(batch.unit_cost if statuses[0] is ItemStatus.SUCCESS else 0.0)
-        attempts = Same(0 if statuses[0] is ItemStatus.SKIPPED else 1)
     else:
         status = [s.value for s in statuses]
         cost = [batch.unit_cost if s is ItemStatus.SUCCESS else 0.0 for s in statuses]
+    if batch.attempts:
+        attempts = arrow.each(batch.attempts)
+    elif uniform:
+        attempts = Same(0 if statuses[0] is ItemStatus.SKIPPED else 1)
+    else:
         attempts = [0 if s is ItemStatus.SKIPPED else 1 for s in statuses]
     return [
         Same(batch.sponsor_id),
@@ -211,7 +216,7 @@ def _item_segments(batch: ResultBatch) -> list[arrow.Segment]:
         Same(batch.duration_ms / n if n else 0.0),
         Same(batch.channel.value if batch.channel else None),
         cost,
-        arrow.each(batch.attempts) if batch.attempts else attempts,
+        attempts,
         arrow.each(batch.latencies_ms) if batch.latencies_ms else Same(0.0),
     ]
 
