@@ -131,14 +131,14 @@ def main() -> int:
 
 def baseline_missing() -> list[str]:
     """What the Celery baseline lacks here, found before the Bulkops half is spent."""
-    missing = [f"the {name} package" for name in ("celery", "redis") if not _importable(name)]
+    missing = [
+        f"the {name} package"
+        for name in ("celery", "redis")
+        if importlib.util.find_spec(name) is None
+    ]
     if shutil.which("redis-server") is None:
         missing.append("Debian's redis-server")
     return missing
-
-
-def _importable(name: str) -> bool:
-    return importlib.util.find_spec(name) is not None
 
 
 def celery_baseline(quantity: int, batch_size: int) -> float:
