@@ -56,6 +56,17 @@ BROKER_TIMEOUT_SECONDS = 30.0
 _REPORT_EVERY_SECONDS = 60.0
 
 
+def client_failed(error: KafkaError) -> bool:
+    """Whether ``error`` leaves the Kafka client unusable (e.g. this processor was fenced:
+    another member joined with its ``group.instance.id``, as after a broker outage).
+
+    librdkafka reports such an error as an event of code ``_FATAL``, whose ``fatal()`` is
+    not set; from then on the consumer fetches and commits nothing, and only a new one
+    (a new process) can take the work again.
+    """
+    return bool(error.fatal()) or error.code() == KafkaError._FATAL
+
+
 def outcome(
     batch: ItemBatch, view: ControlView, minter: CodeMinter, taken_at: datetime | None = None
 ) -> ResultBatch | None:
@@ -135,7 +146,7 @@ class Processor:
         for message in messages:
             error = message.error()
             if error is not None:
-                if error.fatal():
+                if client_failed(error):
                     raise KafkaException(error)
                 log.warning("%s: %s", self.name, error)
                 continue
@@ -154,6 +165,8 @@ class Processor:
                 asynchronous=False,
             )
         except KafkaException as exc:  # e.g. the partitions moved on: their new owner replays
+            if isinstance(exc.args[0], KafkaError) and client_failed(exc.args[0]):
+                raise
             log.warning("%s: offsets not committed (%s): the round is done again", self.name, exc)
 
     def _handle(self, message: Message) -> None:

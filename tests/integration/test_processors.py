@@ -111,6 +111,57 @@ def test_a_processor_killed_mid_operation_loses_nothing_and_makes_each_code_once
     probe_every_code_once(server, operation_id, 62, quantity)
 
 
+def test_a_fenced_processor_is_replaced_and_each_code_is_made_once(make_server: Any) -> None:
+    """Another member joining with a processor's instance id fences it (a broker outage can
+    leave that behind). Its client is then unusable: the processor exits, is started again
+    and the operation completes, each code made once."""
+    quantity = 200_000
+    server: Server = make_server(
+        BULKOPS_PROCESSORS="1",
+        BULKOPS_MAX_ITEMS_PER_OPERATION=str(quantity),
+        BULKOPS_INSTANCE_ID="fenced",
+    ).start()
+    (first,) = wait_for(lambda: processor_pids(server), timeout=30, message="a processor")
+    client = server.client(sponsor_id=65)
+    operation_id = submit(client, codes(quantity, 500))
+    wait_for(
+        lambda: processed(client, operation_id) >= quantity // 10,
+        timeout=120,
+        interval=0.02,
+        message="a tenth made",
+    )
+    group = f"{server.env['BULKOPS_TOPIC_PREFIX']}-worker-processors"
+    intruder = Consumer(
+        {
+            "bootstrap.servers": server.env["BULKOPS_KAFKA_BOOTSTRAP"],
+            "group.id": group,
+            "group.instance.id": f"{group}-fenced-0",
+            "session.timeout.ms": 6000,
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        intruder.subscribe([server.topics.work.name])
+        wait_for(
+            lambda: intruder.poll(0.2) is not None or bool(intruder.assignment()),
+            timeout=60,
+            message="the intruder in the group",
+        )
+    finally:
+        intruder.close()  # nothing committed: what it took goes to the processor again
+    wait_for(
+        lambda: [pid for pid in processor_pids(server) if pid != first],
+        timeout=60,
+        message="the fenced processor replaced",
+    )
+    status = wait_terminal(client, operation_id, timeout=180)
+    assert status["status"] == "Completed", status
+    metrics = status["metrics"]
+    assert metrics["processedItems"] == metrics["successfulItems"] == quantity
+    assert "processor 0 exited with" in server.log_path.read_text(errors="replace")
+    probe_every_code_once(server, operation_id, 65, quantity)
+
+
 def test_no_code_is_made_after_a_cancel_is_answered(make_server: Any) -> None:
     quantity = 600_000
     server: Server = make_server(
