@@ -37,6 +37,7 @@ def faust_app(settings: WorkerSettings) -> App:
     return App(
         settings.app_id,
         gapless_topics=[spec.name for spec in Topics(settings.topic_prefix).internal()],
+        stop_grace_seconds=settings.shutdown_grace_seconds,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store=f"{settings.table_store}://",
         datadir=str(settings.worker_data_dir / "{conf.name}"),

@@ -34,6 +34,10 @@ forever. Both are fixed here, at the depth where they happen:
   counted, then not; the watchdog had to re-drive it). :class:`CompleteFlushBuffer` counts
   the messages put and handed on, and its flush waits until the two are equal.
 
+And one limit added: **a stop waits for messages in flight at most the app's stop grace**
+(:meth:`InFlightSafeConsumer.wait_empty`); what is unfinished then runs again after the
+restart.
+
 A gap in a topic only Bulkops produces to (no transactions, no compaction) means messages
 were skipped; :class:`InFlightSafeConsumer` logs it as an error. The worker's stall watchdog
 (:mod:`streams.watchdog`) re-drives any batch that is released and never counted, whatever
@@ -103,6 +107,42 @@ class InFlightSafeConsumer(aiokafka_driver.Consumer):
             await asyncio.sleep(min(timeout, 0.1))
             return {}
         return await super()._getmany(cast(set[TP], wanted), timeout)
+
+    async def wait_empty(self) -> None:
+        """On a stop, wait for the messages in flight at most the app's stop grace.
+
+        Faust waits for them however long they take, and a job batch waits for another
+        system up to its type's timeout and retries: a stop could take minutes. What is
+        still running after the grace is not acknowledged, so its offset is not committed
+        and it runs again after the restart, as after a crash. A rebalance still waits.
+        """
+        grace = getattr(self.app, "stop_grace_seconds", None)
+        if grace is None or not self.app.should_stop:
+            await super().wait_empty()
+            return
+        # Faust's own loop, with a deadline: it cannot be cancelled from outside (its wait
+        # for an ack swallows the cancellation).
+        deadline = asyncio.get_running_loop().time() + grace
+        while self._unacked_messages and asyncio.get_running_loop().time() < deadline:
+            await self.commit()
+            if not self._unacked_messages:
+                break
+            await self._wait_for_ack(timeout=1)
+            self._clean_unacked_messages()
+        unfinished = sorted(
+            (message.tp.topic, message.tp.partition, message.offset)
+            for message in list(self._unacked_messages)
+            if not message.acked
+        )
+        if unfinished:
+            log.warning(
+                "stopping with %d messages still in flight after %.1f s; they run again "
+                "after the restart: %s",
+                len(unfinished),
+                grace,
+                ", ".join(f"{topic}[{part}]@{offset}" for topic, part, offset in unfinished),
+            )
+        await self.commit_and_end_transactions()
 
     def log_ends(self, tps: Iterable[TP]) -> dict[TP, int] | None:
         """The log end offset the fetcher last saw per partition; None until all are known."""
@@ -230,12 +270,21 @@ class App(faust.App):
     """``faust.App`` with the consumer, the recovery and the producer buffer above.
 
     ``gapless_topics`` names the topics only Bulkops produces to: a gap in them is reported.
+    ``stop_grace_seconds`` bounds how long a stop waits for messages in flight (None: Faust's
+    unbounded wait).
     """
 
-    def __init__(self, *args: Any, gapless_topics: Collection[str] = (), **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        gapless_topics: Collection[str] = (),
+        stop_grace_seconds: float | None = None,
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("TableManager", SeekFirstTableManager)
         super().__init__(*args, **kwargs)
         self.gapless_topics = frozenset(gapless_topics)
+        self.stop_grace_seconds = stop_grace_seconds
 
     def _new_transport(self) -> TransportT:
         return InFlightSafeTransport(self.conf.broker_consumer, self)

@@ -48,13 +48,14 @@ async def acked_when_stored(
     next one, so with several actors per agent the last event of each stays unacknowledged
     while a topic is quiet: offsets stop being committed, shutdowns wait on them and a
     restart replays everything after them.
+
+    An event whose handler was cancelled (a stop past its grace) is not acknowledged: it
+    runs again after the restart.
     """
     manual = stream.noack()  # type: ignore[attr-defined]  # on Stream, not on StreamT
     async for event in manual.events():
-        try:
-            yield event
-        finally:
-            await behind.release(partial(manual.ack, event))
+        yield event
+        await behind.release(partial(manual.ack, event))
 
 
 async def guarded(ctx: WorkerContext, event: EventT[bytes], handle: Handler) -> None:

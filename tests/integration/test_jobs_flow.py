@@ -32,6 +32,7 @@ from schemas.jobs import SEED_JOB_TYPE_EXAMPLE, JobBatch, JobItem
 from tests.integration.conftest import Server
 from tests.integration.test_codegen_flow import submit, wait_terminal
 from tests.integration.test_metrics import scrape, total
+from tests.integration.test_processors import messages_on
 from tests.integration.test_resilience import dead_letters
 from tests.support import wait_for
 
@@ -168,6 +169,40 @@ def test_a_batch_that_misses_its_timeout_is_retried_and_its_late_answer_ignored(
     # a batch past its deadline, and it goes again as a TIMEOUT retry.)
     log = server.log_path.read_text(errors="replace")
     assert f"operation {operation_id}: answer to batch 1 attempt 1" in log
+
+
+def test_a_stop_does_not_wait_for_a_job_batch_and_the_restart_runs_it(make_server: Any) -> None:
+    """A worker asked to stop while a job batch waits for its owner (for up to the type's
+    two-minute timeout) stops within its grace, and the batch runs after the restart."""
+    server: Server = make_server(BULKOPS_SHUTDOWN_GRACE_SECONDS="1").start()
+    register(server, timeoutSeconds=120)
+    client = server.client(sponsor_id=66)
+    operation_id = submit(client, tickets(5), "/jobs")
+    wait_for(
+        lambda: messages_on(server, server.topics.jobs(TYPE).name) >= 1,
+        timeout=60,
+        message="the batch handed out to the type's workers",
+    )
+    assert server.process is not None
+    stopping = time.monotonic()
+    server.stop(timeout=60)
+    took = time.monotonic() - stopping
+    assert server.process.returncode == 0, server.log_tail()
+    assert took < 15, f"the stop took {took:.1f} s"
+    assert "messages still in flight after 1.0 s" in server.log_path.read_text(errors="replace")
+
+    changed: Counter[int] = Counter()
+
+    async def update(item: JobItem, batch: JobBatch) -> dict[str, Any]:
+        changed[int(item.payload["ticketId"])] += 1
+        return {"ok": True}
+
+    server.start()
+    with WorkerThread(server, update):
+        status = wait_terminal(client, operation_id, timeout=120)
+    assert status["status"] == "Completed", status
+    assert status["metrics"]["successfulItems"] == 5
+    assert set(changed) == {1, 2, 3, 4, 5}
 
 
 def test_a_cancel_hands_out_nothing_more_and_batches_in_flight_settle(make_server: Any) -> None:

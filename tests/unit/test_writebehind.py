@@ -5,6 +5,7 @@ their rows again when a crash lost them and Kafka replays the event."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
@@ -130,6 +131,29 @@ async def test_an_event_is_acknowledged_only_once_its_rows_are_stored() -> None:
     assert stream.acked == [], "both wait: rows were buffered before each was done"
     await behind.flush()
     assert stream.acked == [b"writes a row", b"writes nothing"]
+
+
+async def test_an_event_whose_handling_was_cancelled_is_not_acknowledged() -> None:
+    """A stop past its grace cancels the handler: the event must run again after a restart."""
+    behind = WriteBehind(RecordingStore(), interval=60, max_rows=100)
+    stream = FakeStream([b"finished", b"cut short"])
+    events = acked_when_stored(stream, behind)  # type: ignore[arg-type]
+    waiting = asyncio.Event()
+
+    async def agent() -> None:
+        async for ev in events:
+            if ev.value == b"cut short":
+                waiting.set()
+                await asyncio.Event().wait()  # a job batch waiting for another system
+
+    task = asyncio.create_task(agent())
+    await asyncio.wait_for(waiting.wait(), timeout=5)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await events.aclose()
+    await behind.flush()
+    assert stream.acked == [b"finished"]
 
 
 def lose_the_buffer(worker: FakeWorker) -> None:
