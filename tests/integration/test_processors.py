@@ -77,33 +77,50 @@ def test_code_batches_are_made_by_the_processors_every_code_once(make_server: An
     probe_every_code_once(server, operation_id, 61, 50_000)
 
 
-def test_a_processor_killed_mid_operation_loses_nothing_and_makes_each_code_once(
-    make_server: Any,
-) -> None:
-    quantity = 300_000
+def under_way(
+    make_server: Any, sponsor_id: int, quantity: int, made: int, **env: str
+) -> tuple[Server, httpx.Client, int, str]:
+    """A server with one processor (its pid) and an operation of ``quantity`` codes of which
+    at least ``made`` are made."""
     server: Server = make_server(
-        BULKOPS_PROCESSORS="1", BULKOPS_MAX_ITEMS_PER_OPERATION=str(quantity)
+        BULKOPS_PROCESSORS="1", BULKOPS_MAX_ITEMS_PER_OPERATION=str(quantity), **env
     ).start()
     (first,) = wait_for(lambda: processor_pids(server), timeout=30, message="a processor")
-    client = server.client(sponsor_id=62)
+    client = server.client(sponsor_id=sponsor_id)
     operation_id = submit(client, codes(quantity, 500))
     wait_for(
-        lambda: processed(client, operation_id) >= quantity // 5,
+        lambda: processed(client, operation_id) >= made,
         timeout=120,
         interval=0.02,
-        message="a fifth made",
+        message=f"{made} codes made",
     )
-    os.kill(first, signal.SIGKILL)
-    assert processed(client, operation_id) < quantity, "killed mid-operation"
+    return server, client, first, operation_id
+
+
+def replaced(server: Server, first: int) -> None:
     wait_for(
         lambda: [pid for pid in processor_pids(server) if pid != first],
-        timeout=30,
+        timeout=60,
         message="the processor started again",
     )
+
+
+def completes_exactly(client: httpx.Client, operation_id: str, quantity: int) -> None:
     status = wait_terminal(client, operation_id, timeout=180)
     assert status["status"] == "Completed", status
     metrics = status["metrics"]
     assert metrics["processedItems"] == metrics["successfulItems"] == quantity
+
+
+def test_a_processor_killed_mid_operation_loses_nothing_and_makes_each_code_once(
+    make_server: Any,
+) -> None:
+    quantity = 300_000
+    server, client, first, operation_id = under_way(make_server, 62, quantity, quantity // 5)
+    os.kill(first, signal.SIGKILL)
+    assert processed(client, operation_id) < quantity, "killed mid-operation"
+    replaced(server, first)
+    completes_exactly(client, operation_id, quantity)
     assert "processor 0 exited with SIGKILL" in server.log_path.read_text(errors="replace")
     samples = scrape(server)
     assert total(samples, "bulkops_processor_restarts_total", exit="SIGKILL") == 1
@@ -116,19 +133,8 @@ def test_a_fenced_processor_is_replaced_and_each_code_is_made_once(make_server: 
     leave that behind). Its client is then unusable: the processor exits, is started again
     and the operation completes, each code made once."""
     quantity = 200_000
-    server: Server = make_server(
-        BULKOPS_PROCESSORS="1",
-        BULKOPS_MAX_ITEMS_PER_OPERATION=str(quantity),
-        BULKOPS_INSTANCE_ID="fenced",
-    ).start()
-    (first,) = wait_for(lambda: processor_pids(server), timeout=30, message="a processor")
-    client = server.client(sponsor_id=65)
-    operation_id = submit(client, codes(quantity, 500))
-    wait_for(
-        lambda: processed(client, operation_id) >= quantity // 10,
-        timeout=120,
-        interval=0.02,
-        message="a tenth made",
+    server, client, first, operation_id = under_way(
+        make_server, 65, quantity, quantity // 10, BULKOPS_INSTANCE_ID="fenced"
     )
     group = f"{server.env['BULKOPS_TOPIC_PREFIX']}-worker-processors"
     intruder = Consumer(
@@ -149,33 +155,15 @@ def test_a_fenced_processor_is_replaced_and_each_code_is_made_once(make_server: 
         )
     finally:
         intruder.close()  # nothing committed: what it took goes to the processor again
-    wait_for(
-        lambda: [pid for pid in processor_pids(server) if pid != first],
-        timeout=60,
-        message="the fenced processor replaced",
-    )
-    status = wait_terminal(client, operation_id, timeout=180)
-    assert status["status"] == "Completed", status
-    metrics = status["metrics"]
-    assert metrics["processedItems"] == metrics["successfulItems"] == quantity
+    replaced(server, first)
+    completes_exactly(client, operation_id, quantity)
     assert "processor 0 exited with" in server.log_path.read_text(errors="replace")
     probe_every_code_once(server, operation_id, 65, quantity)
 
 
 def test_no_code_is_made_after_a_cancel_is_answered(make_server: Any) -> None:
     quantity = 600_000
-    server: Server = make_server(
-        BULKOPS_PROCESSORS="1", BULKOPS_MAX_ITEMS_PER_OPERATION=str(quantity)
-    ).start()
-    wait_for(lambda: processor_pids(server), timeout=30, message="a processor")
-    client = server.client(sponsor_id=63)
-    operation_id = submit(client, codes(quantity, 500))
-    wait_for(
-        lambda: processed(client, operation_id) >= 20_000,
-        timeout=120,
-        interval=0.02,
-        message="codes under way",
-    )
+    server, client, _, operation_id = under_way(make_server, 63, quantity, 20_000)
     response = client.post(f"/cancel/{operation_id}")
     answered = time.time()
     assert response.status_code == 200, response.text
