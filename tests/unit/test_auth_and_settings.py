@@ -105,6 +105,16 @@ def test_dev_mode_uses_labelled_defaults(monkeypatch: pytest.MonkeyPatch) -> Non
     assert "dev-only" in DEV_JWT_SECRET
 
 
+@pytest.mark.parametrize("value", ["-1", "601", "soon"])
+def test_a_stop_grace_out_of_bounds_is_refused(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("BULKOPS_ENV", "dev")
+    monkeypatch.setenv("BULKOPS_SHUTDOWN_GRACE_SECONDS", value)
+    with pytest.raises(ValidationError, match="shutdown_grace_seconds"):
+        WorkerSettings()
+    monkeypatch.setenv("BULKOPS_SHUTDOWN_GRACE_SECONDS", "0")
+    assert WorkerSettings().shutdown_grace_seconds == 0
+
+
 def test_release_windows_in_batches() -> None:
     settings = WorkerSettings(
         sender_rate_sms=100, release_window_send_seconds=5, release_window_items=20_000
