@@ -193,9 +193,10 @@ class WorkerSettings(BulkopsSettings):
     # small operation's messages went in requests of their own at 5 ms, and writing them was
     # 11-16 % of the event loop; each hop may wait this long (docs/architecture.md).
     producer_linger_seconds: float = Field(default=0.02, ge=0, le=1)
-    # How long a stopping worker waits for the batches it is running (a job batch may wait
-    # for another system up to its type's timeout and retries). What is still running then
-    # is not acknowledged: it runs again after the restart, as after a crash.
+    # How long a stopping or rebalancing worker waits for the batches it is running (a job
+    # batch may wait for another system up to its type's timeout and retries). After it, on
+    # a stop what is still running is not acknowledged and runs again after the restart, as
+    # after a crash; on a rebalance the job batches still waiting go back on their topic.
     shutdown_grace_seconds: float = Field(default=10.0, ge=0, le=600)
     max_errors_in_status: int = Field(default=50, ge=0, le=1000)
     # Static group membership: a worker restarted with the same id takes its partitions back

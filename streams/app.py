@@ -25,7 +25,7 @@ from core.settings import WorkerSettings
 from core.topics import Topics
 from streams import agents, ownership, tables, timers
 from streams.codes import CodeMinter
-from streams.context import Outboxes, WorkerContext
+from streams.context import Outboxes, Registry, WorkerContext
 from streams.delivery import App
 from streams.providers.base import Provider
 from streams.webhooks import WebhookLauncher
@@ -37,7 +37,7 @@ def faust_app(settings: WorkerSettings) -> App:
     return App(
         settings.app_id,
         gapless_topics=[spec.name for spec in Topics(settings.topic_prefix).internal()],
-        stop_grace_seconds=settings.shutdown_grace_seconds,
+        in_flight_grace_seconds=settings.shutdown_grace_seconds,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store=f"{settings.table_store}://",
         datadir=str(settings.worker_data_dir / "{conf.name}"),
@@ -108,6 +108,7 @@ def build_worker(
         pacer=WorkerContext.pacer_for(settings),
         minter=CodeMinter(settings.code_secret),
         webhooks=WebhookLauncher(settings, out.progress),
+        registry=Registry(hand_back=app.hand_back),
     )
     agents.declare(app, ctx, sources)
     timers.declare(app, ctx)

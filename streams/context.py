@@ -92,6 +92,9 @@ class Registry:
     # Job batches handed out and waiting for their answer; each job type's pace.
     job_waits: JobWaits = field(default_factory=JobWaits)
     job_pacers: dict[str, SlotPacer] = field(default_factory=dict)
+    # Set while a rebalance has waited its grace for the batches in flight: job batches then
+    # go back on their topic instead of holding the rebalance (streams.delivery).
+    hand_back: asyncio.Event = field(default_factory=asyncio.Event)
 
     def forget(self, operation_id: str) -> None:
         """Everything about an operation that has ended."""

@@ -34,9 +34,10 @@ forever. Both are fixed here, at the depth where they happen:
   counted, then not; the watchdog had to re-drive it). :class:`CompleteFlushBuffer` counts
   the messages put and handed on, and its flush waits until the two are equal.
 
-And one limit added: **a stop waits for messages in flight at most the app's stop grace**
-(:meth:`InFlightSafeConsumer.wait_empty`); what is unfinished then runs again after the
-restart.
+And one limit added: **a stop or a rebalance waits for messages in flight at most the app's
+grace before acting** (:meth:`InFlightSafeConsumer.wait_empty`): a stop leaves what is
+unfinished to run again after the restart, a rebalance asks job batches to hand themselves
+back.
 
 A gap in a topic only Bulkops produces to (no transactions, no compaction) means messages
 were skipped; :class:`InFlightSafeConsumer` logs it as an error. The worker's stall watchdog
@@ -109,40 +110,71 @@ class InFlightSafeConsumer(aiokafka_driver.Consumer):
         return await super()._getmany(cast(set[TP], wanted), timeout)
 
     async def wait_empty(self) -> None:
-        """On a stop, wait for the messages in flight at most the app's stop grace.
+        """Wait for the messages in flight, acting after the app's grace instead of forever.
 
         Faust waits for them however long they take, and a job batch waits for another
-        system up to its type's timeout and retries: a stop could take minutes. What is
-        still running after the grace is not acknowledged, so its offset is not committed
-        and it runs again after the restart, as after a crash. A rebalance still waits.
+        system up to its type's timeout and retries: a stop could take minutes, and so could
+        a rebalance, which holds every partition of the group until each member is done.
+
+        * On a stop, what is still running after the grace is not acknowledged, so its offset
+          is not committed and it runs again after the restart, as after a crash.
+        * On a rebalance, the app's ``hand_back`` is set after the grace: handlers that can
+          start over elsewhere (job batches) put their message back on its topic and finish.
+          The others are waited for as before.
         """
-        grace = getattr(self.app, "stop_grace_seconds", None)
-        if grace is None or not self.app.should_stop:
+        app = self.app
+        grace = app.in_flight_grace_seconds if isinstance(app, App) else None
+        if grace is None or not isinstance(app, App):
             await super().wait_empty()
             return
-        # Faust's own loop, with a deadline: it cannot be cancelled from outside (its wait
-        # for an ack swallows the cancellation).
-        deadline = asyncio.get_running_loop().time() + grace
-        while self._unacked_messages and asyncio.get_running_loop().time() < deadline:
+        await self._wait_acked(grace)
+        count, places = self._in_flight()
+        if app.should_stop:
+            if count:
+                log.warning(
+                    "stopping with %d messages still in flight after %.1f s; they run again "
+                    "after the restart: %s",
+                    count,
+                    grace,
+                    places,
+                )
+            await self.commit_and_end_transactions()
+            return
+        if count:
+            log.info(
+                "rebalance: %d messages still in flight after %.1f s; job batches are handed "
+                "back: %s",
+                count,
+                grace,
+                places,
+            )
+            app.hand_back.set()
+        try:
+            await super().wait_empty()
+        finally:
+            app.hand_back.clear()
+
+    async def _wait_acked(self, seconds: float) -> None:
+        """Faust's wait for the messages in flight, with a deadline (it cannot be cancelled
+        from outside: its wait for an ack swallows the cancellation)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while self._unacked_messages and loop.time() < deadline:
             await self.commit()
             if not self._unacked_messages:
                 break
-            await self._wait_for_ack(timeout=1)
+            await self._wait_for_ack(timeout=min(1.0, max(0.01, deadline - loop.time())))
             self._clean_unacked_messages()
+
+    def _in_flight(self) -> tuple[int, str]:
+        """How many messages are not acknowledged yet, and where they are."""
         unfinished = sorted(
             (message.tp.topic, message.tp.partition, message.offset)
             for message in list(self._unacked_messages)
             if not message.acked
         )
-        if unfinished:
-            log.warning(
-                "stopping with %d messages still in flight after %.1f s; they run again "
-                "after the restart: %s",
-                len(unfinished),
-                grace,
-                ", ".join(f"{topic}[{part}]@{offset}" for topic, part, offset in unfinished),
-            )
-        await self.commit_and_end_transactions()
+        places = ", ".join(f"{topic}[{part}]@{offset}" for topic, part, offset in unfinished)
+        return len(unfinished), places
 
     def log_ends(self, tps: Iterable[TP]) -> dict[TP, int] | None:
         """The log end offset the fetcher last saw per partition; None until all are known."""
@@ -270,21 +302,23 @@ class App(faust.App):
     """``faust.App`` with the consumer, the recovery and the producer buffer above.
 
     ``gapless_topics`` names the topics only Bulkops produces to: a gap in them is reported.
-    ``stop_grace_seconds`` bounds how long a stop waits for messages in flight (None: Faust's
-    unbounded wait).
+    ``in_flight_grace_seconds`` bounds how long a stop or a rebalance waits for messages in
+    flight before acting (None: Faust's unbounded wait); ``hand_back`` is set while a
+    rebalance waits past it.
     """
 
     def __init__(
         self,
         *args: Any,
         gapless_topics: Collection[str] = (),
-        stop_grace_seconds: float | None = None,
+        in_flight_grace_seconds: float | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("TableManager", SeekFirstTableManager)
         super().__init__(*args, **kwargs)
         self.gapless_topics = frozenset(gapless_topics)
-        self.stop_grace_seconds = stop_grace_seconds
+        self.in_flight_grace_seconds = in_flight_grace_seconds
+        self.hand_back = asyncio.Event()
 
     def _new_transport(self) -> TransportT:
         return InFlightSafeTransport(self.conf.broker_consumer, self)

@@ -29,6 +29,6 @@ async def handle(ctx: WorkerContext, event: EventT[bytes]) -> None:
     stopped = halting(TableGate(ctx), batch.operation_id)
     result = skip_batch(batch, stopped) if stopped else await kind.process(ctx, batch)
     if result is None:
-        return  # handed back to be held
+        return  # handed back: to be held, or to start over after a rebalance
     result = kind.annotate(batch, result)
     await ctx.send(ctx.out.results, sponsor_key(batch.sponsor_id), result)

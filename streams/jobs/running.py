@@ -12,10 +12,12 @@ stood (its last error, or ``Skipped`` if it had none).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import orjson
 
@@ -24,6 +26,8 @@ from schemas.jobs import JobBatch, JobItem, JobItemOutcome, JobResult
 from schemas.messages import ItemBatch, ResultBatch
 from streams.jobs.executors import AttemptFailure, Executor
 from streams.sending import OperationGate, halting, stop_error
+
+T = TypeVar("T")
 
 #: A result's ``resultData`` longer than this (as JSON) is kept as a note that it was dropped.
 MAX_RESULT_DATA_BYTES = 8192
@@ -46,6 +50,26 @@ class SlotPacer:
         start = max(now, self._next)
         self._next = start + items / self.rate
         return start - now
+
+
+async def unless_set(event: asyncio.Event, work: Awaitable[T]) -> T | None:
+    """``work``'s result; or None if ``event`` is set first, and then ``work`` is cancelled
+    (it is also cancelled when the caller is)."""
+    task = asyncio.ensure_future(work)
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait((task, waiter), return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        task.cancel()
+        raise
+    finally:
+        waiter.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None
 
 
 @dataclass

@@ -6,8 +6,10 @@ batch is run by :func:`streams.jobs.running.run_job_batch` through the type's ex
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, ClassVar
 
+from core.topics import sponsor_key
 from core.webhooks import job_type_secret
 from schemas.common import OperationType
 from schemas.job_wire import JobExecutor, JobRun
@@ -16,13 +18,15 @@ from streams.context import InvalidMessage
 from streams.gates import TableGate
 from streams.jobs.executors import Executor, KafkaExecutor
 from streams.jobs.http import HttpExecutor
-from streams.jobs.running import SlotPacer, run_job_batch
+from streams.jobs.running import SlotPacer, run_job_batch, unless_set
 from streams.kinds.base import OperationKind
 from streams.plan import job_item_batches
 from streams.progress import OperationState
 
 if TYPE_CHECKING:
     from streams.context import WorkerContext
+
+log = logging.getLogger("bulkops.worker")
 
 
 class JobKind(OperationKind):
@@ -43,12 +47,29 @@ class JobKind(OperationKind):
         return batches
 
     async def process(self, ctx: WorkerContext, batch: ItemBatch) -> ResultBatch | None:
+        """The batch's outcome; or, when a rebalance asks for it first, None: the batch went
+        back on the items topic, to start over wherever its partition goes (its waits for
+        another system would hold the whole group's rebalance meanwhile)."""
         run = batch.job
         if run is None:
             raise InvalidMessage("a job batch needs its job run")
-        return await run_job_batch(
-            batch, executor=executor_for(ctx, run), gate=TableGate(ctx), pacer=pacer_for(ctx, run)
+        result = await unless_set(
+            ctx.registry.hand_back,
+            run_job_batch(
+                batch,
+                executor=executor_for(ctx, run),
+                gate=TableGate(ctx),
+                pacer=pacer_for(ctx, run),
+            ),
         )
+        if result is None:
+            await ctx.send(ctx.out.items, sponsor_key(batch.sponsor_id), batch)
+            log.info(
+                "operation %s: batch %d handed back for a rebalance; it starts over",
+                batch.operation_id,
+                batch.batch_index,
+            )
+        return result
 
 
 def executor_for(ctx: WorkerContext, run: JobRun) -> Executor:

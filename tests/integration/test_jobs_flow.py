@@ -205,6 +205,79 @@ def test_a_stop_does_not_wait_for_a_job_batch_and_the_restart_runs_it(make_serve
     assert set(changed) == {1, 2, 3, 4, 5}
 
 
+def second_worker(server: Server, name: str) -> Server:
+    """Another ``serve`` on ``server``'s topics, joining its worker group (its own chDB and
+    table store, no processors)."""
+    port = localkafka.free_port()
+    data = server.log_path.parent / name
+    return Server(
+        env={
+            **server.env,
+            "BULKOPS_INSTANCE_ID": name,
+            "BULKOPS_CHDB_PATH": str(data / "chdb"),
+            "BULKOPS_WORKER_DATA_DIR": str(data / "worker"),
+            "BULKOPS_PORT": str(port),
+            "BULKOPS_METRICS_PORT": str(localkafka.free_port()),
+            "BULKOPS_PROCESSORS": "0",
+        },
+        log_path=server.log_path.parent / f"serve-{name}.log",
+        port=port,
+        jwt_secret=server.jwt_secret,
+    )
+
+
+def test_a_rebalance_does_not_wait_for_a_job_batch_and_the_batch_starts_over(
+    make_server: Any,
+) -> None:
+    """A worker joining the group while a job batch waits for its owner (for up to the
+    type's two-minute timeout) gets its partitions within the grace: the batch is handed
+    back and handed out again, and still counts once."""
+    grace = {"BULKOPS_SHUTDOWN_GRACE_SECONDS": "1"}
+    server: Server = make_server(BULKOPS_INSTANCE_ID="first", **grace).start()
+    register(server, timeoutSeconds=120)
+    client = server.client(sponsor_id=67)
+    operation_id = submit(client, tickets(5), "/jobs")
+    job_topic = server.topics.jobs(TYPE).name
+    wait_for(
+        lambda: messages_on(server, job_topic) >= 1,
+        timeout=60,
+        message="the batch handed out to the type's workers",
+    )
+    joining = second_worker(server, "second")
+    try:
+        joined = time.monotonic()
+        joining.start()  # its API is ready once its worker has joined the group
+        wait_for(
+            lambda: messages_on(server, job_topic) >= 2,
+            timeout=60,
+            message="the batch handed out again after the rebalance",
+        )
+        took = time.monotonic() - joined
+        # Before, the rebalance waited for the batch until the broker gave up on the first
+        # worker (Faust's rebalance timeout, 60 s), which then had to join again: 77 s.
+        assert took < 45, f"joining and handing the batch out again took {took:.1f} s"
+        log = server.log_path.read_text(errors="replace")
+        assert "messages still in flight after 1.0 s; job batches are handed back" in log
+        assert f"operation {operation_id}: batch 0 handed back for a rebalance" in log
+    finally:
+        joining.stop(timeout=60)
+        joining.close_clients()
+    assert joining.process is not None and joining.process.returncode == 0, joining.log_tail()
+
+    changed: Counter[int] = Counter()
+
+    async def update(item: JobItem, batch: JobBatch) -> dict[str, Any]:
+        changed[int(item.payload["ticketId"])] += 1
+        return {"ok": True}
+
+    with WorkerThread(server, update):
+        status = wait_terminal(client, operation_id, timeout=120)
+    assert status["status"] == "Completed", status
+    assert status["metrics"]["successfulItems"] == 5
+    assert status["metrics"]["processedItems"] == 5
+    assert set(changed) == {1, 2, 3, 4, 5}
+
+
 def test_a_cancel_hands_out_nothing_more_and_batches_in_flight_settle(make_server: Any) -> None:
     server: Server = make_server().start()
     timeout = 30.0

@@ -27,7 +27,7 @@ from schemas.messages import (
     ResultBatch,
 )
 from streams.agents import control, count, explode, guarded, job_results, process, sink
-from streams.jobs.running import SlotPacer, run_job_batch
+from streams.jobs.running import SlotPacer, run_job_batch, unless_set
 from streams.jobs.waits import JobWaits
 from streams.testing import FakeWorker, event, fake_worker
 
@@ -504,3 +504,65 @@ async def test_a_retry_reads_the_failed_items_back_from_their_stored_batches() -
         (4, f"{OP}:4", {"ticketId": 5}),
     ]
     assert retries.job_items(worker.store.state, 7, "job_" + "f" * 32, [1], batch_size=3) == []
+
+
+# -- a rebalance asks for the batches in flight back ---------------------------------------
+
+
+async def test_unless_set_gives_the_result_or_cancels_the_work() -> None:
+    event_ = asyncio.Event()
+    assert await unless_set(event_, asyncio.sleep(0, result="done")) == "done"
+
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def forever() -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            cancelled.set()
+
+    waiting = asyncio.create_task(unless_set(event_, forever()))
+    await started.wait()
+    event_.set()
+    assert await waiting is None
+    assert cancelled.is_set(), "the work given up is cancelled"
+
+    event_.clear()
+    started.clear()
+    cancelled.clear()
+    caller = asyncio.create_task(unless_set(event_, forever()))
+    await started.wait()
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    await asyncio.wait_for(cancelled.wait(), timeout=5)
+
+
+async def test_a_batch_handed_back_for_a_rebalance_starts_over_and_counts_once() -> None:
+    worker = fake_worker()
+    await guarded(worker.ctx, event(header(total=3)), explode.handle)
+    await guarded(worker.ctx, event(items_chunk(0, 0, 3)), explode.handle)
+    await release_ticks(worker)
+    [batch] = worker.out["items"].messages(ItemBatch)
+    worker.out["items"].clear()
+    handed_out = worker.ctx.out.job_topic(TYPE)
+    running = asyncio.create_task(
+        guarded(worker.ctx, event(batch, topic="unit.items"), process.handle)
+    )
+    for _ in range(100):  # a few turns of the loop: the batch is handed out, then waits
+        if handed_out.sent:  # type: ignore[attr-defined]
+            break
+        await asyncio.sleep(0)
+    assert handed_out.sent, "the batch handed out to the type's workers"  # type: ignore[attr-defined]
+    worker.ctx.registry.hand_back.set()  # the rebalance has waited its grace
+    await asyncio.wait_for(running, timeout=5)
+    worker.ctx.registry.hand_back.clear()
+    assert worker.out["items"].messages(ItemBatch) == [batch], "back on its topic, unchanged"
+    assert worker.out["results"].sent == [], "no outcome for the batch given back"
+    assert len(worker.ctx.registry.job_waits) == 0, "its wait given up"
+
+    await run_items(worker, lambda job: answer(job, [outcome(i) for i in job.items]))
+    state = worker.ctx.tables.operations.load(OP)
+    assert state is not None and state.status is OperationStatus.COMPLETED
+    assert (state.processed_items, state.successful_items) == (3, 3)
