@@ -19,6 +19,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.quotas import RUNNING_LIMIT
+
 DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789"  # noqa: S105 - labelled dev default
 DEV_CODE_SECRET = "dev-only-code-secret-change-me-0123456789"  # noqa: S105 - labelled dev default
 DEV_PROVIDER_TOKEN = "dev-only-provider-token-for-the-simulator"  # noqa: S105 - labelled dev default
@@ -74,13 +76,16 @@ class BulkopsSettings(BaseSettings):
     # The seed's other quotas, per sponsor (0: unlimited). An Admin overrides them through
     # the API, for every sponsor or for one; operations an Admin submits are not limited
     # (but counted) unless ``quota_exempt_admins`` is off. Days are UTC days.
-    quota_max_concurrent_operations: int = Field(default=3, ge=0, le=10_000_000)
+    quota_max_concurrent_operations: int = Field(default=3, ge=0, le=RUNNING_LIMIT)
     quota_max_operations_per_day: int = Field(default=10, ge=0, le=10_000_000)
     quota_max_items_per_day: int = Field(default=50_000, ge=0, le=10**12)
     quota_exempt_admins: bool = True
     # Tests of the midnight rollover: a file holding seconds added to the quota clock.
     # Refused with BULKOPS_ENV=prod.
     quota_clock_file: Path | None = None
+    # Unfinished operations per sponsor, whatever the quotas say and whoever submitted them
+    # (the worker keeps them in one record: see RUNNING_LIMIT).
+    max_running_operations_per_sponsor: int = Field(default=RUNNING_LIMIT, ge=1, le=RUNNING_LIMIT)
     # Progress keeps one bit per batch; this bounds that bitmap (and the batch count) per operation.
     max_batches_per_operation: int = Field(default=100_000, ge=1, le=10_000_000)
 

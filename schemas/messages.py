@@ -28,7 +28,7 @@ from schemas.quotas import QuotaUpdate
 from schemas.requests import BulkCodeGenerationRequest
 from schemas.run_rules import AutoPauseRule, ReleaseSchedule, Throttle
 
-OPERATION_ID_PATTERN = r"^[a-z]+_[0-9a-f]{32}$"
+OPERATION_ID_PATTERN = r"^[a-z]{1,31}_[0-9a-f]{32}$"
 
 
 class OperationRequested(WireModel):

@@ -17,6 +17,10 @@ from schemas.common import WireModel
 
 OPERATIONS_LIMIT = 10_000_000
 ITEMS_LIMIT = 10**12
+#: The most operations of one sponsor that can be unfinished at once, whatever its quota and
+#: whoever submitted them. The worker keeps them in one table record, written with each
+#: submit and end: at this bound it is ~0.5 MB, under the 1 MB a Kafka message may carry.
+RUNNING_LIMIT = 10_000
 
 
 class Quota(StrEnum):
@@ -36,9 +40,10 @@ class QuotaLimits(WireModel):
     max_concurrent_operations: int | None = Field(
         default=None,
         ge=0,
-        le=OPERATIONS_LIMIT,
+        le=RUNNING_LIMIT,
         strict=True,
-        description="Operations not yet finished (queued, scheduled, paused or running).",
+        description="Operations not yet finished (queued, scheduled, paused or running). "
+        f"Unlimited (null) still means at most {RUNNING_LIMIT:,}.",
     )
     max_items_per_operation: int | None = Field(
         default=None, ge=0, le=50_000_000, strict=True, description="Items in one operation."

@@ -17,7 +17,7 @@ from datetime import datetime
 from core.quotas import default_limits, quota_now, refusal, taken, use_on
 from core.topics import DEFAULTS_KEY, sponsor_key
 from schemas.messages import OperationRequested
-from schemas.quotas import QuotaLimits, QuotaRefusal, QuotaSnapshot, QuotaUpdate, QuotaUse
+from schemas.quotas import Quota, QuotaLimits, QuotaRefusal, QuotaSnapshot, QuotaUpdate, QuotaUse
 from streams.context import WorkerContext, now
 from streams.tables import QuotaRecord
 
@@ -41,7 +41,9 @@ def admit(ctx: WorkerContext, request: OperationRequested, partition: int) -> Qu
     """Take a slot and today's counts for ``request``, or say which quota refuses it.
 
     Idempotent per operation: a request already holding a slot is admitted again without
-    counting twice. Operations an Admin submitted are counted but never refused.
+    counting twice. Operations an Admin submitted are counted and refused only at the
+    engine's bound on unfinished operations (``max_running_operations_per_sponsor``), which
+    keeps the sponsor's record a Kafka message.
     """
     key = str(request.sponsor_id)
     record = ctx.tables.quotas.load(key)
@@ -49,6 +51,11 @@ def admit(ctx: WorkerContext, request: OperationRequested, partition: int) -> Qu
         return None
     moment = quota_now(ctx.settings)
     use = _current(record, moment)
+    bound = ctx.settings.max_running_operations_per_sponsor
+    if use.concurrent_operations >= bound:
+        return QuotaRefusal(
+            quota=Quota.CONCURRENT, limit=bound, current=use.concurrent_operations, requested=1
+        )
     if not request.quota_exempt:
         limits = limits_for(ctx, request.sponsor_id, partition)
         refused = refusal(limits, use, request.total_items, moment)

@@ -146,3 +146,31 @@ def test_a_request_from_another_system_over_quota_ends_failed(make_server: Any) 
     assert refused["quotaRefusal"]["quota"] == "maxItemsPerDay"
     history = client.get("/history").json()["data"]
     assert {entry["operationId"] for entry in history} >= set(ids)
+
+
+def test_the_engine_bound_on_unfinished_operations_holds_for_admins_too(
+    make_server: Any,
+) -> None:
+    """With no quota at all, a sponsor still has at most
+    ``BULKOPS_MAX_RUNNING_OPERATIONS_PER_SPONSOR`` operations unfinished, even submitted by an
+    Admin: the one over it ends Failed with the bound as its limit, and nothing is counted."""
+    server: Server = make_server(
+        **NO_QUOTAS, BULKOPS_MAX_RUNNING_OPERATIONS_PER_SPONSOR="2"
+    ).start()
+    admin = server.client(sponsor_id=None, role=Role.ADMIN)
+    sponsor = server.client(sponsor_id=35)
+    held = [submit(sponsor, scheduled_send(), "/send-links") for _ in range(2)]
+    over = submit(admin, {**scheduled_send(), "sponsorId": 35}, "/send-links")
+    status = wait_terminal(sponsor, over)
+    assert status["status"] == "Failed", status
+    assert status["stopReason"] == "QUOTA_EXCEEDED"
+    refusal = status["quotaRefusal"]
+    assert (refusal["quota"], refusal["current"], refusal["limit"]) == (
+        "maxConcurrentOperations",
+        2,
+        2,
+    )
+    use = sponsor.get("/quotas").json()["data"]["use"]
+    assert (use["concurrentOperations"], use["operationsToday"]) == (2, 2)
+    for operation_id in held:
+        assert sponsor.get(f"/status/{operation_id}").json()["data"]["status"] == "Queued"

@@ -3,6 +3,7 @@ refuse with the reason, give the slot back when an operation ends, take Admin ov
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -11,10 +12,18 @@ import pytest
 from core.quotas import refusal, seconds_to_midnight, taken, use_on
 from schemas.common import OperationStatus
 from schemas.messages import ControlAction, ControlCommand
-from schemas.quotas import Quota, QuotaLimits, QuotaSnapshot, QuotaUpdate, QuotaUse
+from schemas.quotas import (
+    RUNNING_LIMIT,
+    Quota,
+    QuotaLimits,
+    QuotaSnapshot,
+    QuotaUpdate,
+    QuotaUse,
+)
 from schemas.status import OperationSnapshot
 from streams.agents import control, explode, guarded
-from streams.testing import FakeWorker, event, fake_worker
+from streams.tables import QuotaRecord
+from streams.testing import FakeWorker, event, fake_worker, worker_settings
 from tests.unit.test_agents import codes_request, handle_operations, run_batches_through
 
 MOMENT = datetime(2026, 11, 27, 23, 59, 30, tzinfo=UTC)
@@ -170,6 +179,38 @@ async def test_admin_operations_count_but_are_not_refused() -> None:
     await handle_operations(worker, codes_request(100, 50, operationId=op_id(9)))
     assert snapshots(worker)[op_id(9)].status is OperationStatus.FAILED
     assert quota_snapshots(worker)[-1].use.concurrent_operations == 3
+
+
+async def test_the_engine_bound_refuses_even_unlimited_and_admin_operations() -> None:
+    worker = quota_worker(quota_max_concurrent_operations=0, max_running_operations_per_sponsor=2)
+    for n in range(2):
+        await handle_operations(worker, codes_request(100, 50, operationId=op_id(n)))
+    await handle_operations(worker, codes_request(100, 50, operationId=op_id(2), quotaExempt=True))
+    refused = snapshots(worker)[op_id(2)]
+    assert refused.status is OperationStatus.FAILED
+    assert refused.stop_reason == "QUOTA_EXCEEDED"
+    assert refused.quota_refusal is not None
+    assert refused.quota_refusal.quota is Quota.CONCURRENT
+    assert (refused.quota_refusal.current, refused.quota_refusal.limit) == (2, 2)
+    assert quota_snapshots(worker)[-1].use.concurrent_operations == 2
+    await run_batches_through(worker)  # the first two finish and give their slots back
+    await handle_operations(worker, codes_request(100, 50, operationId=op_id(3)))
+    assert snapshots(worker)[op_id(3)].status is OperationStatus.PROCESSING
+
+
+def test_a_sponsor_record_at_the_engine_bound_is_one_kafka_message() -> None:
+    """The quotas table's value for a sponsor with every slot taken, by the longest
+    operation ids, as the table writes it to its changelog (JSON)."""
+    record = QuotaRecord(
+        active={f"{'x' * 31}_{n:032x}": 50_000_000 for n in range(RUNNING_LIMIT)},
+        use=QuotaUse(concurrent_operations=RUNNING_LIMIT),
+    )
+    size = len(json.dumps(record.model_dump(mode="json")).encode())
+    assert size < 0.9 * 1_048_576, f"{size:,} bytes"
+    with pytest.raises(ValueError):
+        QuotaLimits.model_validate({"maxConcurrentOperations": RUNNING_LIMIT + 1})
+    with pytest.raises(ValueError):
+        worker_settings(quota_max_concurrent_operations=RUNNING_LIMIT + 1)
 
 
 async def test_admin_overrides_for_one_sponsor_and_for_every_sponsor() -> None:
