@@ -11,11 +11,11 @@ import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Query, Request, Response, status
+from fastapi import APIRouter, Body, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from api.auth import CurrentPrincipal
-from api.deps import settings_of, store_of, view_of
+from api.deps import OperationId, settings_of, store_of, view_of
 from api.routes.lifecycle import cancel_operation
 from api.services import idempotency, jobs, tickets
 from api.services.idempotency import IdempotencyKey
@@ -40,7 +40,6 @@ from schemas.tickets import (
 log = logging.getLogger("bulkops.api")
 
 router = APIRouter(prefix="/api/v1/tickets/bulk-operations", tags=["tickets"])
-OperationId = Annotated[str, Path(pattern=r"^[a-z]+_[0-9a-f]{32}$", max_length=80)]
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "No such ticket operation of yours"}
 }

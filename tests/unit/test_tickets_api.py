@@ -78,6 +78,9 @@ def test_the_seed_request_becomes_a_job_of_the_ticket_systems_type(
     assert status.status_code == 200
     assert status.json()["status"] == "pending" and status.json()["total_tickets"] == 5
     assert client.get(f"{TICKETS}/{data['operation_id']}", headers=auth(8)).status_code == 404
+    for malformed in ("tickets_xyz", f"{'t' * 32}_{'0' * 32}", "TICKETS_" + "0" * 32):
+        answer = client.get(f"{TICKETS}/{malformed}", headers=auth(7))
+        assert answer.status_code == 422, (malformed, answer.text)
 
 
 @pytest.mark.parametrize(
