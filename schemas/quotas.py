@@ -19,7 +19,7 @@ OPERATIONS_LIMIT = 10_000_000
 ITEMS_LIMIT = 10**12
 #: The most operations of one sponsor that can be unfinished at once, whatever its quota and
 #: whoever submitted them. The worker keeps them in one table record, written with each
-#: submit and end: at this bound it is ~0.5 MB, under the 1 MB a Kafka message may carry.
+#: submit and end: at this bound it is at most ~0.8 MB, under the 1 MB of a Kafka message.
 RUNNING_LIMIT = 10_000
 
 

@@ -123,10 +123,10 @@ class InFlightSafeConsumer(aiokafka_driver.Consumer):
           The others are waited for as before.
         """
         app = self.app
-        grace = app.in_flight_grace_seconds if isinstance(app, App) else None
-        if grace is None or not isinstance(app, App):
+        if not isinstance(app, App) or app.in_flight_grace_seconds is None:
             await super().wait_empty()
             return
+        grace = app.in_flight_grace_seconds
         await self._wait_acked(grace)
         count, places = self._in_flight()
         if app.should_stop:

@@ -17,7 +17,7 @@ from datetime import datetime
 from core.quotas import default_limits, quota_now, refusal, taken, use_on
 from core.topics import DEFAULTS_KEY, sponsor_key
 from schemas.messages import OperationRequested
-from schemas.quotas import Quota, QuotaLimits, QuotaRefusal, QuotaSnapshot, QuotaUpdate, QuotaUse
+from schemas.quotas import QuotaLimits, QuotaRefusal, QuotaSnapshot, QuotaUpdate, QuotaUse
 from streams.context import WorkerContext, now
 from streams.tables import QuotaRecord
 
@@ -51,11 +51,10 @@ def admit(ctx: WorkerContext, request: OperationRequested, partition: int) -> Qu
         return None
     moment = quota_now(ctx.settings)
     use = _current(record, moment)
-    bound = ctx.settings.max_running_operations_per_sponsor
-    if use.concurrent_operations >= bound:
-        return QuotaRefusal(
-            quota=Quota.CONCURRENT, limit=bound, current=use.concurrent_operations, requested=1
-        )
+    bound = QuotaLimits(max_concurrent_operations=ctx.settings.max_running_operations_per_sponsor)
+    over_bound = refusal(bound, use, request.total_items, moment)
+    if over_bound is not None:
+        return over_bound
     if not request.quota_exempt:
         limits = limits_for(ctx, request.sponsor_id, partition)
         refused = refusal(limits, use, request.total_items, moment)
