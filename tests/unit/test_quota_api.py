@@ -142,6 +142,7 @@ def test_default_changes_go_to_every_partition_and_apply_to_every_sponsor(
     ("limits", "field"),
     [
         ({"maxConcurrentOperations": -1}, "maxConcurrentOperations"),
+        ({"maxConcurrentOperations": 10_001}, "maxConcurrentOperations"),
         ({"maxItemsPerDay": 10**13}, "maxItemsPerDay"),
         ({"maxOperationsPerDay": "3"}, "maxOperationsPerDay"),
         ({"maxOperationsPerDay": 2.0}, "maxOperationsPerDay"),
